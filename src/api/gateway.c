@@ -1,0 +1,826 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * Request handling: a request's way through custos.
+ *   route (api/routes) → authenticate (auth/apikey) → validate the body (util/json) → deployment →
+ *   candidates inside the residency boundary (route/router) → upstream attempts with retries and
+ *   failover (upstream/client) → response (whole, or SSE event by event) → metrics.
+ * Everything here runs on one worker thread; per-request state lives in the request arena. */
+#include "api/gateway.h"
+#include "api/routes.h"
+#include "auth/apikey.h"
+#include "net/sse.h"
+#include "route/router.h"
+#include "util/buf.h"
+#include "util/err.h"
+#include "util/json.h"
+#include "util/log.h"
+#include "util/time.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+
+#define MAX_CANDIDATES 64
+#define MAX_PASS_HEADERS 16
+
+static const char MSG_401[] = "Access denied due to invalid subscription key or wrong API endpoint. Make sure to "
+                              "provide a valid key for an active subscription and use a correct regional API "
+                              "endpoint for your resource.";
+static const char MSG_404_DEPLOYMENT[] = "The API deployment for this resource does not exist. If you created the "
+                                         "deployment within the last 5 minutes, please wait a moment and try again.";
+
+/* Upstream response headers passed on to the client (lower-case). Everything else is dropped. */
+static const char *const PASS_HEADERS[] = {
+    "retry-after",
+    "retry-after-ms",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-reset-tokens",
+    "openai-processing-ms",
+    "openai-version",
+};
+
+typedef struct proxy {
+    custos_worker_t *w;
+    custos_http_req_t *req;
+    custos_config_t *cfg; /* reference held for the request's lifetime */
+    custos_route_t route;
+    const custos_deployment_config_t *dep;
+    const custos_backend_config_t *cands[MAX_CANDIDATES];
+    size_t ncands;
+    size_t cand_idx;     /* candidate of the current attempt */
+    unsigned attempt;    /* attempts started */
+    unsigned round;      /* completed passes over all candidates */
+    json_object *body;   /* parsed client body (owned) */
+    bool stream;
+
+    custos_upstream_req_t *up;
+    custos_timer_t retry_timer;
+    uint64_t up_started_ns;
+    uint64_t upstream_ns; /* time spent in upstream attempts and backoff */
+
+    /* current attempt's response */
+    int status;
+    char content_type[128];
+    custos_http_header_t pass[MAX_PASS_HEADERS];
+    size_t npass;
+    long retry_after_ms; /* from the last response, -1 if none */
+    custos_buf_t resp;   /* buffered body (non-streamed, or an error answer to a streamed request) */
+    bool streaming;      /* client stream started: no more retries */
+    bool paused;
+    custos_sse_parser_t sse;
+    bool sse_init;
+    bool saw_done;
+    const char *last_error; /* static text for the 503 reason */
+    int64_t prompt_tokens, completion_tokens;
+    bool finished;
+    bool first_byte_recorded;
+} proxy_t;
+
+/* ---------- metrics helpers ---------- */
+
+static void record_request(custos_worker_t *w, const custos_http_req_t *req, custos_op_t op, const char *deployment,
+                           int status, uint64_t upstream_ns)
+{
+    custos_gateway_metrics_t *m = &w->gw->m;
+    char st[8];
+    snprintf(st, sizeof(st), "%d", status);
+    const char *lv[3] = {custos_route_op_name(op), deployment ? deployment : "", st};
+    custos_metric_series_t *s = custos_metrics_series(m->requests, lv);
+    if (s)
+        custos_metrics_inc(s, w->idx, 1);
+    uint64_t total = custos_now_ns() - req->start_ns;
+    const char *lr[1] = {custos_route_op_name(op)};
+    s = custos_metrics_series(m->duration, lr);
+    if (s)
+        custos_metrics_observe(s, w->idx, (double)total / 1e9);
+    uint64_t ov = total > upstream_ns ? total - upstream_ns : 0;
+    s = custos_metrics_series(m->overhead, lr);
+    if (s)
+        custos_metrics_observe(s, w->idx, (double)ov / 1e9);
+}
+
+static void record_upstream_error(custos_worker_t *w, const char *backend, const char *kind)
+{
+    const char *lv[2] = {backend, kind};
+    custos_metric_series_t *s = custos_metrics_series(w->gw->m.upstream_errors, lv);
+    if (s)
+        custos_metrics_inc(s, w->idx, 1);
+}
+
+/* ---------- simple answers ---------- */
+
+static void respond_json(custos_http_req_t *req, int status, const char *body, size_t len)
+{
+    custos_http_header_t h[1] = {{"content-type", 12, "application/json", 16}};
+    custos_http_respond(req, status, h, 1, body, len);
+}
+
+static void answer_error(custos_worker_t *w, custos_http_req_t *req, custos_op_t op, const char *dep, int status,
+                         const char *code, const char *msg)
+{
+    custos_http_respond_error(req, status, code, msg, NULL, 0);
+    record_request(w, req, op, dep, status, 0);
+}
+
+static void handle_models(custos_worker_t *w, custos_http_req_t *req, const custos_route_t *r)
+{
+    const custos_config_t *cfg = w->cfg;
+    custos_buf_t b;
+    custos_buf_init(&b, 0);
+    int rc = 0;
+    if (r->op == CUSTOS_OP_MODELS_GET) {
+        const custos_deployment_config_t *d = custos_config_find_deployment(cfg, r->model_id);
+        if (!d) {
+            custos_buf_dispose(&b);
+            answer_error(w, req, r->op, "", 404, "model_not_found", "The model does not exist.");
+            return;
+        }
+        rc = custos_buf_append_str(&b, "{\"id\":");
+        rc = rc ? rc : custos_json_append_string(&b, d->name, strlen(d->name));
+        rc = rc ? rc : custos_buf_append_str(&b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"custos\"}");
+    } else {
+        rc = custos_buf_append_str(&b, "{\"object\":\"list\",\"data\":[");
+        for (size_t i = 0; !rc && i < cfg->n_deployments; i++) {
+            const custos_deployment_config_t *d = &cfg->deployments[i];
+            rc = custos_buf_append_str(&b, i ? ",{\"id\":" : "{\"id\":");
+            rc = rc ? rc : custos_json_append_string(&b, d->name, strlen(d->name));
+            rc = rc ? rc : custos_buf_append_str(&b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"custos\"}");
+        }
+        rc = rc ? rc : custos_buf_append_str(&b, "]}");
+    }
+    if (rc) {
+        custos_buf_dispose(&b);
+        answer_error(w, req, r->op, "", 500, "internal_error", "Out of memory.");
+        return;
+    }
+    respond_json(req, 200, custos_buf_peek(&b), custos_buf_size(&b));
+    record_request(w, req, r->op, "", 200, 0);
+    custos_buf_dispose(&b);
+}
+
+static void handle_metrics(custos_worker_t *w, custos_http_req_t *req)
+{
+    custos_buf_t b;
+    custos_buf_init(&b, 0);
+    if (custos_metrics_render(w->gw->m.reg, &b) < 0) {
+        custos_buf_dispose(&b);
+        answer_error(w, req, CUSTOS_OP_METRICS, "", 500, "internal_error", "Could not render metrics.");
+        return;
+    }
+    /* process-level gauges, read at scrape time */
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    custos_buf_appendf(&b,
+                       "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+                       "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %ld\n"
+                       "# HELP custos_uptime_seconds Seconds since custos started.\n"
+                       "# TYPE custos_uptime_seconds gauge\ncustos_uptime_seconds %.3f\n",
+                       rss * 4096L, (double)(custos_wall_ms() - w->gw->started_ms) / 1000.0);
+    custos_http_header_t h[1] = {{"content-type", 12, "text/plain; version=0.0.4; charset=utf-8", 40}};
+    custos_http_respond(req, 200, h, 1, custos_buf_peek(&b), custos_buf_size(&b));
+    custos_buf_dispose(&b);
+}
+
+/* ---------- proxy lifecycle ---------- */
+
+static void proxy_start_attempt(proxy_t *p);
+
+static void proxy_release(proxy_t *p)
+{
+    if (p->finished)
+        return;
+    p->finished = true;
+    custos_loop_t *loop = p->w->loop;
+    custos_timer_stop(loop, &p->retry_timer);
+    if (p->up) {
+        custos_upstream_req_cancel(p->up);
+        p->up = NULL;
+    }
+    if (p->sse_init)
+        custos_sse_dispose(&p->sse);
+    custos_buf_dispose(&p->resp);
+    if (p->body)
+        json_object_put(p->body);
+    p->body = NULL;
+    if (p->prompt_tokens > 0 || p->completion_tokens > 0) {
+        const char *lp[2] = {p->dep->name, "prompt"};
+        const char *lc[2] = {p->dep->name, "completion"};
+        custos_metric_series_t *s = custos_metrics_series(p->w->gw->m.tokens, lp);
+        if (s && p->prompt_tokens > 0)
+            custos_metrics_inc(s, p->w->idx, (uint64_t)p->prompt_tokens);
+        s = custos_metrics_series(p->w->gw->m.tokens, lc);
+        if (s && p->completion_tokens > 0)
+            custos_metrics_inc(s, p->w->idx, (uint64_t)p->completion_tokens);
+    }
+    custos_config_unref(p->cfg);
+    p->cfg = NULL;
+}
+
+static void proxy_on_abort(custos_http_req_t *req)
+{
+    proxy_t *p = req->handler_data;
+    record_request(p->w, req, p->route.op, p->dep->name, 499, p->upstream_ns);
+    proxy_release(p);
+}
+
+static void proxy_on_writable(custos_http_req_t *req)
+{
+    proxy_t *p = req->handler_data;
+    if (p->paused && p->up) {
+        p->paused = false;
+        custos_upstream_req_resume(p->up);
+    }
+}
+
+static void note_ttfb(proxy_t *p)
+{
+    if (p->first_byte_recorded)
+        return;
+    p->first_byte_recorded = true;
+    const char *lr[1] = {custos_route_op_name(p->route.op)};
+    custos_metric_series_t *s = custos_metrics_series(p->w->gw->m.ttfb, lr);
+    if (s)
+        custos_metrics_observe(s, p->w->idx, (double)(custos_now_ns() - p->req->start_ns) / 1e9);
+}
+
+static void read_usage(proxy_t *p, json_object *root)
+{
+    json_object *u, *v;
+    if (!json_object_object_get_ex(root, "usage", &u) || !json_object_is_type(u, json_type_object))
+        return;
+    if (json_object_object_get_ex(u, "prompt_tokens", &v) && json_object_is_type(v, json_type_int))
+        p->prompt_tokens = json_object_get_int64(v);
+    if (json_object_object_get_ex(u, "completion_tokens", &v) && json_object_is_type(v, json_type_int))
+        p->completion_tokens = json_object_get_int64(v);
+}
+
+/* Sends the buffered upstream answer (status, content type, passed headers, body) to the client. */
+static void proxy_send_buffered(proxy_t *p)
+{
+    custos_http_header_t h[MAX_PASS_HEADERS + 1];
+    size_t n = 0;
+    const char *ct = p->content_type[0] ? p->content_type : "application/json";
+    h[n++] = (custos_http_header_t){"content-type", 12, ct, strlen(ct)};
+    for (size_t i = 0; i < p->npass && n < MAX_PASS_HEADERS + 1; i++)
+        h[n++] = p->pass[i];
+    if (p->status >= 200 && p->status < 300 && custos_buf_size(&p->resp) > 0) {
+        json_object *root = NULL;
+        if (custos_json_parse(custos_buf_peek(&p->resp), custos_buf_size(&p->resp), 64, &root, NULL, NULL) == 0) {
+            read_usage(p, root);
+            json_object_put(root);
+        }
+    }
+    note_ttfb(p);
+    custos_http_req_t *req = p->req;
+    int status = p->status;
+    uint64_t upns = p->upstream_ns;
+    /* respond first (copies the body), then release */
+    custos_http_respond(req, status, h, n, custos_buf_peek(&p->resp), custos_buf_size(&p->resp));
+    record_request(p->w, req, p->route.op, p->dep->name, status, upns);
+    proxy_release(p);
+}
+
+static void proxy_fail(proxy_t *p, int status, const char *code, const char *msg)
+{
+    custos_http_req_t *req = p->req;
+    uint64_t upns = p->upstream_ns;
+    custos_worker_t *w = p->w;
+    custos_op_t op = p->route.op;
+    const char *dep = p->dep->name;
+    custos_http_respond_error(req, status, code, msg, NULL, 0);
+    record_request(w, req, op, dep, status, upns);
+    proxy_release(p);
+}
+
+/* SSE event from a streamed upstream answer: forwarded verbatim, event by event. */
+static int proxy_on_sse(void *ud, const custos_sse_event_t *ev)
+{
+    proxy_t *p = ud;
+    if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0) {
+        p->saw_done = true;
+    } else if (ev->data_len > 0 && memmem(ev->data, ev->data_len, "\"usage\"", 7)) {
+        json_object *root = NULL;
+        if (custos_json_parse(ev->data, ev->data_len, 64, &root, NULL, NULL) == 0) {
+            read_usage(p, root);
+            json_object_put(root);
+        }
+    }
+    if (custos_http_stream_write(p->req, ev->raw, ev->raw_len) < 0)
+        return CUSTOS_ECLOSED;
+    return 0;
+}
+
+static int proxy_on_head(void *ud, int status, const custos_http_header_t *h, size_t n)
+{
+    proxy_t *p = ud;
+    p->status = status;
+    p->content_type[0] = 0;
+    p->npass = 0;
+    p->retry_after_ms = -1;
+    custos_buf_reset(&p->resp);
+    bool event_stream = false;
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].name_len == 12 && strncasecmp(h[i].name, "content-type", 12) == 0) {
+            size_t l = h[i].value_len < sizeof(p->content_type) - 1 ? h[i].value_len : sizeof(p->content_type) - 1;
+            memcpy(p->content_type, h[i].value, l);
+            p->content_type[l] = 0;
+            event_stream = strncasecmp(p->content_type, "text/event-stream", 17) == 0;
+            continue;
+        }
+        for (size_t k = 0; k < sizeof(PASS_HEADERS) / sizeof(PASS_HEADERS[0]); k++) {
+            size_t kl = strlen(PASS_HEADERS[k]);
+            if (h[i].name_len == kl && strncasecmp(h[i].name, PASS_HEADERS[k], kl) == 0 && p->npass < MAX_PASS_HEADERS &&
+                h[i].value_len < 256) {
+                char *v = custos_arena_strndup(p->req->arena, h[i].value, h[i].value_len);
+                if (!v)
+                    break;
+                p->pass[p->npass++] = (custos_http_header_t){PASS_HEADERS[k], kl, v, h[i].value_len};
+                if (k == 0)
+                    p->retry_after_ms = strtol(v, NULL, 10) * 1000;
+                else if (k == 1)
+                    p->retry_after_ms = strtol(v, NULL, 10);
+            }
+        }
+    }
+    if (p->stream && status == 200 && event_stream) {
+        /* Commit: from here on the client sees this attempt's answer; no more retries. */
+        custos_http_header_t out[MAX_PASS_HEADERS + 3];
+        size_t k = 0;
+        out[k++] = (custos_http_header_t){"content-type", 12, "text/event-stream; charset=utf-8", 32};
+        out[k++] = (custos_http_header_t){"cache-control", 13, "no-cache", 8};
+        out[k++] = (custos_http_header_t){"x-accel-buffering", 17, "no", 2};
+        for (size_t i = 0; i < p->npass; i++)
+            out[k++] = p->pass[i];
+        if (custos_sse_init(&p->sse, p->cfg->limits.max_sse_event_bytes, proxy_on_sse, p) < 0)
+            return CUSTOS_ENOMEM;
+        p->sse_init = true;
+        if (custos_http_stream_start(p->req, 200, out, k) < 0)
+            return CUSTOS_ECLOSED;
+        p->streaming = true;
+        note_ttfb(p);
+    }
+    return 0;
+}
+
+static int proxy_on_body(void *ud, const char *data, size_t len)
+{
+    proxy_t *p = ud;
+    if (p->streaming) {
+        int rc = custos_sse_feed(&p->sse, data, len);
+        if (rc)
+            return rc < 0 ? rc : CUSTOS_ECLOSED;
+        if (custos_http_stream_congested(p->req)) {
+            p->paused = true;
+            return 1;
+        }
+        return 0;
+    }
+    int rc = custos_buf_append(&p->resp, data, len);
+    return rc < 0 ? rc : 0;
+}
+
+static bool retryable_status(int s)
+{
+    return s == 429 || s == 502 || s == 503 || s == 504;
+}
+
+static const char *error_kind(int rc)
+{
+    switch (rc) {
+    case CUSTOS_ETIMEDOUT: return "timeout";
+    case CUSTOS_EIO: return "connect";
+    case CUSTOS_ETLS: return "tls";
+    case CUSTOS_EPROTO: return "protocol";
+    case CUSTOS_ECLOSED: return "closed";
+    case CUSTOS_ETOOBIG: return "too_big";
+    case CUSTOS_EUNAVAIL: return "pool_full";
+    case CUSTOS_ENOTFOUND: return "dns";
+    default: return "other";
+    }
+}
+
+static const char *error_text(int rc)
+{
+    switch (rc) {
+    case CUSTOS_ETIMEDOUT: return "the backend timed out";
+    case CUSTOS_EIO: return "the backend refused or reset the connection";
+    case CUSTOS_ETLS: return "the TLS handshake with the backend failed";
+    case CUSTOS_EPROTO: return "the backend sent a malformed response";
+    case CUSTOS_ECLOSED: return "the backend closed the connection";
+    case CUSTOS_ETOOBIG: return "the backend response was too large";
+    case CUSTOS_EUNAVAIL: return "the backend connection limit was reached";
+    case CUSTOS_ENOTFOUND: return "the backend host name does not resolve";
+    default: return "the backend request failed";
+    }
+}
+
+static void proxy_retry_timer(custos_loop_t *loop, void *ud)
+{
+    proxy_t *p = ud;
+    p->upstream_ns += custos_now_ns() - p->up_started_ns; /* backoff counts as upstream time */
+    proxy_start_attempt(p);
+}
+
+static uint64_t jitter_backoff(const custos_upstream_config_t *u, unsigned round)
+{
+    uint64_t d = u->backoff_base_ms;
+    for (unsigned i = 1; i < round && d < u->backoff_max_ms; i++)
+        d *= 2;
+    if (d > u->backoff_max_ms)
+        d = u->backoff_max_ms;
+    uint32_t r = 0;
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != sizeof(r))
+        r = (uint32_t)custos_now_ns();
+    /* "equal jitter": half fixed, half random */
+    return d / 2 + (d / 2 ? r % (d / 2 + 1) : 0);
+}
+
+/* The attempt failed before anything reached the client. Retry, fail over, or give up. */
+static void proxy_attempt_failed(proxy_t *p, bool have_response)
+{
+    const custos_upstream_config_t *uc = &p->cfg->upstream;
+    if (p->attempt >= uc->max_attempts) {
+        if (have_response)
+            proxy_send_buffered(p);
+        else {
+            char msg[300];
+            snprintf(msg, sizeof(msg),
+                     "No backend of deployment '%s' inside its residency boundary could serve the request "
+                     "(%u attempts; last error: %s).",
+                     p->dep->name, p->attempt, p->last_error ? p->last_error : "unknown");
+            proxy_fail(p, 503, "ServiceUnavailable", msg);
+        }
+        return;
+    }
+    size_t next = (p->cand_idx + 1) % p->ncands;
+    uint64_t delay = 0;
+    if (next == 0) {
+        /* every candidate was tried in this round: back off before the next one */
+        p->round++;
+        delay = jitter_backoff(uc, p->round);
+        if (have_response && p->retry_after_ms > 0) {
+            if ((uint64_t)p->retry_after_ms > uc->max_retry_after_ms) {
+                /* the backend asks for a longer wait than we may spend: surface its answer */
+                proxy_send_buffered(p);
+                return;
+            }
+            if ((uint64_t)p->retry_after_ms > delay)
+                delay = (uint64_t)p->retry_after_ms;
+        }
+    }
+    p->cand_idx = next;
+    const char *lv[1] = {p->dep->name};
+    custos_metric_series_t *s = custos_metrics_series(p->w->gw->m.upstream_retries, lv);
+    if (s)
+        custos_metrics_inc(s, p->w->idx, 1);
+    if (delay == 0) {
+        proxy_start_attempt(p);
+        return;
+    }
+    p->up_started_ns = custos_now_ns();
+    custos_timer_start(p->w->loop, &p->retry_timer, delay);
+}
+
+static void proxy_on_done(void *ud, int rc)
+{
+    proxy_t *p = ud;
+    custos_upstream_req_info_t info;
+    custos_upstream_req_info(p->up, &info);
+    p->up = NULL; /* freed by the client after we return */
+    p->upstream_ns += custos_now_ns() - p->up_started_ns;
+    p->paused = false;
+    const custos_backend_config_t *b = p->cands[p->cand_idx];
+
+    if (p->streaming) {
+        int frc = custos_sse_finish(&p->sse);
+        if (rc != 0 || frc != 0 || !p->saw_done) {
+            /* The backend went away mid-stream. Tell the client in-band and end the stream cleanly, so
+             * it neither hangs nor mistakes a cut answer for a complete one. */
+            record_upstream_error(p->w, b->name, rc ? error_kind(rc) : "incomplete_stream");
+            custos_buf_t ev;
+            custos_buf_init(&ev, 0);
+            const char *msg = "{\"error\":{\"message\":\"The backend ended the stream before the response was "
+                              "complete.\",\"type\":\"server_error\",\"code\":\"upstream_incomplete\",\"param\":null}}";
+            if (custos_sse_write_event(&ev, msg, strlen(msg)) == 0)
+                custos_http_stream_write(p->req, custos_buf_peek(&ev), custos_buf_size(&ev));
+            custos_buf_dispose(&ev);
+        }
+        custos_http_req_t *req = p->req;
+        custos_http_stream_end(req);
+        record_request(p->w, req, p->route.op, p->dep->name, 200, p->upstream_ns);
+        proxy_release(p);
+        return;
+    }
+    if (rc != 0) {
+        record_upstream_error(p->w, b->name, error_kind(rc));
+        p->last_error = error_text(rc);
+        if (info.got_response_bytes && p->status != 0 && !retryable_status(p->status)) {
+            /* a non-retryable answer was cut: nothing usable to pass on */
+            proxy_fail(p, 502, "BadGateway", "The backend's response was incomplete.");
+            return;
+        }
+        if (info.got_response_bytes && rc != CUSTOS_ECLOSED && rc != CUSTOS_ETIMEDOUT) {
+            proxy_fail(p, 502, "BadGateway", "The backend sent an invalid response.");
+            return;
+        }
+        p->status = 0;
+        proxy_attempt_failed(p, false);
+        return;
+    }
+    if (retryable_status(p->status)) {
+        char kind[16];
+        snprintf(kind, sizeof(kind), "http_%d", p->status);
+        record_upstream_error(p->w, b->name, kind);
+        p->last_error = p->status == 429 ? "the backend is rate limiting (429)" : "the backend is unavailable (5xx)";
+        proxy_attempt_failed(p, true);
+        return;
+    }
+    proxy_send_buffered(p);
+}
+
+static int build_upstream_path(proxy_t *p, const custos_backend_config_t *b, custos_buf_t *path)
+{
+    const char *suffix = custos_route_op_suffix(p->route.op);
+    if (b->provider == CUSTOS_PROVIDER_AZURE) {
+        const char *dname = b->deployment ? b->deployment : p->dep->model;
+        return custos_buf_appendf(path, "%s/openai/deployments/%s/%s?api-version=%s", b->path_prefix, dname, suffix,
+                                  b->api_version ? b->api_version : CUSTOS_CONFIG_DEFAULT_AZURE_API_VERSION);
+    }
+    return custos_buf_appendf(path, "%s/%s", b->path_prefix[0] ? b->path_prefix : "/v1", suffix);
+}
+
+static void proxy_start_attempt(proxy_t *p)
+{
+    const custos_backend_config_t *b = p->cands[p->cand_idx];
+    custos_arena_t *a = p->req->arena;
+    p->attempt++;
+    p->status = 0;
+    custos_buf_reset(&p->resp);
+
+    /* The body we send is the parsed tree re-serialised: what policy saw is exactly what goes upstream. */
+    const char *model = b->model ? b->model : p->dep->model;
+    json_object_object_add(p->body, "model", json_object_new_string(model));
+    size_t blen = 0;
+    const char *body = json_object_to_json_string_length(p->body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+                                                         &blen);
+    custos_buf_t path;
+    custos_buf_init(&path, 8192);
+    if (!body || build_upstream_path(p, b, &path) < 0) {
+        custos_buf_dispose(&path);
+        proxy_fail(p, 500, "internal_error", "Could not build the upstream request.");
+        return;
+    }
+    custos_http_header_t h[6];
+    size_t n = 0;
+    h[n++] = (custos_http_header_t){"content-type", 12, "application/json", 16};
+    if (p->stream)
+        h[n++] = (custos_http_header_t){"accept", 6, "text/event-stream", 17};
+    else
+        h[n++] = (custos_http_header_t){"accept", 6, "application/json", 16};
+    h[n++] = (custos_http_header_t){"user-agent", 10, "custos/0.1", 10};
+    h[n++] = (custos_http_header_t){"x-client-request-id", 19, p->req->request_id, 36};
+    char *auth = NULL;
+    if (b->api_key) {
+        if (b->provider == CUSTOS_PROVIDER_AZURE) {
+            h[n++] = (custos_http_header_t){"api-key", 7, b->api_key, b->api_key_len};
+        } else {
+            auth = custos_arena_alloc(a, b->api_key_len + 8);
+            if (auth) {
+                memcpy(auth, "Bearer ", 7);
+                memcpy(auth + 7, b->api_key, b->api_key_len);
+                auth[7 + b->api_key_len] = 0;
+                h[n++] = (custos_http_header_t){"authorization", 13, auth, b->api_key_len + 7};
+            }
+        }
+    }
+    custos_upstream_target_t t = {
+        .name = b->name,
+        .host = b->host,
+        .port = b->port,
+        .tls = b->https,
+        .sni_host = NULL,
+        .ca_file = b->ca_file,
+        .verify = b->tls_verify,
+        .max_connections = b->max_connections,
+    };
+    custos_upstream_timeouts_t to = {
+        .connect_ms = p->cfg->upstream.connect_timeout_ms,
+        .first_byte_ms = p->cfg->upstream.first_byte_timeout_ms,
+        .idle_ms = p->cfg->upstream.idle_timeout_ms,
+    };
+    static const custos_upstream_cbs_t cbs = {proxy_on_head, proxy_on_body, proxy_on_done};
+    p->up_started_ns = custos_now_ns();
+    int rc = custos_upstream_request(p->w->up, &t, "POST", custos_buf_peek(&path), h, n, body, blen, &to, &cbs, p,
+                                     &p->up);
+    custos_buf_dispose(&path);
+    if (auth)
+        memset(auth, 0, b->api_key_len + 7);
+    if (rc < 0) {
+        p->up = NULL;
+        record_upstream_error(p->w, b->name, error_kind(rc));
+        p->last_error = error_text(rc);
+        proxy_attempt_failed(p, false);
+    }
+}
+
+/* ---------- the handler ---------- */
+
+static bool content_type_is_json(const custos_http_req_t *req)
+{
+    size_t l = 0;
+    const char *ct = custos_http_req_header(req, "content-type", &l);
+    if (!ct)
+        return false;
+    return l >= 16 && strncasecmp(ct, "application/json", 16) == 0 && (l == 16 || ct[16] == ';' || ct[16] == ' ');
+}
+
+void custos_gateway_handle(custos_http_req_t *req, void *ud)
+{
+    custos_worker_t *w = ud;
+    custos_route_t r;
+    int rc = custos_route_match(req->method, req->path, req->path_len, &r);
+    if (rc == CUSTOS_ENOTFOUND) {
+        answer_error(w, req, CUSTOS_OP_NONE, "", 404, "404", "Resource not found");
+        return;
+    }
+    if (rc == CUSTOS_EINVAL) {
+        custos_http_header_t allow[1] = {{"allow", 5, r.is_post ? "POST" : "GET", r.is_post ? 4 : 3}};
+        custos_http_respond_error(req, 405, "405", "Method not allowed for this route.", allow, 1);
+        record_request(w, req, r.op, "", 405, 0);
+        return;
+    }
+    switch (r.op) {
+    case CUSTOS_OP_HEALTHZ:
+        respond_json(req, 200, "{\"status\":\"ok\"}", 15);
+        return;
+    case CUSTOS_OP_READYZ:
+        if (w->draining)
+            respond_json(req, 503, "{\"status\":\"draining\"}", 21);
+        else
+            respond_json(req, 200, "{\"status\":\"ready\"}", 18);
+        return;
+    case CUSTOS_OP_METRICS:
+        handle_metrics(w, req);
+        return;
+    default:
+        break;
+    }
+
+    /* Authenticate before revealing anything about deployments. */
+    custos_auth_result_t ar = custos_auth_apikey_check(w->cfg, req, NULL);
+    if (ar != CUSTOS_AUTH_OK) {
+        answer_error(w, req, r.op, "", 401, "401", MSG_401);
+        return;
+    }
+    if (r.op == CUSTOS_OP_MODELS_LIST || r.op == CUSTOS_OP_MODELS_GET) {
+        handle_models(w, req, &r);
+        return;
+    }
+    if (r.family == CUSTOS_FAMILY_AZURE) {
+        const char *v = custos_http_req_query(req, "api-version");
+        if (!v || !*v) {
+            answer_error(w, req, r.op, "", 400, "MissingApiVersionParameter",
+                         "The api-version query parameter (?api-version=) is required for all requests.");
+            return;
+        }
+    }
+    if (!content_type_is_json(req)) {
+        answer_error(w, req, r.op, "", 415, "unsupported_media_type",
+                     "The request body must be JSON: set 'Content-Type: application/json'.");
+        return;
+    }
+    json_object *body = NULL;
+    size_t errpos = 0;
+    const char *errmsg = NULL;
+    rc = custos_json_parse(req->body, req->body_len, (int)w->cfg->limits.max_json_depth, &body, &errpos, &errmsg);
+    if (rc == CUSTOS_EDEPTH) {
+        answer_error(w, req, r.op, "", 400, "invalid_json", "The JSON body is nested too deeply.");
+        return;
+    }
+    if (rc < 0) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "We could not parse the JSON body of your request (error at byte %zu).", errpos);
+        answer_error(w, req, r.op, "", 400, "invalid_json", msg);
+        return;
+    }
+    if (!json_object_is_type(body, json_type_object)) {
+        json_object_put(body);
+        answer_error(w, req, r.op, "", 400, "invalid_request_error", "The JSON body must be an object.");
+        return;
+    }
+    const char *dname = r.deployment;
+    json_object *jm = NULL;
+    if (r.family != CUSTOS_FAMILY_AZURE) {
+        if (!json_object_object_get_ex(body, "model", &jm) || !json_object_is_type(jm, json_type_string)) {
+            json_object_put(body);
+            answer_error(w, req, r.op, "", 400, "invalid_request_error",
+                         "You must provide a model parameter (the deployment name).");
+            return;
+        }
+        dname = json_object_get_string(jm);
+    }
+    bool stream = false;
+    json_object *js = NULL;
+    if (json_object_object_get_ex(body, "stream", &js) && !json_object_is_type(js, json_type_null)) {
+        if (!json_object_is_type(js, json_type_boolean)) {
+            json_object_put(body);
+            answer_error(w, req, r.op, "", 400, "invalid_request_error", "'stream' must be a boolean.");
+            return;
+        }
+        stream = json_object_get_boolean(js);
+    }
+    const custos_deployment_config_t *dep = custos_config_find_deployment(w->cfg, dname);
+    if (!dep) {
+        json_object_put(body);
+        answer_error(w, req, r.op, "", 404, "DeploymentNotFound", MSG_404_DEPLOYMENT);
+        return;
+    }
+
+    proxy_t *p = custos_arena_alloc(req->arena, sizeof(*p));
+    if (!p) {
+        json_object_put(body);
+        answer_error(w, req, r.op, "", 503, "server_busy", "Out of memory.");
+        return;
+    }
+    memset(p, 0, sizeof(*p));
+    p->w = w;
+    p->req = req;
+    p->cfg = custos_config_ref(w->cfg);
+    p->route = r;
+    p->dep = dep;
+    p->body = body;
+    p->stream = stream;
+    p->retry_after_ms = -1;
+    custos_buf_init(&p->resp, p->cfg->limits.max_response_bytes);
+    custos_timer_init(&p->retry_timer, proxy_retry_timer, p);
+    p->ncands = custos_route_candidates(dep, p->cands, MAX_CANDIDATES);
+    req->handler_data = p;
+    req->on_abort = proxy_on_abort;
+    req->on_writable = proxy_on_writable;
+    if (p->ncands == 0) {
+        proxy_fail(p, 503, "ServiceUnavailable", "The deployment has no backend inside its residency boundary.");
+        return;
+    }
+    proxy_start_attempt(p);
+}
+
+/* ---------- metrics registration ---------- */
+
+int custos_gateway_metrics_init(custos_gateway_metrics_t *m, unsigned nshards)
+{
+    static const double lat[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                 0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10, 30, 60};
+    static const double ovh[] = {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+                                 0.001,   0.0025,   0.005,   0.01,   0.025,   0.1};
+    static const char *const l_rds[] = {"route", "deployment", "status"};
+    static const char *const l_r[] = {"route"};
+    static const char *const l_bk[] = {"backend", "kind"};
+    static const char *const l_d[] = {"deployment"};
+    static const char *const l_dt[] = {"deployment", "type"};
+    memset(m, 0, sizeof(*m));
+    m->reg = custos_metrics_new(nshards);
+    if (!m->reg)
+        return CUSTOS_ENOMEM;
+    int rc = custos_metrics_counter(m->reg, "custos_requests_total", "Requests by route, deployment and status.",
+                                    l_rds, 3, &m->requests);
+    rc = rc ? rc
+            : custos_metrics_histogram(m->reg, "custos_request_duration_seconds",
+                                       "Whole request duration, first byte in to last byte out.", lat,
+                                       sizeof(lat) / sizeof(lat[0]), l_r, 1, &m->duration);
+    rc = rc ? rc
+            : custos_metrics_histogram(m->reg, "custos_overhead_seconds",
+                                       "Gateway overhead: request duration minus time waiting on backends.", ovh,
+                                       sizeof(ovh) / sizeof(ovh[0]), l_r, 1, &m->overhead);
+    rc = rc ? rc
+            : custos_metrics_histogram(m->reg, "custos_time_to_first_byte_seconds",
+                                       "Time from the request's first byte to the response's first byte.", lat,
+                                       sizeof(lat) / sizeof(lat[0]), l_r, 1, &m->ttfb);
+    rc = rc ? rc
+            : custos_metrics_counter(m->reg, "custos_upstream_errors_total", "Failed backend attempts by kind.", l_bk,
+                                     2, &m->upstream_errors);
+    rc = rc ? rc
+            : custos_metrics_counter(m->reg, "custos_upstream_retries_total",
+                                     "Backend attempts after the first (retries and failovers).", l_d, 1,
+                                     &m->upstream_retries);
+    rc = rc ? rc
+            : custos_metrics_counter(m->reg, "custos_tokens_total", "Tokens reported by backends in usage.", l_dt, 2,
+                                     &m->tokens);
+    rc = rc ? rc
+            : custos_metrics_gauge(m->reg, "custos_client_connections", "Client connections open.", NULL, 0,
+                                   &m->conns);
+    rc = rc ? rc
+            : custos_metrics_gauge(m->reg, "custos_upstream_connections", "Backend connections open.", NULL, 0,
+                                   &m->up_conns);
+    return rc;
+}

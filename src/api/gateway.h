@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * The gateway: wires a request through route → authenticate → validate → router → upstream →
+ * respond, and runs the worker threads, signals (SIGHUP reload, SIGTERM drain) and listeners.
+ * This is the only module that knows all the others. */
+#ifndef CUSTOS_API_GATEWAY_H
+#define CUSTOS_API_GATEWAY_H
+
+#include "config/config.h"
+#include "core/loop.h"
+#include "metrics/metrics.h"
+#include "net/http_server.h"
+#include "upstream/client.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+typedef struct custos_gateway custos_gateway_t;
+
+/* Metric families the gateway records (see docs/metrics.md). */
+typedef struct custos_gateway_metrics {
+    custos_metrics_t *reg;
+    custos_metric_family_t *requests;         /* counter {route, deployment, status} */
+    custos_metric_family_t *duration;         /* histogram {route} seconds, whole request */
+    custos_metric_family_t *overhead;         /* histogram {route} seconds, total minus upstream time */
+    custos_metric_family_t *upstream_errors;  /* counter {backend, kind} */
+    custos_metric_family_t *upstream_retries; /* counter {deployment} */
+    custos_metric_family_t *tokens;           /* counter {deployment, type=prompt|completion} */
+    custos_metric_family_t *conns;            /* gauge {} client connections open */
+    custos_metric_family_t *up_conns;         /* gauge {} upstream connections open */
+    custos_metric_family_t *ttfb;             /* histogram {route} seconds to first byte sent to the client */
+} custos_gateway_metrics_t;
+
+/* One worker thread: its loop, HTTP server, upstream client and metrics shard. All fields are owned
+ * and touched by that thread only, except `cfg_next`, handed over with custos_loop_post. */
+typedef struct custos_worker {
+    custos_gateway_t *gw;
+    unsigned idx; /* metrics shard */
+    pthread_t thread;
+    custos_loop_t *loop;
+    custos_http_server_t *http;
+    custos_upstream_t *up;
+    custos_config_t *cfg; /* this worker's reference to the current snapshot */
+    custos_timer_t publish_timer;
+    int64_t published_conns, published_up_conns;
+    bool draining;
+} custos_worker_t;
+
+struct custos_gateway {
+    custos_config_t *cfg; /* main thread's reference */
+    char config_path[4096];
+    custos_gateway_metrics_t m;
+    custos_worker_t *workers;
+    unsigned nworkers;
+    atomic_bool draining;
+    atomic_uint drained;
+    uint64_t started_ms;
+};
+
+/* The per-request handler installed on every worker's HTTP server (ud = custos_worker_t *). */
+void custos_gateway_handle(custos_http_req_t *req, void *ud);
+
+/* Registers the metric families. Returns 0 or a negative code. */
+int custos_gateway_metrics_init(custos_gateway_metrics_t *m, unsigned nshards);
+
+/* Loads config_path, starts listeners and workers, serves until SIGTERM/SIGINT, drains and returns
+ * the process exit status (0 after a clean drain). */
+int custos_gateway_serve(const char *config_path);
+
+#endif

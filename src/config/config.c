@@ -1,0 +1,1678 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * Schema check of the YAML tree (ytree.c) into an immutable, refcounted custos_config_t.
+ * Every error carries the line:column of the offending key or value; the first error stops the load. */
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+
+#include "config/ytree.h"
+#include "util/buf.h"
+#include "util/err.h"
+
+#define KEY_FILE_MAX 65536 /* bytes: api key files larger than this are refused */
+#define NAME_MAX_LEN 64
+
+typedef struct vctx {
+    const char *basedir; /* NULL, or directory of the config file with a trailing '/' */
+    custos_ymark_t where;
+    char msg[768];
+} vctx_t;
+
+typedef struct field {
+    int present;
+    json_object *val; /* may be NULL (YAML null) when present */
+    custos_ymark_t kmark;
+    custos_ymark_t vmark;
+} field_t;
+
+/* ---------- small helpers ---------- */
+
+__attribute__((format(printf, 3, 4))) static int verr(vctx_t *v, custos_ymark_t at, const char *fmt, ...)
+{
+    va_list ap;
+    v->where = at;
+    va_start(ap, fmt);
+    vsnprintf(v->msg, sizeof(v->msg), fmt, ap);
+    va_end(ap);
+    return CUSTOS_EINVAL;
+}
+
+/* Sanitised, truncated copy of s for messages. */
+static const char *shown(const char *s, char *out, size_t outlen)
+{
+    size_t j = 0, i = 0;
+    for (; s[i] && j + 1 < outlen; i++)
+        out[j++] = ((unsigned char)s[i] >= 0x20 && (unsigned char)s[i] < 0x7f) ? s[i] : '?';
+    out[j] = 0;
+    if (s[i] && j >= 3)
+        out[j - 3] = out[j - 2] = out[j - 1] = '.';
+    return out;
+}
+
+static const char *join(char *buf, size_t n, const char *path, const char *key)
+{
+    if (path && path[0])
+        snprintf(buf, n, "%s.%s", path, key);
+    else
+        snprintf(buf, n, "%s", key);
+    return buf;
+}
+
+static int str_in(const char *s, const char *const *set)
+{
+    for (; *set; set++)
+        if (strcmp(s, *set) == 0)
+            return 1;
+    return 0;
+}
+
+static const char *kind_name(json_object *o)
+{
+    if (!o)
+        return "null";
+    switch (json_object_get_type(o)) {
+    case json_type_boolean:
+        return "a boolean";
+    case json_type_int:
+        return "an integer";
+    case json_type_double:
+        return "a number";
+    case json_type_string:
+        return "a string";
+    case json_type_object:
+        return "a mapping";
+    case json_type_array:
+        return "a sequence";
+    default:
+        return "null";
+    }
+}
+
+static void get_field(json_object *m, const char *key, field_t *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->present = custos_ytree_find(m, key, &f->val, &f->kmark, &f->vmark);
+    if (!f->present)
+        f->kmark = f->vmark = custos_ytree_mark(m);
+}
+
+static int check_keys(vctx_t *v, json_object *m, const char *path, const char *const *allowed)
+{
+    char kb[80];
+    size_t n = custos_ytree_count(m);
+    for (size_t i = 0; i < n; i++) {
+        const char *k = custos_ytree_key(m, i);
+        if (!str_in(k, allowed)) {
+            if (path && path[0])
+                return verr(v, custos_ytree_key_mark(m, i), "unknown key '%s' in %s", shown(k, kb, sizeof(kb)), path);
+            return verr(v, custos_ytree_key_mark(m, i), "unknown key '%s' at the top level",
+                        shown(k, kb, sizeof(kb)));
+        }
+    }
+    return 0;
+}
+
+static int type_err(vctx_t *v, custos_ymark_t at, const char *fpath, const char *want, json_object *got)
+{
+    return verr(v, at, "%s: expected %s, got %s", fpath, want, kind_name(got));
+}
+
+static int missing(vctx_t *v, json_object *m, const char *path, const char *key)
+{
+    if (path && path[0])
+        return verr(v, custos_ytree_mark(m), "%s: missing required key '%s'", path, key);
+    return verr(v, custos_ytree_mark(m), "missing required key '%s'", key);
+}
+
+static int expect_map(vctx_t *v, json_object *o, custos_ymark_t at, const char *fpath)
+{
+    if (!o || !json_object_is_type(o, json_type_object))
+        return type_err(v, at, fpath, "a mapping", o);
+    return 0;
+}
+
+static int expect_seq(vctx_t *v, json_object *o, custos_ymark_t at, const char *fpath)
+{
+    if (!o || !json_object_is_type(o, json_type_array))
+        return type_err(v, at, fpath, "a sequence", o);
+    return 0;
+}
+
+/* Optional/required mapping-valued key. *out = NULL when absent and optional. */
+static int get_map(vctx_t *v, json_object *m, const char *path, const char *key, int required, json_object **out,
+                   custos_ymark_t *at)
+{
+    field_t f;
+    char fp[256];
+    get_field(m, key, &f);
+    *out = NULL;
+    if (at)
+        *at = f.vmark;
+    if (!f.present)
+        return required ? missing(v, m, path, key) : 0;
+    int rc = expect_map(v, f.val, f.vmark, join(fp, sizeof(fp), path, key));
+    if (rc == 0)
+        *out = f.val;
+    return rc;
+}
+
+static int get_int(vctx_t *v, json_object *m, const char *path, const char *key, int64_t min, int64_t max,
+                   int64_t def, int64_t *out)
+{
+    field_t f;
+    char fp[256];
+    get_field(m, key, &f);
+    *out = def;
+    if (!f.present)
+        return 0;
+    join(fp, sizeof(fp), path, key);
+    if (!f.val || !json_object_is_type(f.val, json_type_int)) {
+        if (f.val && json_object_is_type(f.val, json_type_string))
+            return verr(v, f.vmark, "%s: expected an integer, got a string (write the number without quotes or suffix)",
+                        fp);
+        return type_err(v, f.vmark, fp, "an integer", f.val);
+    }
+    int64_t x = json_object_get_int64(f.val);
+    if (x < min || x > max)
+        return verr(v, f.vmark, "%s: %" PRId64 " is out of range (min %" PRId64 ", max %" PRId64 ")", fp, x, min, max);
+    *out = x;
+    return 0;
+}
+
+#define GET_INT_AS(v, m, path, key, min, max, def, dst)                                                                \
+    do {                                                                                                               \
+        int64_t tmp_;                                                                                                  \
+        int rc_ = get_int((v), (m), (path), (key), (min), (max), (def), &tmp_);                                        \
+        if (rc_ != 0)                                                                                                  \
+            return rc_;                                                                                                \
+        (dst) = (__typeof__(dst))tmp_;                                                                                 \
+    } while (0)
+
+static int get_bool(vctx_t *v, json_object *m, const char *path, const char *key, bool def, bool *out)
+{
+    static const char *const yaml11[] = {"yes", "Yes", "YES", "no", "No", "NO", "on", "On", "ON",
+                                         "off", "Off", "OFF", "y", "Y", "n", "N", NULL};
+    field_t f;
+    char fp[256], sb[32];
+    get_field(m, key, &f);
+    *out = def;
+    if (!f.present)
+        return 0;
+    join(fp, sizeof(fp), path, key);
+    if (!f.val || !json_object_is_type(f.val, json_type_boolean)) {
+        if (f.val && json_object_is_type(f.val, json_type_string) && str_in(json_object_get_string(f.val), yaml11))
+            return verr(v, f.vmark,
+                        "%s: expected a boolean (true or false), got the string '%s' (YAML 1.2: only true and false "
+                        "are booleans)",
+                        fp, shown(json_object_get_string(f.val), sb, sizeof(sb)));
+        return type_err(v, f.vmark, fp, "a boolean (true or false)", f.val);
+    }
+    *out = json_object_get_boolean(f.val) ? true : false;
+    return 0;
+}
+
+/* String value checks shared by get_str and sequence items. Returns borrowed string in *s. */
+static int check_str(vctx_t *v, json_object *o, custos_ymark_t at, const char *fp, size_t maxlen, const char **s)
+{
+    if (!o || !json_object_is_type(o, json_type_string))
+        return type_err(v, at, fp, "a string", o);
+    const char *str = json_object_get_string(o);
+    size_t len = (size_t)json_object_get_string_len(o);
+    if (len == 0)
+        return verr(v, at, "%s: must not be empty", fp);
+    if (strlen(str) != len)
+        return verr(v, at, "%s: contains a NUL byte", fp);
+    if (len > maxlen)
+        return verr(v, at, "%s: longer than %zu bytes", fp, maxlen);
+    *s = str;
+    return 0;
+}
+
+/* Borrowed string (NULL if absent and optional). */
+static int get_str(vctx_t *v, json_object *m, const char *path, const char *key, int required, size_t maxlen,
+                   const char **out, custos_ymark_t *at)
+{
+    field_t f;
+    char fp[256];
+    get_field(m, key, &f);
+    *out = NULL;
+    if (at)
+        *at = f.vmark;
+    if (!f.present)
+        return required ? missing(v, m, path, key) : 0;
+    return check_str(v, f.val, f.vmark, join(fp, sizeof(fp), path, key), maxlen, out);
+}
+
+static int dup_str(const char *s, char **out)
+{
+    if (!s) {
+        *out = NULL;
+        return 0;
+    }
+    *out = strdup(s);
+    return *out ? 0 : CUSTOS_ENOMEM;
+}
+
+static int get_enum(vctx_t *v, json_object *m, const char *path, const char *key, const char *const *names, int def,
+                    int *out)
+{
+    field_t f;
+    char fp[256], list[256] = "";
+    get_field(m, key, &f);
+    *out = def;
+    if (!f.present)
+        return 0;
+    if (f.val && json_object_is_type(f.val, json_type_string)) {
+        for (int i = 0; names[i]; i++) {
+            if (strcmp(json_object_get_string(f.val), names[i]) == 0) {
+                *out = i;
+                return 0;
+            }
+        }
+    }
+    for (int i = 0; names[i]; i++) {
+        if (i)
+            strncat(list, ", ", sizeof(list) - strlen(list) - 1);
+        strncat(list, names[i], sizeof(list) - strlen(list) - 1);
+    }
+    return verr(v, f.vmark, "%s: expected one of %s", join(fp, sizeof(fp), path, key), list);
+}
+
+static int valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > NAME_MAX_LEN)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static int valid_zone(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > NAME_MAX_LEN)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+static int get_name(vctx_t *v, json_object *m, const char *path, const char *key, int required, char **out,
+                    custos_ymark_t *at)
+{
+    const char *s;
+    char fp[256];
+    int rc = get_str(v, m, path, key, required, 256, &s, at);
+    if (rc != 0 || !s)
+        return rc;
+    if (!valid_name(s))
+        return verr(v, *at, "%s: must match [A-Za-z0-9._-]{1,64}", join(fp, sizeof(fp), path, key));
+    return dup_str(s, out);
+}
+
+static int get_zone(vctx_t *v, json_object *m, const char *path, const char *key, char **out, custos_ymark_t *at)
+{
+    const char *s;
+    char fp[256];
+    int rc = get_str(v, m, path, key, 0, 256, &s, at);
+    if (rc != 0 || !s)
+        return rc;
+    if (!valid_zone(s))
+        return verr(v, *at, "%s: must match [a-z0-9-]{1,64} (lowercase)", join(fp, sizeof(fp), path, key));
+    return dup_str(s, out);
+}
+
+/* Resolves a path from the config against basedir and checks it is readable. */
+static int get_path(vctx_t *v, json_object *m, const char *path, const char *key, int required, char **out)
+{
+    const char *s;
+    custos_ymark_t at;
+    char fp[256], sb[128];
+    int rc = get_str(v, m, path, key, required, 4096, &s, &at);
+    *out = NULL;
+    if (rc != 0 || !s)
+        return rc;
+    if (s[0] != '/' && v->basedir) {
+        if (asprintf(out, "%s%s", v->basedir, s) < 0) {
+            *out = NULL;
+            return CUSTOS_ENOMEM;
+        }
+    } else if ((rc = dup_str(s, out)) != 0) {
+        return rc;
+    }
+    if (access(*out, R_OK) != 0) {
+        int e = errno;
+        return verr(v, at, "%s: cannot read '%s': %s", join(fp, sizeof(fp), path, key), shown(*out, sb, sizeof(sb)),
+                    strerror(e));
+    }
+    return 0;
+}
+
+/* Reads a secret from a file (<= KEY_FILE_MAX bytes), strips trailing CR/LF. Caller cleanses+frees. */
+static int read_secret_file(const char *path, char **out, size_t *outlen, int *err_no)
+{
+    custos_buf_t b;
+    char tmp[4096];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int rc = 0;
+    *out = NULL;
+    *outlen = 0;
+    *err_no = 0;
+    if (fd < 0) {
+        *err_no = errno;
+        return CUSTOS_EIO;
+    }
+    custos_buf_init(&b, KEY_FILE_MAX);
+    for (;;) {
+        ssize_t n = read(fd, tmp, sizeof(tmp));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            *err_no = errno;
+            rc = CUSTOS_EIO;
+            break;
+        }
+        if (n == 0)
+            break;
+        if ((rc = custos_buf_append(&b, tmp, (size_t)n)) != 0)
+            break;
+    }
+    OPENSSL_cleanse(tmp, sizeof(tmp));
+    close(fd);
+    if (rc != 0) {
+        if (b.data)
+            OPENSSL_cleanse(b.data, b.cap);
+        custos_buf_dispose(&b);
+        return rc;
+    }
+    size_t len = custos_buf_size(&b);
+    char *data = custos_buf_steal(&b, &len);
+    if (!data) {
+        data = strdup("");
+        if (!data)
+            return CUSTOS_ENOMEM;
+        len = 0;
+    }
+    while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+        data[--len] = 0;
+    *out = data;
+    *outlen = len;
+    return 0;
+}
+
+static void free_secret(char *s, size_t len)
+{
+    if (s) {
+        OPENSSL_cleanse(s, len);
+        free(s);
+    }
+}
+
+static int valid_env_name(const char *s)
+{
+    if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return 0;
+    return 1;
+}
+
+/* Reads a secret named by an env var (key = "...env") or a file (key = "...file") found in m.
+ * Exactly one of env_key/file_key must be present. *secret is a malloc'd copy (cleanse+free). */
+static int get_secret(vctx_t *v, json_object *m, const char *path, const char *env_key, const char *file_key,
+                      char **secret, size_t *secret_len)
+{
+    char fp[256], sb[128];
+    const char *envname;
+    custos_ymark_t at;
+    int rc;
+
+    *secret = NULL;
+    *secret_len = 0;
+    field_t fe, ff;
+    get_field(m, env_key, &fe);
+    get_field(m, file_key, &ff);
+    if (fe.present) {
+        if ((rc = get_str(v, m, path, env_key, 1, 256, &envname, &at)) != 0)
+            return rc;
+        join(fp, sizeof(fp), path, env_key);
+        if (!valid_env_name(envname))
+            return verr(v, at, "%s: not a valid environment variable name", fp);
+        const char *val = getenv(envname);
+        if (!val || !val[0])
+            return verr(v, at, "%s: environment variable %s is not set or empty", fp, shown(envname, sb, sizeof(sb)));
+        *secret_len = strlen(val);
+        *secret = strdup(val);
+        return *secret ? 0 : CUSTOS_ENOMEM;
+    }
+    char *p = NULL;
+    int e;
+    if ((rc = get_path(v, m, path, file_key, 1, &p)) != 0) {
+        free(p);
+        return rc;
+    }
+    get_field(m, file_key, &ff);
+    join(fp, sizeof(fp), path, file_key);
+    rc = read_secret_file(p, secret, secret_len, &e);
+    if (rc == CUSTOS_ETOOBIG)
+        rc = verr(v, ff.vmark, "%s: '%s' is larger than %d bytes", fp, shown(p, sb, sizeof(sb)), KEY_FILE_MAX);
+    else if (rc == CUSTOS_EIO)
+        rc = verr(v, ff.vmark, "%s: cannot read '%s': %s", fp, shown(p, sb, sizeof(sb)), strerror(e));
+    else if (rc == 0 && *secret_len == 0)
+        rc = verr(v, ff.vmark, "%s: '%s' is empty", fp, shown(p, sb, sizeof(sb)));
+    free(p);
+    if (rc != 0) {
+        free_secret(*secret, *secret_len);
+        *secret = NULL;
+        *secret_len = 0;
+    }
+    return rc;
+}
+
+/* Iterates a sequence-valued key: checks type and count bounds. */
+static int get_seq(vctx_t *v, json_object *m, const char *path, const char *key, size_t min, size_t max,
+                   const char *empty_msg, json_object **out, custos_ymark_t *at)
+{
+    field_t f;
+    char fp[256];
+    get_field(m, key, &f);
+    *out = NULL;
+    *at = f.vmark;
+    join(fp, sizeof(fp), path, key);
+    if (!f.present) {
+        if (min == 0)
+            return 0;
+        if (empty_msg)
+            return verr(v, f.vmark, "%s: %s", fp, empty_msg);
+        return missing(v, m, path, key);
+    }
+    int rc = expect_seq(v, f.val, f.vmark, fp);
+    if (rc != 0)
+        return rc;
+    size_t n = json_object_array_length(f.val);
+    if (n < min)
+        return verr(v, f.vmark, "%s: %s", fp, empty_msg ? empty_msg : "at least one entry is required");
+    if (n > max)
+        return verr(v, f.vmark, "%s: at most %zu entries are allowed (got %zu)", fp, max, n);
+    *out = f.val;
+    return 0;
+}
+
+/* ---------- addresses and URLs ---------- */
+
+static int parse_port(const char *s, uint16_t *port)
+{
+    size_t n = strlen(s);
+    unsigned long x = 0;
+    if (n == 0 || n > 5)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        x = x * 10 + (unsigned long)(s[i] - '0');
+    }
+    if (x < 1 || x > 65535)
+        return -1;
+    *port = (uint16_t)x;
+    return 0;
+}
+
+static int valid_hostname(const char *s, size_t n)
+{
+    if (n == 0 || n > 253)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static bool host_is_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (strcasecmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1) {
+        if (IN6_IS_ADDR_LOOPBACK(&a6))
+            return true;
+        if (IN6_IS_ADDR_V4MAPPED(&a6))
+            return a6.s6_addr[12] == 127;
+    }
+    return false;
+}
+
+/* Splits "HOST:PORT" / "[V6]:PORT" / "unix:/path". Returns NULL or a reason. */
+static const char *parse_listen_address(const char *s, custos_listener_config_t *l)
+{
+    if (strncmp(s, "unix:", 5) == 0) {
+        const char *p = s + 5;
+        if (p[0] != '/')
+            return "unix socket path must be absolute (unix:/path/to.sock)";
+        if (strlen(p) >= 108)
+            return "unix socket path must be shorter than 108 bytes";
+        l->kind = CUSTOS_ADDR_UNIX;
+        l->unix_path = strdup(p);
+        l->loopback = true;
+        return l->unix_path ? NULL : "out of memory";
+    }
+    const char *colon;
+    size_t hlen;
+    const char *h;
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb || rb[1] != ':')
+            return "expected [IPV6]:PORT";
+        h = s + 1;
+        hlen = (size_t)(rb - h);
+        colon = rb + 1;
+        char tmp[64];
+        struct in6_addr a6;
+        if (hlen == 0 || hlen >= sizeof(tmp))
+            return "bad IPv6 address";
+        memcpy(tmp, h, hlen);
+        tmp[hlen] = 0;
+        if (inet_pton(AF_INET6, tmp, &a6) != 1)
+            return "bad IPv6 address";
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return "expected HOST:PORT, [IPV6]:PORT or unix:/path";
+        h = s;
+        hlen = (size_t)(colon - s);
+        if (memchr(h, ':', hlen))
+            return "IPv6 addresses need brackets, e.g. [::1]:8443";
+        if (!valid_hostname(h, hlen))
+            return "bad host (expected an IPv4 address or a host name)";
+    }
+    if (parse_port(colon + 1, &l->port) != 0)
+        return "port must be an integer 1..65535";
+    l->kind = CUSTOS_ADDR_TCP;
+    l->host = strndup(h, hlen);
+    if (!l->host)
+        return "out of memory";
+    l->loopback = host_is_loopback(l->host);
+    return NULL;
+}
+
+static int is_pchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("-._~%!$&'()*+,;=:@/", c);
+}
+
+/* Parses an http(s) base URL into b. Returns NULL or a reason. */
+static const char *parse_url(const char *s, custos_backend_config_t *b)
+{
+    const char *p;
+    if (strncasecmp(s, "http://", 7) == 0) {
+        b->https = false;
+        p = s + 7;
+    } else if (strncasecmp(s, "https://", 8) == 0) {
+        b->https = true;
+        p = s + 8;
+    } else {
+        return "must start with http:// or https://";
+    }
+    size_t alen = strcspn(p, "/?#");
+    if (p[alen] == '?' || p[alen] == '#' || strpbrk(p + alen, "?#"))
+        return "must not contain a query or fragment";
+    if (memchr(p, '@', alen))
+        return "must not contain credentials (use auth)";
+    const char *hs = p, *he, *portp = NULL;
+    if (p[0] == '[') {
+        const char *rb = memchr(p, ']', alen);
+        if (!rb)
+            return "bad IPv6 host";
+        hs = p + 1;
+        he = rb;
+        char tmp[64];
+        struct in6_addr a6;
+        size_t hl = (size_t)(he - hs);
+        if (hl == 0 || hl >= sizeof(tmp))
+            return "bad IPv6 host";
+        memcpy(tmp, hs, hl);
+        tmp[hl] = 0;
+        if (inet_pton(AF_INET6, tmp, &a6) != 1)
+            return "bad IPv6 host";
+        if (rb + 1 < p + alen) {
+            if (rb[1] != ':')
+                return "bad authority";
+            portp = rb + 2;
+        }
+    } else {
+        const char *c = memchr(p, ':', alen);
+        he = c ? c : p + alen;
+        if (c)
+            portp = c + 1;
+        if (!valid_hostname(hs, (size_t)(he - hs)))
+            return "bad host";
+    }
+    if (portp) {
+        char pb[8];
+        size_t pl = (size_t)(p + alen - portp);
+        if (pl == 0 || pl >= sizeof(pb))
+            return "port must be an integer 1..65535";
+        memcpy(pb, portp, pl);
+        pb[pl] = 0;
+        if (parse_port(pb, &b->port) != 0)
+            return "port must be an integer 1..65535";
+    } else {
+        b->port = b->https ? 443 : 80;
+    }
+    const char *path = p + alen;
+    size_t plen = strlen(path);
+    for (size_t i = 0; i < plen; i++)
+        if (!is_pchar((unsigned char)path[i]))
+            return "path contains a character that is not allowed in a URL";
+    while (plen > 0 && path[plen - 1] == '/')
+        plen--;
+    b->host = strndup(hs, (size_t)(he - hs));
+    b->path_prefix = strndup(path, plen);
+    if (!b->host || !b->path_prefix)
+        return "out of memory";
+    return NULL;
+}
+
+/* ---------- sections ---------- */
+
+static int parse_server(vctx_t *v, json_object *root, custos_config_t *c)
+{
+    static const char *const keys[] = {"workers", "drain_timeout_ms", "log_level", NULL};
+    static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+    json_object *m;
+    int rc, lvl;
+    c->server.workers = 0;
+    c->server.drain_timeout_ms = 30000;
+    c->server.log_level = CUSTOS_LOG_INFO;
+    if ((rc = get_map(v, root, "", "server", 0, &m, NULL)) != 0 || !m)
+        return rc;
+    if ((rc = check_keys(v, m, "server", keys)) != 0)
+        return rc;
+    GET_INT_AS(v, m, "server", "workers", 0, 256, 0, c->server.workers);
+    GET_INT_AS(v, m, "server", "drain_timeout_ms", 0, 3600000, 30000, c->server.drain_timeout_ms);
+    if ((rc = get_enum(v, m, "server", "log_level", levels, 1, &lvl)) != 0)
+        return rc;
+    c->server.log_level = (custos_log_level_t)lvl;
+    return 0;
+}
+
+static int check_ciphers(const char *list)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+    if (!ctx)
+        return CUSTOS_ENOMEM;
+    int ok = SSL_CTX_set_cipher_list(ctx, list);
+    SSL_CTX_free(ctx);
+    return ok == 1 ? 0 : CUSTOS_EINVAL;
+}
+
+static int parse_tls(vctx_t *v, json_object *m, const char *path, custos_tls_config_t **out)
+{
+    static const char *const keys[] = {"cert", "key", "min_version", "ciphers", NULL};
+    char fp[256];
+    field_t f;
+    int rc;
+    custos_tls_config_t *t = calloc(1, sizeof(*t));
+    if (!t)
+        return CUSTOS_ENOMEM;
+    *out = t;
+    t->min_version = 0x0303;
+    if ((rc = check_keys(v, m, path, keys)) != 0)
+        return rc;
+    if ((rc = get_path(v, m, path, "cert", 1, &t->cert)) != 0)
+        return rc;
+    if ((rc = get_path(v, m, path, "key", 1, &t->key)) != 0)
+        return rc;
+    get_field(m, "min_version", &f);
+    if (f.present) {
+        const char *s = (f.val && json_object_is_type(f.val, json_type_string)) ? json_object_get_string(f.val) : "";
+        if (strcmp(s, "1.2") == 0)
+            t->min_version = 0x0303;
+        else if (strcmp(s, "1.3") == 0)
+            t->min_version = 0x0304;
+        else
+            return verr(v, f.vmark, "%s: expected \"1.2\" or \"1.3\" (a quoted string)",
+                        join(fp, sizeof(fp), path, "min_version"));
+    }
+    const char *ciphers;
+    custos_ymark_t at;
+    if ((rc = get_str(v, m, path, "ciphers", 0, 4096, &ciphers, &at)) != 0)
+        return rc;
+    if (ciphers) {
+        rc = check_ciphers(ciphers);
+        if (rc == CUSTOS_EINVAL)
+            return verr(v, at, "%s: OpenSSL accepts no cipher from this list", join(fp, sizeof(fp), path, "ciphers"));
+        if (rc != 0)
+            return rc;
+    }
+    return dup_str(ciphers ? ciphers : CUSTOS_TLS_DEFAULT_CIPHERS, &t->ciphers);
+}
+
+static int same_listen(const custos_listener_config_t *a, const custos_listener_config_t *b)
+{
+    if (a->kind != b->kind)
+        return 0;
+    if (a->kind == CUSTOS_ADDR_UNIX)
+        return strcmp(a->unix_path, b->unix_path) == 0;
+    return a->port == b->port && strcasecmp(a->host, b->host) == 0;
+}
+
+static int parse_listeners(vctx_t *v, json_object *root, custos_config_t *c)
+{
+    static const char *const keys[] = {"address", "insecure", "tls", NULL};
+    json_object *seq;
+    custos_ymark_t at;
+    int rc;
+    if ((rc = get_seq(v, root, "", "listeners", 1, CUSTOS_CONFIG_MAX_LISTENERS, NULL, &seq, &at)) != 0)
+        return rc;
+    size_t n = json_object_array_length(seq);
+    c->listeners = calloc(n, sizeof(*c->listeners));
+    if (!c->listeners)
+        return CUSTOS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        custos_listener_config_t *l = &c->listeners[i];
+        json_object *m = json_object_array_get_idx(seq, i);
+        char path[64], fp[128];
+        custos_ymark_t am;
+        const char *addr;
+        c->n_listeners = i + 1;
+        snprintf(path, sizeof(path), "listeners[%zu]", i);
+        if ((rc = expect_map(v, m, custos_ytree_val_mark(seq, i), path)) != 0)
+            return rc;
+        if ((rc = check_keys(v, m, path, keys)) != 0)
+            return rc;
+        if ((rc = get_str(v, m, path, "address", 1, 256, &addr, &am)) != 0)
+            return rc;
+        if ((rc = dup_str(addr, &l->address)) != 0)
+            return rc;
+        join(fp, sizeof(fp), path, "address");
+        const char *why = parse_listen_address(addr, l);
+        if (why)
+            return verr(v, am, "%s: %s", fp, why);
+        if ((rc = get_bool(v, m, path, "insecure", false, &l->insecure)) != 0)
+            return rc;
+        json_object *tm;
+        char tp[80];
+        if ((rc = get_map(v, m, path, "tls", 0, &tm, NULL)) != 0)
+            return rc;
+        if (tm && (rc = parse_tls(v, tm, join(tp, sizeof(tp), path, "tls"), &l->tls)) != 0)
+            return rc;
+        if (!l->tls && !l->loopback && !l->insecure)
+            return verr(v, am, "%s: plain HTTP on a non-loopback address needs insecure: true", fp);
+        for (size_t j = 0; j < i; j++)
+            if (same_listen(&c->listeners[j], l))
+                return verr(v, am, "%s: same address as listeners[%zu]", fp, j);
+    }
+    return 0;
+}
+
+static int parse_limits(vctx_t *v, json_object *root, custos_config_t *c)
+{
+    static const char *const keys[] = {"max_header_bytes",  "max_headers",       "max_body_bytes",
+                                       "max_url_bytes",     "max_json_depth",    "max_response_bytes",
+                                       "max_sse_event_bytes", "header_timeout_ms", "body_timeout_ms",
+                                       "idle_timeout_ms",   "max_connections",   NULL};
+    json_object *m;
+    int rc;
+    custos_limits_config_t *L = &c->limits;
+    if ((rc = get_map(v, root, "", "limits", 0, &m, NULL)) != 0)
+        return rc;
+    if (m && (rc = check_keys(v, m, "limits", keys)) != 0)
+        return rc;
+    /* With m == NULL the getters below see no keys and apply defaults. */
+    json_object *src = m;
+    GET_INT_AS(v, src, "limits", "max_header_bytes", 1024, 1048576, 16384, L->max_header_bytes);
+    GET_INT_AS(v, src, "limits", "max_headers", 8, 1000, 100, L->max_headers);
+    GET_INT_AS(v, src, "limits", "max_body_bytes", 1024, 268435456, 4194304, L->max_body_bytes);
+    GET_INT_AS(v, src, "limits", "max_url_bytes", 256, 1048576, 8192, L->max_url_bytes);
+    GET_INT_AS(v, src, "limits", "max_json_depth", 4, 1000, 64, L->max_json_depth);
+    GET_INT_AS(v, src, "limits", "max_response_bytes", 1024, 1073741824, 16777216, L->max_response_bytes);
+    GET_INT_AS(v, src, "limits", "max_sse_event_bytes", 1024, 67108864, 1048576, L->max_sse_event_bytes);
+    GET_INT_AS(v, src, "limits", "header_timeout_ms", 1, 3600000, 10000, L->header_timeout_ms);
+    GET_INT_AS(v, src, "limits", "body_timeout_ms", 1, 3600000, 30000, L->body_timeout_ms);
+    GET_INT_AS(v, src, "limits", "idle_timeout_ms", 1, 86400000, 60000, L->idle_timeout_ms);
+    GET_INT_AS(v, src, "limits", "max_connections", 1, 1048576, 16384, L->max_connections);
+    return 0;
+}
+
+static int parse_upstream(vctx_t *v, json_object *root, custos_config_t *c)
+{
+    static const char *const keys[] = {"connect_timeout_ms", "first_byte_timeout_ms", "idle_timeout_ms",
+                                       "max_attempts",       "backoff_base_ms",       "backoff_max_ms",
+                                       "max_retry_after_ms", "pool_max_idle",         NULL};
+    json_object *m;
+    int rc;
+    custos_upstream_config_t *U = &c->upstream;
+    if ((rc = get_map(v, root, "", "upstream", 0, &m, NULL)) != 0)
+        return rc;
+    if (m && (rc = check_keys(v, m, "upstream", keys)) != 0)
+        return rc;
+    GET_INT_AS(v, m, "upstream", "connect_timeout_ms", 1, 600000, 5000, U->connect_timeout_ms);
+    GET_INT_AS(v, m, "upstream", "first_byte_timeout_ms", 1, 3600000, 120000, U->first_byte_timeout_ms);
+    GET_INT_AS(v, m, "upstream", "idle_timeout_ms", 1, 3600000, 120000, U->idle_timeout_ms);
+    GET_INT_AS(v, m, "upstream", "max_attempts", 1, 10, 3, U->max_attempts);
+    GET_INT_AS(v, m, "upstream", "backoff_base_ms", 0, 60000, 100, U->backoff_base_ms);
+    GET_INT_AS(v, m, "upstream", "backoff_max_ms", 0, 600000, 2000, U->backoff_max_ms);
+    GET_INT_AS(v, m, "upstream", "max_retry_after_ms", 0, 3600000, 10000, U->max_retry_after_ms);
+    GET_INT_AS(v, m, "upstream", "pool_max_idle", 0, 10000, 64, U->pool_max_idle);
+    if (U->backoff_max_ms < U->backoff_base_ms) {
+        field_t f;
+        get_field(m, "backoff_max_ms", &f);
+        return verr(v, f.vmark, "upstream.backoff_max_ms: %" PRIu32 " is below upstream.backoff_base_ms (%" PRIu32 ")",
+                    U->backoff_max_ms, U->backoff_base_ms);
+    }
+    return 0;
+}
+
+static int hex_nibble(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int sha256_of(const char *s, size_t len, unsigned char out[32])
+{
+    unsigned int mdlen = 0;
+    if (EVP_Digest(s, len, out, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
+        return CUSTOS_ENOMEM;
+    return 0;
+}
+
+typedef struct key_ref {
+    const unsigned char *digest;
+    size_t idx;
+} key_ref_t;
+
+static int cmp_key_ref(const void *a, const void *b)
+{
+    const key_ref_t *x = a, *y = b;
+    int d = memcmp(x->digest, y->digest, 32);
+    if (d)
+        return d;
+    return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static int parse_identity(vctx_t *v, json_object *root, custos_config_t *c)
+{
+    static const char *const keys[] = {"api_keys", NULL};
+    static const char *const kkeys[] = {"name", "sha256", "key_env", "key_file", NULL};
+    static const char *const need = "at least one key is required (custos is never open by default)";
+    json_object *m, *seq;
+    custos_ymark_t at, *name_marks = NULL;
+    key_ref_t *refs = NULL;
+    int rc;
+    if ((rc = get_map(v, root, "", "identity", 0, &m, &at)) != 0)
+        return rc;
+    if (!m)
+        return verr(v, custos_ytree_mark(root), "identity.api_keys: %s", need);
+    if ((rc = check_keys(v, m, "identity", keys)) != 0)
+        return rc;
+    if ((rc = get_seq(v, m, "identity", "api_keys", 1, CUSTOS_CONFIG_MAX_API_KEYS, need, &seq, &at)) != 0)
+        return rc;
+    size_t n = json_object_array_length(seq);
+    c->identity.api_keys = calloc(n, sizeof(*c->identity.api_keys));
+    name_marks = calloc(n, sizeof(*name_marks));
+    if (!c->identity.api_keys || !name_marks) {
+        rc = CUSTOS_ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        custos_api_key_config_t *k = &c->identity.api_keys[i];
+        json_object *km = json_object_array_get_idx(seq, i);
+        char path[64], fp[128], sb[72];
+        c->identity.n_api_keys = i + 1;
+        snprintf(path, sizeof(path), "identity.api_keys[%zu]", i);
+        if ((rc = expect_map(v, km, custos_ytree_val_mark(seq, i), path)) != 0)
+            goto fail;
+        if ((rc = check_keys(v, km, path, kkeys)) != 0)
+            goto fail;
+        if ((rc = get_name(v, km, path, "name", 1, &k->name, &name_marks[i])) != 0)
+            goto fail;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(c->identity.api_keys[j].name, k->name) == 0) {
+                rc = verr(v, name_marks[i], "%s.name: duplicate name '%s' (also identity.api_keys[%zu])", path,
+                          shown(k->name, sb, sizeof(sb)), j);
+                goto fail;
+            }
+        }
+        /* exactly one of sha256 / key_env / key_file */
+        field_t f[3];
+        const char *srcs[] = {"sha256", "key_env", "key_file"};
+        int count = 0, which = -1;
+        for (int s = 0; s < 3; s++) {
+            get_field(km, srcs[s], &f[s]);
+            if (f[s].present) {
+                if (++count > 1) {
+                    rc = verr(v, f[s].kmark, "%s: exactly one of sha256, key_env, key_file is allowed", path);
+                    goto fail;
+                }
+                which = s;
+            }
+        }
+        if (count == 0) {
+            rc = verr(v, custos_ytree_mark(km), "%s: one of sha256, key_env, key_file is required", path);
+            goto fail;
+        }
+        if (which == 0) {
+            const char *hex;
+            if ((rc = get_str(v, km, path, "sha256", 1, 64, &hex, &at)) != 0)
+                goto fail;
+            if (strlen(hex) != 64) {
+                rc = verr(v, at, "%s: expected 64 hexadecimal digits", join(fp, sizeof(fp), path, "sha256"));
+                goto fail;
+            }
+            for (size_t b = 0; b < 32; b++) {
+                int hi = hex_nibble(hex[2 * b]), lo = hex_nibble(hex[2 * b + 1]);
+                if (hi < 0 || lo < 0) {
+                    rc = verr(v, at, "%s: expected 64 hexadecimal digits", join(fp, sizeof(fp), path, "sha256"));
+                    goto fail;
+                }
+                k->sha256[b] = (unsigned char)(hi << 4 | lo);
+            }
+        } else {
+            char *secret;
+            size_t slen;
+            if ((rc = get_secret(v, km, path, "key_env", "key_file", &secret, &slen)) != 0)
+                goto fail;
+            rc = sha256_of(secret, slen, k->sha256);
+            free_secret(secret, slen);
+            if (rc != 0)
+                goto fail;
+        }
+    }
+    /* Two names for one key would make the caller's identity ambiguous. */
+    refs = calloc(n, sizeof(*refs));
+    if (!refs) {
+        rc = CUSTOS_ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        refs[i].digest = c->identity.api_keys[i].sha256;
+        refs[i].idx = i;
+    }
+    qsort(refs, n, sizeof(*refs), cmp_key_ref);
+    for (size_t i = 1; i < n; i++) {
+        if (memcmp(refs[i].digest, refs[i - 1].digest, 32) == 0) {
+            size_t later = refs[i].idx, earlier = refs[i - 1].idx;
+            rc = verr(v, custos_ytree_val_mark(seq, later), "identity.api_keys[%zu]: same key as identity.api_keys[%zu]",
+                      later, earlier);
+            goto fail;
+        }
+    }
+    rc = 0;
+fail:
+    free(refs);
+    free(name_marks);
+    return rc;
+}
+
+static int valid_header_value(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+static int parse_backend_auth(vctx_t *v, json_object *m, const char *path, custos_backend_config_t *b)
+{
+    static const char *const keys[] = {"api_key_env", "api_key_file", NULL};
+    char fp[256];
+    field_t fe, ff;
+    int rc;
+    if ((rc = check_keys(v, m, path, keys)) != 0)
+        return rc;
+    get_field(m, "api_key_env", &fe);
+    get_field(m, "api_key_file", &ff);
+    if (fe.present && ff.present)
+        return verr(v, ff.kmark, "%s: exactly one of api_key_env, api_key_file is allowed", path);
+    if (!fe.present && !ff.present)
+        return verr(v, custos_ytree_mark(m), "%s: one of api_key_env, api_key_file is required", path);
+    if ((rc = get_secret(v, m, path, "api_key_env", "api_key_file", &b->api_key, &b->api_key_len)) != 0)
+        return rc;
+    if (!valid_header_value(b->api_key, b->api_key_len))
+        return verr(v, fe.present ? fe.vmark : ff.vmark,
+                    "%s: the key contains spaces or characters not allowed in an HTTP header",
+                    join(fp, sizeof(fp), path, fe.present ? "api_key_env" : "api_key_file"));
+    return 0;
+}
+
+static int valid_token(const char *s, const char *extra)
+{
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || strchr(extra, *s)))
+            return 0;
+    return 1;
+}
+
+static int parse_backend(vctx_t *v, json_object *m, const char *path, custos_backend_config_t *b)
+{
+    static const char *const keys[] = {"name",      "provider",   "url",        "api_version", "deployment",
+                                       "model",     "auth",       "region",     "data_zone",   "attributes",
+                                       "tls",       "priority",   "max_connections", NULL};
+    static const char *const providers[] = {"openai", "azure", "openai-compatible", NULL};
+    static const char *const akeys[] = {"no_training", "zero_data_retention", NULL};
+    static const char *const tkeys[] = {"ca_file", "verify", NULL};
+    char fp[256], sub[128];
+    custos_ymark_t at;
+    const char *s;
+    json_object *sm;
+    field_t f;
+    int rc, prov;
+
+    b->tls_verify = true;
+    if ((rc = check_keys(v, m, path, keys)) != 0)
+        return rc;
+    if ((rc = get_name(v, m, path, "name", 1, &b->name, &at)) != 0)
+        return rc;
+    get_field(m, "provider", &f);
+    if (!f.present)
+        return missing(v, m, path, "provider");
+    if ((rc = get_enum(v, m, path, "provider", providers, 0, &prov)) != 0)
+        return rc;
+    b->provider = (custos_provider_t)prov;
+    if ((rc = get_str(v, m, path, "url", 1, 2048, &s, &at)) != 0)
+        return rc;
+    if ((rc = dup_str(s, &b->url)) != 0)
+        return rc;
+    const char *why = parse_url(s, b);
+    if (why)
+        return verr(v, at, "%s: %s", join(fp, sizeof(fp), path, "url"), why);
+
+    /* azure-only and openai-only keys */
+    get_field(m, "api_version", &f);
+    if (f.present && b->provider != CUSTOS_PROVIDER_AZURE)
+        return verr(v, f.kmark, "%s.api_version: only valid for provider azure", path);
+    get_field(m, "deployment", &f);
+    if (f.present && b->provider != CUSTOS_PROVIDER_AZURE)
+        return verr(v, f.kmark, "%s.deployment: only valid for provider azure", path);
+    get_field(m, "model", &f);
+    if (f.present && b->provider == CUSTOS_PROVIDER_AZURE)
+        return verr(v, f.kmark, "%s.model: not valid for provider azure (use deployment)", path);
+    if (b->provider == CUSTOS_PROVIDER_AZURE) {
+        if ((rc = get_str(v, m, path, "api_version", 0, 32, &s, &at)) != 0)
+            return rc;
+        if (s && !valid_token(s, ".-"))
+            return verr(v, at, "%s: must match [A-Za-z0-9.-]{1,32}", join(fp, sizeof(fp), path, "api_version"));
+        if ((rc = dup_str(s ? s : CUSTOS_CONFIG_DEFAULT_AZURE_API_VERSION, &b->api_version)) != 0)
+            return rc;
+        if ((rc = get_name(v, m, path, "deployment", 0, &b->deployment, &at)) != 0)
+            return rc;
+    } else {
+        if ((rc = get_str(v, m, path, "model", 0, 256, &s, &at)) != 0)
+            return rc;
+        if ((rc = dup_str(s, &b->model)) != 0)
+            return rc;
+    }
+
+    if ((rc = get_map(v, m, path, "auth", 0, &sm, NULL)) != 0)
+        return rc;
+    if (sm && (rc = parse_backend_auth(v, sm, join(sub, sizeof(sub), path, "auth"), b)) != 0)
+        return rc;
+    if ((rc = get_zone(v, m, path, "region", &b->region, &at)) != 0)
+        return rc;
+    if ((rc = get_zone(v, m, path, "data_zone", &b->data_zone, &at)) != 0)
+        return rc;
+    if ((rc = get_map(v, m, path, "attributes", 0, &sm, NULL)) != 0)
+        return rc;
+    if (sm) {
+        join(sub, sizeof(sub), path, "attributes");
+        if ((rc = check_keys(v, sm, sub, akeys)) != 0)
+            return rc;
+        if ((rc = get_bool(v, sm, sub, "no_training", false, &b->no_training)) != 0)
+            return rc;
+        if ((rc = get_bool(v, sm, sub, "zero_data_retention", false, &b->zero_data_retention)) != 0)
+            return rc;
+    }
+    if ((rc = get_map(v, m, path, "tls", 0, &sm, &at)) != 0)
+        return rc;
+    if (sm) {
+        join(sub, sizeof(sub), path, "tls");
+        if (!b->https)
+            return verr(v, at, "%s: only valid for an https:// url", sub);
+        if ((rc = check_keys(v, sm, sub, tkeys)) != 0)
+            return rc;
+        if ((rc = get_path(v, sm, sub, "ca_file", 0, &b->ca_file)) != 0)
+            return rc;
+        if ((rc = get_bool(v, sm, sub, "verify", true, &b->tls_verify)) != 0)
+            return rc;
+    }
+    GET_INT_AS(v, m, path, "priority", -1000, 1000, 0, b->priority);
+    GET_INT_AS(v, m, path, "max_connections", 1, 65536, 256, b->max_connections);
+    return 0;
+}
+
+static int parse_backends(vctx_t *v, json_object *root, custos_config_t *c)
+{
+    json_object *seq;
+    custos_ymark_t at;
+    int rc;
+    if ((rc = get_seq(v, root, "", "backends", 1, CUSTOS_CONFIG_MAX_BACKENDS, NULL, &seq, &at)) != 0)
+        return rc;
+    size_t n = json_object_array_length(seq);
+    c->backends = calloc(n, sizeof(*c->backends));
+    if (!c->backends)
+        return CUSTOS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_object *m = json_object_array_get_idx(seq, i);
+        char path[64], sb[72];
+        c->n_backends = i + 1;
+        snprintf(path, sizeof(path), "backends[%zu]", i);
+        if ((rc = expect_map(v, m, custos_ytree_val_mark(seq, i), path)) != 0)
+            return rc;
+        if ((rc = parse_backend(v, m, path, &c->backends[i])) != 0)
+            return rc;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(c->backends[j].name, c->backends[i].name) == 0) {
+                field_t f;
+                get_field(m, "name", &f);
+                return verr(v, f.vmark, "%s.name: duplicate name '%s' (also backends[%zu])", path,
+                            shown(c->backends[i].name, sb, sizeof(sb)), j);
+            }
+        }
+    }
+    return 0;
+}
+
+static int parse_deployment(vctx_t *v, json_object *m, const char *path, custos_config_t *c,
+                            custos_deployment_config_t *d)
+{
+    static const char *const keys[] = {"name", "model", "type", "region", "data_zone", "backends", NULL};
+    static const char *const types[] = {"global", "datazone", "regional", NULL};
+    char fp[256], sb[4][72];
+    custos_ymark_t at;
+    const char *s;
+    json_object *seq;
+    field_t f;
+    int rc, type;
+
+    if ((rc = check_keys(v, m, path, keys)) != 0)
+        return rc;
+    if ((rc = get_name(v, m, path, "name", 1, &d->name, &at)) != 0)
+        return rc;
+    if ((rc = get_str(v, m, path, "model", 0, 256, &s, &at)) != 0)
+        return rc;
+    if ((rc = dup_str(s ? s : d->name, &d->model)) != 0)
+        return rc;
+    if ((rc = get_enum(v, m, path, "type", types, 0, &type)) != 0)
+        return rc;
+    d->type = (custos_deployment_type_t)type;
+    if ((rc = get_zone(v, m, path, "region", &d->region, &at)) != 0)
+        return rc;
+    get_field(m, "region", &f);
+    if (d->type == CUSTOS_DEPLOYMENT_REGIONAL && !d->region)
+        return verr(v, custos_ytree_mark(m), "%s: type regional requires region", path);
+    if (d->type != CUSTOS_DEPLOYMENT_REGIONAL && d->region)
+        return verr(v, f.kmark, "%s.region: only valid for type regional", path);
+    if ((rc = get_zone(v, m, path, "data_zone", &d->data_zone, &at)) != 0)
+        return rc;
+    get_field(m, "data_zone", &f);
+    if (d->type == CUSTOS_DEPLOYMENT_DATAZONE && !d->data_zone)
+        return verr(v, custos_ytree_mark(m), "%s: type datazone requires data_zone", path);
+    if (d->type != CUSTOS_DEPLOYMENT_DATAZONE && d->data_zone)
+        return verr(v, f.kmark, "%s.data_zone: only valid for type datazone", path);
+
+    if ((rc = get_seq(v, m, path, "backends", 1, CUSTOS_CONFIG_MAX_DEPLOYMENT_BACKENDS, NULL, &seq, &at)) != 0)
+        return rc;
+    size_t n = json_object_array_length(seq);
+    d->backends = calloc(n, sizeof(*d->backends));
+    if (!d->backends)
+        return CUSTOS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_object *item = json_object_array_get_idx(seq, i);
+        custos_ymark_t im = custos_ytree_val_mark(seq, i);
+        snprintf(fp, sizeof(fp), "%s.backends[%zu]", path, i);
+        if ((rc = check_str(v, item, im, fp, 256, &s)) != 0)
+            return rc;
+        const custos_backend_config_t *b = custos_config_find_backend(c, s);
+        if (!b)
+            return verr(v, im, "%s: unknown backend '%s'", fp, shown(s, sb[0], sizeof(sb[0])));
+        for (size_t j = 0; j < i; j++)
+            if (d->backends[j] == b)
+                return verr(v, im, "%s: backend '%s' is listed twice", fp, shown(s, sb[0], sizeof(sb[0])));
+        if (d->type == CUSTOS_DEPLOYMENT_REGIONAL && (!b->region || strcmp(b->region, d->region) != 0)) {
+            if (!b->region)
+                return verr(v, im, "%s: backend %s has no region; regional deployment %s needs region %s", fp,
+                            shown(b->name, sb[0], 72), shown(d->name, sb[1], 72), shown(d->region, sb[2], 72));
+            return verr(v, im, "%s: backend %s is in region %s, outside regional deployment %s's region %s", fp,
+                        shown(b->name, sb[0], 72), shown(b->region, sb[1], 72), shown(d->name, sb[2], 72),
+                        shown(d->region, sb[3], 72));
+        }
+        if (d->type == CUSTOS_DEPLOYMENT_DATAZONE && (!b->data_zone || strcmp(b->data_zone, d->data_zone) != 0)) {
+            if (!b->data_zone)
+                return verr(v, im, "%s: backend %s has no data_zone; datazone deployment %s needs data zone %s", fp,
+                            shown(b->name, sb[0], 72), shown(d->name, sb[1], 72), shown(d->data_zone, sb[2], 72));
+            return verr(v, im, "%s: backend %s is in data zone %s, outside datazone deployment %s's data zone %s", fp,
+                        shown(b->name, sb[0], 72), shown(b->data_zone, sb[1], 72), shown(d->name, sb[2], 72),
+                        shown(d->data_zone, sb[3], 72));
+        }
+        /* stable insertion by priority */
+        size_t k = i;
+        while (k > 0 && d->backends[k - 1]->priority > b->priority) {
+            d->backends[k] = d->backends[k - 1];
+            k--;
+        }
+        d->backends[k] = b;
+        d->n_backends = i + 1;
+    }
+    return 0;
+}
+
+static int cmp_backend_name(const void *a, const void *b)
+{
+    const custos_backend_config_t *const *x = a, *const *y = b;
+    return strcmp((*x)->name, (*y)->name);
+}
+
+static int cmp_deployment_name(const void *a, const void *b)
+{
+    const custos_deployment_config_t *const *x = a, *const *y = b;
+    return strcmp((*x)->name, (*y)->name);
+}
+
+static int parse_deployments(vctx_t *v, json_object *root, custos_config_t *c)
+{
+    json_object *seq;
+    custos_ymark_t at;
+    int rc;
+    if ((rc = get_seq(v, root, "", "deployments", 1, CUSTOS_CONFIG_MAX_DEPLOYMENTS, NULL, &seq, &at)) != 0)
+        return rc;
+    size_t n = json_object_array_length(seq);
+    c->deployments = calloc(n, sizeof(*c->deployments));
+    if (!c->deployments)
+        return CUSTOS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_object *m = json_object_array_get_idx(seq, i);
+        char path[64], sb[72];
+        snprintf(path, sizeof(path), "deployments[%zu]", i);
+        c->n_deployments = i + 1;
+        if ((rc = expect_map(v, m, custos_ytree_val_mark(seq, i), path)) != 0)
+            return rc;
+        if ((rc = parse_deployment(v, m, path, c, &c->deployments[i])) != 0)
+            return rc;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(c->deployments[j].name, c->deployments[i].name) == 0) {
+                field_t f;
+                get_field(m, "name", &f);
+                return verr(v, f.vmark, "%s.name: duplicate name '%s' (also deployments[%zu])", path,
+                            shown(c->deployments[i].name, sb, sizeof(sb)), j);
+            }
+        }
+    }
+    return 0;
+}
+
+/* Builds the by-name index of backends (needed by deployments) before they are parsed. */
+static int index_backends(custos_config_t *c)
+{
+    c->backends_by_name = calloc(c->n_backends ? c->n_backends : 1, sizeof(*c->backends_by_name));
+    if (!c->backends_by_name)
+        return CUSTOS_ENOMEM;
+    for (size_t i = 0; i < c->n_backends; i++)
+        c->backends_by_name[i] = &c->backends[i];
+    qsort(c->backends_by_name, c->n_backends, sizeof(*c->backends_by_name), cmp_backend_name);
+    return 0;
+}
+
+static int index_deployments(custos_config_t *c)
+{
+    c->deployments_by_name = calloc(c->n_deployments ? c->n_deployments : 1, sizeof(*c->deployments_by_name));
+    if (!c->deployments_by_name)
+        return CUSTOS_ENOMEM;
+    for (size_t i = 0; i < c->n_deployments; i++)
+        c->deployments_by_name[i] = &c->deployments[i];
+    qsort(c->deployments_by_name, c->n_deployments, sizeof(*c->deployments_by_name), cmp_deployment_name);
+    return 0;
+}
+
+/* ---------- lifecycle ---------- */
+
+static void config_free(custos_config_t *c)
+{
+    if (!c)
+        return;
+    free(c->source);
+    for (size_t i = 0; i < c->n_listeners; i++) {
+        custos_listener_config_t *l = &c->listeners[i];
+        free(l->address);
+        free(l->host);
+        free(l->unix_path);
+        if (l->tls) {
+            free(l->tls->cert);
+            free(l->tls->key);
+            free(l->tls->ciphers);
+            free(l->tls);
+        }
+    }
+    free(c->listeners);
+    for (size_t i = 0; i < c->identity.n_api_keys; i++) {
+        free(c->identity.api_keys[i].name);
+        OPENSSL_cleanse(c->identity.api_keys[i].sha256, sizeof(c->identity.api_keys[i].sha256));
+    }
+    free(c->identity.api_keys);
+    for (size_t i = 0; i < c->n_backends; i++) {
+        custos_backend_config_t *b = &c->backends[i];
+        free(b->name);
+        free(b->url);
+        free(b->host);
+        free(b->path_prefix);
+        free(b->api_version);
+        free(b->deployment);
+        free(b->model);
+        free_secret(b->api_key, b->api_key_len);
+        free(b->region);
+        free(b->data_zone);
+        free(b->ca_file);
+    }
+    free(c->backends);
+    for (size_t i = 0; i < c->n_deployments; i++) {
+        custos_deployment_config_t *d = &c->deployments[i];
+        free(d->name);
+        free(d->model);
+        free(d->region);
+        free(d->data_zone);
+        free(d->backends);
+    }
+    free(c->deployments);
+    free(c->backends_by_name);
+    free(c->deployments_by_name);
+    free(c);
+}
+
+static int validate(vctx_t *v, json_object *root, custos_config_t *c)
+{
+    static const char *const top[] = {"server",   "listeners", "limits",      "upstream",
+                                      "identity", "backends",  "deployments", NULL};
+    int rc;
+    if (!root || !json_object_is_type(root, json_type_object))
+        return verr(v, root ? custos_ytree_mark(root) : (custos_ymark_t){1, 1},
+                    "the configuration must be a mapping, got %s", root ? kind_name(root) : "an empty document");
+    if ((rc = check_keys(v, root, "", top)) != 0)
+        return rc;
+    if ((rc = parse_server(v, root, c)) != 0)
+        return rc;
+    if ((rc = parse_listeners(v, root, c)) != 0)
+        return rc;
+    if ((rc = parse_limits(v, root, c)) != 0)
+        return rc;
+    if ((rc = parse_upstream(v, root, c)) != 0)
+        return rc;
+    if ((rc = parse_identity(v, root, c)) != 0)
+        return rc;
+    if ((rc = parse_backends(v, root, c)) != 0)
+        return rc;
+    if ((rc = index_backends(c)) != 0)
+        return rc;
+    if ((rc = parse_deployments(v, root, c)) != 0)
+        return rc;
+    return index_deployments(c);
+}
+
+static int load(const char *name, const char *basedir, const char *yaml, size_t len, custos_config_t **out, char *err,
+                size_t errlen)
+{
+    vctx_t v = {.basedir = basedir};
+    json_object *root = NULL;
+    custos_config_t *c = NULL;
+    int rc;
+
+    *out = NULL;
+    if (err && errlen)
+        err[0] = 0;
+    rc = custos_ytree_parse(yaml, len, &root, &v.where, v.msg, sizeof(v.msg));
+    if (rc != 0)
+        goto fail;
+    c = calloc(1, sizeof(*c));
+    if (!c || !(c->source = strdup(name))) {
+        rc = CUSTOS_ENOMEM;
+        snprintf(v.msg, sizeof(v.msg), "out of memory");
+        v.where = (custos_ymark_t){1, 1};
+        goto fail;
+    }
+    atomic_init(&c->refs, 1);
+    rc = validate(&v, root, c);
+    if (rc == CUSTOS_ENOMEM && !v.msg[0]) {
+        snprintf(v.msg, sizeof(v.msg), "out of memory");
+        v.where = (custos_ymark_t){1, 1};
+    }
+    if (rc != 0)
+        goto fail;
+    json_object_put(root);
+    *out = c;
+    return 0;
+
+fail:
+    if (err && errlen)
+        snprintf(err, errlen, "%s:%u:%u: %s", name, v.where.line ? v.where.line : 1, v.where.col ? v.where.col : 1,
+                 v.msg);
+    json_object_put(root);
+    config_free(c);
+    return rc;
+}
+
+int custos_config_load_string(const char *name, const char *yaml, size_t len, custos_config_t **out, char *err,
+                              size_t errlen)
+{
+    if (!name)
+        name = "<string>";
+    if (!yaml) {
+        *out = NULL;
+        if (err && errlen)
+            snprintf(err, errlen, "%s: no configuration given", name);
+        return CUSTOS_EINVAL;
+    }
+    return load(name, NULL, yaml, len, out, err, errlen);
+}
+
+int custos_config_load_file(const char *path, custos_config_t **out, char *err, size_t errlen)
+{
+    custos_buf_t b;
+    char tmp[65536];
+    char *basedir = NULL;
+    int rc = 0, fd;
+
+    *out = NULL;
+    custos_buf_init(&b, CUSTOS_CONFIG_MAX_BYTES);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return CUSTOS_EIO;
+    }
+    for (;;) {
+        ssize_t n = read(fd, tmp, sizeof(tmp));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            if (err && errlen)
+                snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+            rc = CUSTOS_EIO;
+            goto fail;
+        }
+        if (n == 0)
+            break;
+        rc = custos_buf_append(&b, tmp, (size_t)n);
+        if (rc == CUSTOS_ETOOBIG) {
+            if (err && errlen)
+                snprintf(err, errlen, "%s:1:1: configuration is larger than %zu bytes (4 MiB)", path,
+                         CUSTOS_CONFIG_MAX_BYTES);
+            goto fail;
+        }
+        if (rc != 0) {
+            if (err && errlen)
+                snprintf(err, errlen, "%s: out of memory", path);
+            goto fail;
+        }
+    }
+    const char *slash = strrchr(path, '/');
+    if (slash) {
+        basedir = strndup(path, (size_t)(slash - path) + 1);
+        if (!basedir) {
+            rc = CUSTOS_ENOMEM;
+            if (err && errlen)
+                snprintf(err, errlen, "%s: out of memory", path);
+            goto fail;
+        }
+    }
+    rc = load(path, basedir, custos_buf_peek(&b), custos_buf_size(&b), out, err, errlen);
+fail:
+    close(fd);
+    free(basedir);
+    custos_buf_dispose(&b);
+    return rc;
+}
+
+custos_config_t *custos_config_ref(custos_config_t *c)
+{
+    if (c)
+        atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    return c;
+}
+
+void custos_config_unref(custos_config_t *c)
+{
+    if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+        config_free(c);
+}
+
+const custos_backend_config_t *custos_config_find_backend(const custos_config_t *c, const char *name)
+{
+    if (!c || !name || !c->backends_by_name)
+        return NULL;
+    size_t lo = 0, hi = c->n_backends;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int d = strcmp(name, c->backends_by_name[mid]->name);
+        if (d == 0)
+            return c->backends_by_name[mid];
+        if (d < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+const custos_deployment_config_t *custos_config_find_deployment(const custos_config_t *c, const char *name)
+{
+    if (!c || !name || !c->deployments_by_name)
+        return NULL;
+    size_t lo = 0, hi = c->n_deployments;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int d = strcmp(name, c->deployments_by_name[mid]->name);
+        if (d == 0)
+            return c->deployments_by_name[mid];
+        if (d < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+const char *custos_config_provider_name(custos_provider_t p)
+{
+    switch (p) {
+    case CUSTOS_PROVIDER_OPENAI:
+        return "openai";
+    case CUSTOS_PROVIDER_AZURE:
+        return "azure";
+    case CUSTOS_PROVIDER_OPENAI_COMPATIBLE:
+        return "openai-compatible";
+    }
+    return "?";
+}
+
+const char *custos_config_deployment_type_name(custos_deployment_type_t t)
+{
+    switch (t) {
+    case CUSTOS_DEPLOYMENT_GLOBAL:
+        return "global";
+    case CUSTOS_DEPLOYMENT_DATAZONE:
+        return "datazone";
+    case CUSTOS_DEPLOYMENT_REGIONAL:
+        return "regional";
+    }
+    return "?";
+}
+
+int custos_config_dump_summary(const custos_config_t *c, FILE *f)
+{
+    static const char *const lvl[] = {"debug", "info", "warn", "error"};
+    if (!c || !f)
+        return CUSTOS_EINVAL;
+    fprintf(f, "config %s\n", c->source);
+    if (c->server.workers)
+        fprintf(f, "server: %u workers, log_level %s, drain_timeout_ms %" PRIu32 "\n", c->server.workers,
+                lvl[c->server.log_level], c->server.drain_timeout_ms);
+    else
+        fprintf(f, "server: one worker per CPU, log_level %s, drain_timeout_ms %" PRIu32 "\n",
+                lvl[c->server.log_level], c->server.drain_timeout_ms);
+    fprintf(f, "listeners (%zu):\n", c->n_listeners);
+    for (size_t i = 0; i < c->n_listeners; i++) {
+        const custos_listener_config_t *l = &c->listeners[i];
+        if (l->tls)
+            fprintf(f, "  %s  https (TLS >= 1.%d)\n", l->address, l->tls->min_version == 0x0304 ? 3 : 2);
+        else
+            fprintf(f, "  %s  plain http%s\n", l->address,
+                    l->kind == CUSTOS_ADDR_UNIX ? " (unix socket)"
+                    : l->loopback               ? " (loopback)"
+                                                : " (INSECURE: non-loopback)");
+    }
+    fprintf(f, "api keys (%zu):", c->identity.n_api_keys);
+    for (size_t i = 0; i < c->identity.n_api_keys; i++)
+        fprintf(f, "%s %s", i ? "," : "", c->identity.api_keys[i].name);
+    fprintf(f, "\n");
+    fprintf(f, "backends (%zu):\n", c->n_backends);
+    for (size_t i = 0; i < c->n_backends; i++) {
+        const custos_backend_config_t *b = &c->backends[i];
+        fprintf(f, "  %s  %s  %s  region %s  data_zone %s  auth %s  priority %d%s\n", b->name,
+                custos_config_provider_name(b->provider), b->url, b->region ? b->region : "-",
+                b->data_zone ? b->data_zone : "-", b->api_key ? "api-key" : "none", b->priority,
+                (b->https && !b->tls_verify) ? "  (TLS VERIFY OFF)" : "");
+    }
+    fprintf(f, "deployments (%zu):\n", c->n_deployments);
+    for (size_t i = 0; i < c->n_deployments; i++) {
+        const custos_deployment_config_t *d = &c->deployments[i];
+        fprintf(f, "  %s  model %s  %s", d->name, d->model, custos_config_deployment_type_name(d->type));
+        if (d->region)
+            fprintf(f, " %s", d->region);
+        if (d->data_zone)
+            fprintf(f, " %s", d->data_zone);
+        fprintf(f, "  ->");
+        for (size_t j = 0; j < d->n_backends; j++)
+            fprintf(f, "%s %s", j ? "," : "", d->backends[j]->name);
+        fprintf(f, "\n");
+    }
+    return (fflush(f) == 0 && !ferror(f)) ? 0 : CUSTOS_EIO;
+}
