@@ -118,8 +118,7 @@ static int check_keys(vctx_t *v, json_object *m, const char *path, const char *c
         if (!str_in(k, allowed)) {
             if (path && path[0])
                 return verr(v, custos_ytree_key_mark(m, i), "unknown key '%s' in %s", shown(k, kb, sizeof(kb)), path);
-            return verr(v, custos_ytree_key_mark(m, i), "unknown key '%s' at the top level",
-                        shown(k, kb, sizeof(kb)));
+            return verr(v, custos_ytree_key_mark(m, i), "unknown key '%s' at the top level", shown(k, kb, sizeof(kb)));
         }
     }
     return 0;
@@ -169,8 +168,8 @@ static int get_map(vctx_t *v, json_object *m, const char *path, const char *key,
     return rc;
 }
 
-static int get_int(vctx_t *v, json_object *m, const char *path, const char *key, int64_t min, int64_t max,
-                   int64_t def, int64_t *out)
+static int get_int(vctx_t *v, json_object *m, const char *path, const char *key, int64_t min, int64_t max, int64_t def,
+                   int64_t *out)
 {
     field_t f;
     char fp[256];
@@ -204,7 +203,7 @@ static int get_int(vctx_t *v, json_object *m, const char *path, const char *key,
 static int get_bool(vctx_t *v, json_object *m, const char *path, const char *key, bool def, bool *out)
 {
     static const char *const yaml11[] = {"yes", "Yes", "YES", "no", "No", "NO", "on", "On", "ON",
-                                         "off", "Off", "OFF", "y", "Y", "n", "N", NULL};
+                                         "off", "Off", "OFF", "y",  "Y",  "n",  "N",  NULL};
     field_t f;
     char fp[256], sb[32];
     get_field(m, key, &f);
@@ -367,12 +366,14 @@ static int get_path(vctx_t *v, json_object *m, const char *path, const char *key
     return 0;
 }
 
-/* Reads a secret from a file (<= KEY_FILE_MAX bytes), strips trailing CR/LF. Caller cleanses+frees. */
+/* Reads a secret from a regular file (<= KEY_FILE_MAX bytes), strips trailing CR/LF. Caller cleanses+frees.
+ * Returns CUSTOS_EIO (*err_no set), CUSTOS_EINVAL (not a regular file), CUSTOS_ETOOBIG or CUSTOS_ENOMEM. */
 static int read_secret_file(const char *path, char **out, size_t *outlen, int *err_no)
 {
     custos_buf_t b;
     char tmp[4096];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     int rc = 0;
     *out = NULL;
     *outlen = 0;
@@ -380,6 +381,15 @@ static int read_secret_file(const char *path, char **out, size_t *outlen, int *e
     if (fd < 0) {
         *err_no = errno;
         return CUSTOS_EIO;
+    }
+    if (fstat(fd, &st) != 0) {
+        *err_no = errno;
+        close(fd);
+        return CUSTOS_EIO;
+    }
+    if (!S_ISREG(st.st_mode)) { /* a FIFO or device could block or never end */
+        close(fd);
+        return CUSTOS_EINVAL;
     }
     custos_buf_init(&b, KEY_FILE_MAX);
     for (;;) {
@@ -476,6 +486,8 @@ static int get_secret(vctx_t *v, json_object *m, const char *path, const char *e
     rc = read_secret_file(p, secret, secret_len, &e);
     if (rc == CUSTOS_ETOOBIG)
         rc = verr(v, ff.vmark, "%s: '%s' is larger than %d bytes", fp, shown(p, sb, sizeof(sb)), KEY_FILE_MAX);
+    else if (rc == CUSTOS_EINVAL)
+        rc = verr(v, ff.vmark, "%s: '%s' is not a regular file", fp, shown(p, sb, sizeof(sb)));
     else if (rc == CUSTOS_EIO)
         rc = verr(v, ff.vmark, "%s: cannot read '%s': %s", fp, shown(p, sb, sizeof(sb)), strerror(e));
     else if (rc == 0 && *secret_len == 0)
@@ -621,7 +633,8 @@ static const char *parse_listen_address(const char *s, custos_listener_config_t 
 
 static int is_pchar(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("-._~%!$&'()*+,;=:@/", c);
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           strchr("-._~%!$&'()*+,;=:@/", c);
 }
 
 /* Parses an http(s) base URL into b. Returns NULL or a reason. */
@@ -832,10 +845,10 @@ static int parse_listeners(vctx_t *v, json_object *root, custos_config_t *c)
 
 static int parse_limits(vctx_t *v, json_object *root, custos_config_t *c)
 {
-    static const char *const keys[] = {"max_header_bytes",  "max_headers",       "max_body_bytes",
-                                       "max_url_bytes",     "max_json_depth",    "max_response_bytes",
+    static const char *const keys[] = {"max_header_bytes",    "max_headers",       "max_body_bytes",
+                                       "max_url_bytes",       "max_json_depth",    "max_response_bytes",
                                        "max_sse_event_bytes", "header_timeout_ms", "body_timeout_ms",
-                                       "idle_timeout_ms",   "max_connections",   NULL};
+                                       "idle_timeout_ms",     "max_connections",   NULL};
     json_object *m;
     int rc;
     custos_limits_config_t *L = &c->limits;
@@ -1023,8 +1036,8 @@ static int parse_identity(vctx_t *v, json_object *root, custos_config_t *c)
     for (size_t i = 1; i < n; i++) {
         if (memcmp(refs[i].digest, refs[i - 1].digest, 32) == 0) {
             size_t later = refs[i].idx, earlier = refs[i - 1].idx;
-            rc = verr(v, custos_ytree_val_mark(seq, later), "identity.api_keys[%zu]: same key as identity.api_keys[%zu]",
-                      later, earlier);
+            rc = verr(v, custos_ytree_val_mark(seq, later),
+                      "identity.api_keys[%zu]: same key as identity.api_keys[%zu]", later, earlier);
             goto fail;
         }
     }
@@ -1076,9 +1089,9 @@ static int valid_token(const char *s, const char *extra)
 
 static int parse_backend(vctx_t *v, json_object *m, const char *path, custos_backend_config_t *b)
 {
-    static const char *const keys[] = {"name",      "provider",   "url",        "api_version", "deployment",
-                                       "model",     "auth",       "region",     "data_zone",   "attributes",
-                                       "tls",       "priority",   "max_connections", NULL};
+    static const char *const keys[] = {
+        "name",   "provider",  "url",        "api_version", "deployment", "model",           "auth",
+        "region", "data_zone", "attributes", "tls",         "priority",   "max_connections", NULL};
     static const char *const providers[] = {"openai", "azure", "openai-compatible", NULL};
     static const char *const akeys[] = {"no_training", "zero_data_retention", NULL};
     static const char *const tkeys[] = {"ca_file", "verify", NULL};
@@ -1533,15 +1546,28 @@ int custos_config_load_file(const char *path, custos_config_t **out, char *err, 
             goto fail;
         }
     }
+    /* Relative paths inside the file resolve against the file's directory, made absolute so they
+     * survive a later chdir. */
     const char *slash = strrchr(path, '/');
-    if (slash) {
-        basedir = strndup(path, (size_t)(slash - path) + 1);
-        if (!basedir) {
-            rc = CUSTOS_ENOMEM;
-            if (err && errlen)
-                snprintf(err, errlen, "%s: out of memory", path);
-            goto fail;
+    char *dir = slash ? strndup(path, (size_t)(slash - path) + 1) : strdup(".");
+    char *real = dir ? realpath(dir, NULL) : NULL;
+    int oom = !dir;
+    if (real) {
+        if (asprintf(&basedir, "%s%s", real, strcmp(real, "/") == 0 ? "" : "/") < 0) {
+            basedir = NULL;
+            oom = 1;
         }
+    } else if (dir && slash) {
+        basedir = strdup(dir);
+        oom = !basedir;
+    }
+    free(real);
+    free(dir);
+    if (oom) {
+        rc = CUSTOS_ENOMEM;
+        if (err && errlen)
+            snprintf(err, errlen, "%s: out of memory", path);
+        goto fail;
     }
     rc = load(path, basedir, custos_buf_peek(&b), custos_buf_size(&b), out, err, errlen);
 fail:
@@ -1636,8 +1662,8 @@ int custos_config_dump_summary(const custos_config_t *c, FILE *f)
         fprintf(f, "server: %u workers, log_level %s, drain_timeout_ms %" PRIu32 "\n", c->server.workers,
                 lvl[c->server.log_level], c->server.drain_timeout_ms);
     else
-        fprintf(f, "server: one worker per CPU, log_level %s, drain_timeout_ms %" PRIu32 "\n",
-                lvl[c->server.log_level], c->server.drain_timeout_ms);
+        fprintf(f, "server: one worker per CPU, log_level %s, drain_timeout_ms %" PRIu32 "\n", lvl[c->server.log_level],
+                c->server.drain_timeout_ms);
     fprintf(f, "listeners (%zu):\n", c->n_listeners);
     for (size_t i = 0; i < c->n_listeners; i++) {
         const custos_listener_config_t *l = &c->listeners[i];

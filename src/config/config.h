@@ -14,7 +14,7 @@
 
 /* TLS 1.2 cipher list used when a listener's tls.ciphers is absent (OpenSSL syntax). */
 #define CUSTOS_TLS_DEFAULT_CIPHERS                                                                                     \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"                        \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"                         \
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 #define CUSTOS_CONFIG_MAX_BYTES ((size_t)4 * 1024 * 1024) /* larger config documents are refused */
@@ -27,28 +27,28 @@
 #define CUSTOS_CONFIG_DEFAULT_AZURE_API_VERSION "2024-10-21"
 
 typedef struct custos_server_config {
-    unsigned workers;            /* 0 = one per online CPU; <= 256 */
-    uint32_t drain_timeout_ms;   /* graceful shutdown budget */
+    unsigned workers;             /* 0 = one per online CPU; <= 256 */
+    uint32_t drain_timeout_ms;    /* graceful shutdown budget */
     custos_log_level_t log_level; /* operational log threshold */
 } custos_server_config_t;
 
 typedef struct custos_tls_config {
-    char *cert;       /* PEM certificate chain path (resolved, readable at load) */
-    char *key;        /* PEM private key path (resolved, readable at load) */
-    int min_version;  /* OpenSSL protocol number: 0x0303 (TLS1_2_VERSION) or 0x0304 (TLS1_3_VERSION) */
-    char *ciphers;    /* TLS 1.2 cipher list; never NULL (CUSTOS_TLS_DEFAULT_CIPHERS by default) */
+    char *cert;      /* PEM certificate chain path (resolved, readable at load) */
+    char *key;       /* PEM private key path (resolved, readable at load) */
+    int min_version; /* OpenSSL protocol number: 0x0303 (TLS1_2_VERSION) or 0x0304 (TLS1_3_VERSION) */
+    char *ciphers;   /* TLS 1.2 cipher list; never NULL (CUSTOS_TLS_DEFAULT_CIPHERS by default) */
 } custos_tls_config_t;
 
 typedef enum { CUSTOS_ADDR_TCP = 0, CUSTOS_ADDR_UNIX } custos_addr_kind_t;
 
 typedef struct custos_listener_config {
-    char *address;           /* as written: "HOST:PORT", "[V6]:PORT" or "unix:/path" */
+    char *address; /* as written: "HOST:PORT", "[V6]:PORT" or "unix:/path" */
     custos_addr_kind_t kind;
-    char *host;              /* TCP: host without brackets ("0.0.0.0", "::1", "localhost"); NULL for unix */
-    uint16_t port;           /* TCP: 1..65535; 0 for unix */
-    char *unix_path;         /* unix: absolute socket path (< 108 bytes); NULL for TCP */
-    bool loopback;           /* unix socket, 127.0.0.0/8, ::1 or localhost */
-    bool insecure;           /* plain HTTP explicitly allowed on a non-loopback address */
+    char *host;               /* TCP: host without brackets ("0.0.0.0", "::1", "localhost"); NULL for unix */
+    uint16_t port;            /* TCP: 1..65535; 0 for unix */
+    char *unix_path;          /* unix: absolute socket path (< 108 bytes); NULL for TCP */
+    bool loopback;            /* unix socket, 127.0.0.0/8, ::1 or localhost */
+    bool insecure;            /* plain HTTP explicitly allowed on a non-loopback address */
     custos_tls_config_t *tls; /* NULL = plain HTTP */
 } custos_listener_config_t;
 
@@ -69,8 +69,8 @@ typedef struct custos_limits_config {
 typedef struct custos_upstream_config {
     uint32_t connect_timeout_ms;
     uint32_t first_byte_timeout_ms;
-    uint32_t idle_timeout_ms;    /* between bytes of a response */
-    unsigned max_attempts;       /* total attempts per request across retries and failover, 1..10 */
+    uint32_t idle_timeout_ms; /* between bytes of a response */
+    unsigned max_attempts;    /* total attempts per request across retries and failover, 1..10 */
     uint32_t backoff_base_ms;
     uint32_t backoff_max_ms;     /* >= backoff_base_ms */
     uint32_t max_retry_after_ms; /* a longer upstream retry-after is not waited for */
@@ -94,29 +94,29 @@ typedef enum {
 } custos_provider_t;
 
 typedef struct custos_backend_config {
-    char *name;                 /* unique, [A-Za-z0-9._-]{1,64} */
+    char *name; /* unique, [A-Za-z0-9._-]{1,64} */
     custos_provider_t provider;
-    char *url;                  /* as written */
-    bool https;                 /* scheme https (else http) */
-    char *host;                 /* without brackets; contains ':' iff IPv6 literal (add brackets for Host:) */
-    uint16_t port;              /* explicit or 80/443 */
-    char *path_prefix;          /* URL path without trailing slash; "" if none. Requests go to
-                                   {path_prefix}/v1/... when "" (openai*), else {path_prefix}/...;
-                                   azure: {path_prefix}/openai/deployments/{deployment}/... */
-    char *api_version;          /* azure: api-version query value (default 2024-10-21); NULL otherwise */
-    char *deployment;           /* azure: upstream deployment name; NULL = the custos deployment's model */
-    char *model;                /* openai*: model sent upstream; NULL = the custos deployment's model */
-    char *api_key;              /* secret used to call upstream (NUL-terminated), NULL = no auth header;
-                                   zeroed on free. Never log it. */
+    char *url;         /* as written */
+    bool https;        /* scheme https (else http) */
+    char *host;        /* without brackets; contains ':' iff IPv6 literal (add brackets for Host:) */
+    uint16_t port;     /* explicit or 80/443 */
+    char *path_prefix; /* URL path without trailing slash; "" if none. Requests go to
+                          {path_prefix}/v1/... when "" (openai*), else {path_prefix}/...;
+                          azure: {path_prefix}/openai/deployments/{deployment}/... */
+    char *api_version; /* azure: api-version query value (default 2024-10-21); NULL otherwise */
+    char *deployment;  /* azure: upstream deployment name; NULL = the custos deployment's model */
+    char *model;       /* openai*: model sent upstream; NULL = the custos deployment's model */
+    char *api_key;     /* secret used to call upstream (NUL-terminated), NULL = no auth header;
+                          zeroed on free. Never log it. */
     size_t api_key_len;
-    char *region;               /* [a-z0-9-]{1,64} or NULL */
-    char *data_zone;            /* [a-z0-9-]{1,64} or NULL */
-    bool no_training;           /* attributes.no_training */
-    bool zero_data_retention;   /* attributes.zero_data_retention */
-    char *ca_file;              /* https: CA bundle path (resolved); NULL = system default store */
-    bool tls_verify;            /* https: verify the server certificate (default true) */
-    int priority;               /* lower is tried first; -1000..1000 */
-    unsigned max_connections;   /* per worker */
+    char *region;             /* [a-z0-9-]{1,64} or NULL */
+    char *data_zone;          /* [a-z0-9-]{1,64} or NULL */
+    bool no_training;         /* attributes.no_training */
+    bool zero_data_retention; /* attributes.zero_data_retention */
+    char *ca_file;            /* https: CA bundle path (resolved); NULL = system default store */
+    bool tls_verify;          /* https: verify the server certificate (default true) */
+    int priority;             /* lower is tried first; -1000..1000 */
+    unsigned max_connections; /* per worker */
 } custos_backend_config_t;
 
 typedef enum {

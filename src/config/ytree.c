@@ -344,11 +344,13 @@ static int parser_error(yparse_t *p, yaml_parser_t *yp)
 {
     if (yp->error == YAML_MEMORY_ERROR)
         return fail(p, CUSTOS_ENOMEM, (custos_ymark_t){1, 1}, "out of memory");
-    custos_ymark_t at = yp->error == YAML_READER_ERROR ? offset_mark(p->src, p->srclen, yp->problem_offset)
-                                                        : to_mark(yp->problem_mark);
+    custos_ymark_t at =
+        yp->error == YAML_READER_ERROR ? offset_mark(p->src, p->srclen, yp->problem_offset) : to_mark(yp->problem_mark);
     const char *problem = yp->problem ? yp->problem : "malformed input";
-    if (yp->context)
-        return fail(p, CUSTOS_EINVAL, at, "YAML syntax error: %s (%s)", problem, yp->context);
+    if (yp->context && yp->error != YAML_READER_ERROR) {
+        custos_ymark_t cm = to_mark(yp->context_mark);
+        return fail(p, CUSTOS_EINVAL, at, "YAML syntax error: %s (%s at %u:%u)", problem, yp->context, cm.line, cm.col);
+    }
     return fail(p, CUSTOS_EINVAL, at, "YAML syntax error: %s", problem);
 }
 
@@ -362,8 +364,7 @@ static int check_node_event(yparse_t *p, yaml_event_t *ev, const yaml_char_t *an
     return 0;
 }
 
-int custos_ytree_parse(const char *yaml, size_t len, json_object **out, custos_ymark_t *where, char *msg,
-                       size_t msglen)
+int custos_ytree_parse(const char *yaml, size_t len, json_object **out, custos_ymark_t *where, char *msg, size_t msglen)
 {
     custos_ymark_t dummy;
     yparse_t p = {.src = yaml, .srclen = len, .where = where ? where : &dummy, .msg = msg, .msglen = msglen};

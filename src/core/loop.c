@@ -30,7 +30,7 @@ struct custos_loop {
     size_t nheap, capheap;
     pthread_mutex_t post_mu;
     post_item_t *post_head, *post_tail;
-    post_item_t *defer_head;
+    post_item_t *defer_head, *defer_tail; /* FIFO: deferred calls run in the order queued */
     void *data;
 };
 
@@ -166,8 +166,12 @@ int custos_loop_defer(custos_loop_t *l, custos_post_fn fn, void *arg)
         return CUSTOS_ENOMEM;
     it->fn = fn;
     it->arg = arg;
-    it->next = l->defer_head;
-    l->defer_head = it;
+    it->next = NULL;
+    if (l->defer_tail)
+        l->defer_tail->next = it;
+    else
+        l->defer_head = it;
+    l->defer_tail = it;
     return 0;
 }
 
@@ -175,7 +179,7 @@ static void run_deferred(custos_loop_t *l)
 {
     while (l->defer_head) {
         post_item_t *p = l->defer_head;
-        l->defer_head = NULL;
+        l->defer_head = l->defer_tail = NULL;
         while (p) {
             post_item_t *n = p->next;
             p->fn(l, p->arg);
@@ -288,37 +292,49 @@ static void run_timers(custos_loop_t *l)
     }
 }
 
-int custos_loop_run(custos_loop_t *l)
+static int loop_iterate(custos_loop_t *l, int max_timeout)
 {
     struct epoll_event evs[MAX_EVENTS];
+    int timeout = max_timeout;
+    l->now = custos_now_ms();
+    if (l->nheap > 0) {
+        uint64_t due = l->heap[0]->due_ms;
+        int t = due <= l->now ? 0 : (int)(due - l->now > 60000 ? 60000 : due - l->now);
+        if (timeout < 0 || t < timeout)
+            timeout = t;
+    }
+    int n = epoll_wait(l->epfd, evs, MAX_EVENTS, timeout);
+    if (n < 0)
+        return errno == EINTR ? 0 : CUSTOS_EIO;
+    l->now = custos_now_ms();
+    for (int i = 0; i < n; i++) {
+        custos_io_t *w = evs[i].data.ptr;
+        if (!w) {
+            run_posts(l);
+            continue;
+        }
+        /* A callback earlier in this batch may have stopped this watcher; its memory is still
+         * valid because owners free through custos_loop_defer. */
+        if (w->active)
+            w->cb(l, evs[i].events, w->ud);
+    }
+    run_deferred(l);
+    run_timers(l);
+    run_deferred(l);
+    return n;
+}
+
+int custos_loop_run_once(custos_loop_t *l, int timeout_ms)
+{
+    return loop_iterate(l, timeout_ms);
+}
+
+int custos_loop_run(custos_loop_t *l)
+{
     while (!atomic_load(&l->stop)) {
-        int timeout = -1;
-        l->now = custos_now_ms();
-        if (l->nheap > 0) {
-            uint64_t due = l->heap[0]->due_ms;
-            timeout = due <= l->now ? 0 : (int)(due - l->now > 60000 ? 60000 : due - l->now);
-        }
-        int n = epoll_wait(l->epfd, evs, MAX_EVENTS, timeout);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return CUSTOS_EIO;
-        }
-        l->now = custos_now_ms();
-        for (int i = 0; i < n; i++) {
-            custos_io_t *w = evs[i].data.ptr;
-            if (!w) {
-                run_posts(l);
-                continue;
-            }
-            /* A callback earlier in this batch may have stopped this watcher; its memory is still
-             * valid because owners free through custos_loop_defer. */
-            if (w->active)
-                w->cb(l, evs[i].events, w->ud);
-        }
-        run_deferred(l);
-        run_timers(l);
-        run_deferred(l);
+        int rc = loop_iterate(l, -1);
+        if (rc < 0)
+            return rc;
     }
     atomic_store(&l->stop, false);
     return 0;

@@ -39,11 +39,15 @@ void custos_loop_free(custos_loop_t *loop);
 
 /* Runs until custos_loop_stop(). Returns 0, or a negative code if epoll itself failed. */
 int custos_loop_run(custos_loop_t *loop);
+/* Runs one iteration: waits up to timeout_ms (-1 = no limit) for events, dispatches them, runs due
+ * timers and deferred calls. Returns the number of fd events handled, or a negative code. For tests. */
+int custos_loop_run_once(custos_loop_t *loop, int timeout_ms);
 /* Thread-safe: asks the loop to return from custos_loop_run after the current iteration. */
 void custos_loop_stop(custos_loop_t *loop);
 /* Thread-safe: runs fn(loop, arg) on the loop thread soon. Returns 0 or CUSTOS_ENOMEM. */
 int custos_loop_post(custos_loop_t *loop, custos_post_fn fn, void *arg);
-/* Loop thread only: runs fn(loop, arg) after the current batch of events, before the next wait.
+/* Loop thread only: runs fn(loop, arg) after the current batch of events, before the next wait,
+ * in the order queued (FIFO); calls queued while running deferred calls run in the same pass.
  * Use it to free objects whose watchers may still be referenced by pending events. */
 int custos_loop_defer(custos_loop_t *loop, custos_post_fn fn, void *arg);
 /* Cached monotonic time in ms, refreshed once per iteration. */

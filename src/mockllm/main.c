@@ -29,6 +29,7 @@
 #define MAX_WORKERS 64
 #define SCRATCH_MAX (64u << 20)
 #define KEYTAB_CAP 4096
+#define BATCH_BYTES 16384
 
 #define AZ_401_MSG                                                                                                     \
     "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an "    \
@@ -502,6 +503,25 @@ static void step_whole(call_t *c)
     custos_http_respond(detach(c), 200, h, n, custos_buf_peek(b), len);
 }
 
+/* Writes the batched events; false when the request is gone (or was aborted here). */
+static bool flush_events(call_t *c)
+{
+    size_t len = custos_buf_size(&c->buf);
+    if (len == 0)
+        return true;
+    int rc = custos_http_stream_write(c->req, custos_buf_peek(&c->buf), len);
+    custos_buf_reset(&c->buf);
+    if (c->aborted)
+        return false;
+    if (rc) {
+        abort_req(c);
+        return false;
+    }
+    return true;
+}
+
+/* Produces SSE events. Without a delay, events are batched up to BATCH_BYTES per write; with one, each
+ * event is written alone and the next waits for the timer. Stops while the connection is congested. */
 static void step_pump(call_t *c)
 {
     custos_http_req_t *req = c->req;
@@ -512,10 +532,11 @@ static void step_pump(call_t *c)
             return;
         }
         if (c->fault.reset_mid_stream >= 0 && (int64_t)c->events_written >= c->fault.reset_mid_stream) {
-            abort_req(c);
+            if (flush_events(c))
+                abort_req(c);
             return;
         }
-        custos_buf_reset(&c->buf);
+        size_t before = custos_buf_size(&c->buf);
         bool corrupt = c->fault.malformed_json && !c->corrupted && custos_mock_stream_at_content(&c->st);
         int r = custos_mock_stream_next(&c->st, &c->buf);
         if (r < 0) {
@@ -523,28 +544,25 @@ static void step_pump(call_t *c)
             return;
         }
         if (r == 0) {
-            custos_http_stream_end(detach(c));
+            if (flush_events(c))
+                custos_http_stream_end(detach(c));
             return;
         }
-        size_t len = custos_buf_size(&c->buf);
-        if (corrupt) {
+        if (corrupt) { /* cut this event's JSON in half, keep the SSE framing */
             c->corrupted = true;
-            c->buf.len = c->buf.off + len / 2;
+            c->buf.len = c->buf.off + before + (custos_buf_size(&c->buf) - before) / 2;
             if (custos_buf_append(&c->buf, "\n\n", 2)) {
                 abort_req(c);
                 return;
             }
-            len = custos_buf_size(&c->buf);
-        }
-        int rc = custos_http_stream_write(req, custos_buf_peek(&c->buf), len);
-        if (c->aborted)
-            return;
-        if (rc) {
-            abort_req(c);
-            return;
         }
         c->events_written++;
-        if (c->delay_ms && !custos_mock_stream_done(&c->st)) {
+        bool more = !custos_mock_stream_done(&c->st);
+        if (c->delay_ms || !more || custos_buf_size(&c->buf) >= BATCH_BYTES) {
+            if (!flush_events(c))
+                return;
+        }
+        if (c->delay_ms && more) {
             wait_then(c, c->delay_ms, step_pump);
             return;
         }
@@ -926,8 +944,8 @@ int main(int argc, char **argv)
             if (k == 0) {
                 char text[160];
                 bound_text(fd, &a, text, sizeof(text));
-                fprintf(stderr, "custos-mockllm listening on %s%s\n", (tls && a.family != AF_UNIX) ? "https://" : "",
-                        text);
+                fprintf(stderr, "custos-mockllm listening on %s%s\n", text,
+                        (tls && a.family != AF_UNIX) ? " (tls)" : "");
             }
         }
     }

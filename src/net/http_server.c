@@ -336,7 +336,7 @@ static bool req_valid(const custos_http_req_t *req)
 
 static void decide_keepalive(custos_http_conn_t *c)
 {
-    if (!c->req.keep_alive || c->server->draining || c->read_eof)
+    if (!c->req.keep_alive || c->server->draining)
         c->closing = true;
 }
 
@@ -820,8 +820,9 @@ static void conn_update_io(custos_http_conn_t *c)
         ev |= EPOLLIN;
     if (want_write || c->tls_read_wants_write)
         ev |= EPOLLOUT;
-    if (ev == 0) {
-        /* nothing to do right now, but keep watching for errors */
+    if (ev == 0 && !c->read_eof) {
+        /* nothing to read or write right now, but notice the peer closing (level-triggered: only
+         * while it has not been seen, or it would fire forever) */
         ev = EPOLLRDHUP;
     }
     if (custos_io_set(c->server->loop, &c->io, ev) < 0)
@@ -948,6 +949,12 @@ static void conn_process_input(custos_http_conn_t *c)
         }
         size_t avail = custos_buf_size(&c->rbuf);
         if (avail == 0) {
+            if (c->read_eof) {
+                /* the client half-closed after its last request: close once the answers are out */
+                c->closing = true;
+                conn_flush(c);
+                break;
+            }
             if (c->timer_mode == TIMER_NONE)
                 conn_set_timer(c, TIMER_IDLE);
             break;
@@ -1035,19 +1042,11 @@ static void conn_on_readable(custos_http_conn_t *c)
     }
     if (c->dead)
         return;
-    if (c->read_eof) {
-        /* Client closed. If a request is being handled, it is aborted: no one will read the answer. */
-        if (c->req_active && !c->resp_done) {
-            conn_close(c);
-            return;
-        }
-        if (custos_buf_size(&c->rbuf) == 0 || c->req_active) {
-            if (custos_buf_size(&c->wbuf) == 0) {
-                conn_close(c);
-                return;
-            }
-            c->closing = true;
-        }
+    if (c->read_eof && c->req_active && !c->resp_done) {
+        /* Client closed while its request is handled: abort it (nobody will read the answer), as
+         * nginx does with proxy_ignore_client_abort off. */
+        conn_close(c);
+        return;
     }
     conn_process_input(c);
     if (!c->dead && c->read_eof && !c->req_active && custos_buf_size(&c->wbuf) == 0) {
@@ -1112,17 +1111,17 @@ static void conn_on_timer(custos_loop_t *loop, void *ud)
         conn_protocol_error(c, 408, "request_timeout", "The request was not received in time.");
 }
 
-static void accept_one(listener_t *l, int fd, struct sockaddr_storage *ss, socklen_t sl)
+static int accept_one(custos_http_server_t *s, custos_tls_t *tls, int fd, const struct sockaddr_storage *ss,
+                      socklen_t sl)
 {
-    custos_http_server_t *s = l->server;
     if (s->nconns >= s->limits.max_connections || s->draining) {
         close(fd);
-        return;
+        return CUSTOS_EUNAVAIL;
     }
     custos_http_conn_t *c = calloc(1, sizeof(*c));
     if (!c) {
         close(fd);
-        return;
+        return CUSTOS_ENOMEM;
     }
     c->server = s;
     c->peer = *ss;
@@ -1145,11 +1144,11 @@ static void accept_one(listener_t *l, int fd, struct sockaddr_storage *ss, sockl
         s->conns->prev = c;
     s->conns = c;
     s->nconns++;
-    if (l->tls) {
-        c->ssl = custos_tls_new_ssl(l->tls, fd);
+    if (tls) {
+        c->ssl = custos_tls_new_ssl(tls, fd);
         if (!c->ssl) {
             conn_close(c);
-            return;
+            return CUSTOS_ETLS;
         }
         c->is_tls = true;
         c->handshaking = true;
@@ -1158,6 +1157,19 @@ static void accept_one(listener_t *l, int fd, struct sockaddr_storage *ss, sockl
         conn_set_timer(c, TIMER_HEADER);
     }
     conn_update_io(c);
+    return 0;
+}
+
+int custos_http_server_adopt(custos_http_server_t *s, int fd, custos_tls_t *tls, const struct sockaddr *peer,
+                             socklen_t peer_len)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    if (peer && peer_len <= sizeof(ss))
+        memcpy(&ss, peer, peer_len);
+    else
+        peer_len = 0;
+    return accept_one(s, tls, fd, &ss, peer_len);
 }
 
 static void listener_on_io(custos_loop_t *loop, uint32_t events, void *ud)
@@ -1174,7 +1186,7 @@ static void listener_on_io(custos_loop_t *loop, uint32_t events, void *ud)
                 CUSTOS_WARN("accept: out of file descriptors");
             break;
         }
-        accept_one(l, fd, &ss, sl);
+        accept_one(l->server, l->tls, fd, &ss, sl);
     }
 }
 

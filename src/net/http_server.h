@@ -94,6 +94,10 @@ void custos_http_server_free(custos_http_server_t *s);
 /* Starts accepting on listen_fd (already bound and listening, non-blocking). tls may be NULL (plain HTTP).
  * shared=true when several loops poll the same fd (EPOLLEXCLUSIVE is used). The fd stays owned by the caller. */
 int custos_http_server_listen(custos_http_server_t *s, int listen_fd, custos_tls_t *tls, bool shared);
+/* Takes over an already-connected, non-blocking socket as if it had been accepted (tests, fuzzing,
+ * socket activation). tls may be NULL. On failure the fd is closed. */
+int custos_http_server_adopt(custos_http_server_t *s, int fd, custos_tls_t *tls, const struct sockaddr *peer,
+                             socklen_t peer_len);
 /* Replaces limits for new requests (config reload). */
 void custos_http_server_set_limits(custos_http_server_t *s, const custos_http_limits_t *l);
 /* Open connections on this server. */

@@ -39,11 +39,23 @@ long long custos_sse_retry_ms(const custos_sse_parser_t *p)
     return p->retry_ms;
 }
 
+/* Capacity above which a block's buffers are freed rather than kept for the next event, so that one large event
+ * does not pin max_event_bytes for the rest of a long stream. */
+#define SSE_KEEP_CAP 65536
+
+static void reset_buf(custos_buf_t *b)
+{
+    if (b->cap > SSE_KEEP_CAP)
+        custos_buf_dispose(b); /* keeps b->max */
+    else
+        custos_buf_reset(b);
+}
+
 static void reset_block(custos_sse_parser_t *p)
 {
-    custos_buf_reset(&p->raw);
-    custos_buf_reset(&p->data);
-    custos_buf_reset(&p->event);
+    reset_buf(&p->raw);
+    reset_buf(&p->data);
+    reset_buf(&p->event);
     p->line_start = 0;
 }
 

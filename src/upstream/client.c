@@ -78,6 +78,7 @@ struct up_conn {
     custos_upstream_req_t *req;
     size_t addr_idx;
     bool idle;
+    bool tls_bad; /* closed after a TLS error: forget its session */
 };
 
 typedef struct hdr_ent {
@@ -445,6 +446,13 @@ static void conn_close(up_conn_t *c, bool clean)
             if (clean) {
                 ERR_clear_error();
                 SSL_shutdown(c->ssl); /* one non-blocking try to send close_notify */
+            } else if (!c->tls_bad) {
+                /* A timeout or a dropped connection says nothing against the session: without this,
+                 * SSL_free marks it non-resumable. */
+                SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+            } else if (c->pool->session && c->pool->session == SSL_get_session(c->ssl)) {
+                SSL_SESSION_free(c->pool->session);
+                c->pool->session = NULL;
             }
             SSL_free(c->ssl);
             ERR_clear_error();
@@ -791,10 +799,12 @@ static void req_finish(custos_upstream_req_t *r, int rc)
     if (r->conn) {
         bool reusable = rc == 0 && r->keep_alive && r->sent_all && !r->extra_bytes && !r->unclean_eof &&
                         custos_buf_size(&r->in) == 0 && !(r->conn->ssl && SSL_pending(r->conn->ssl) > 0);
-        if (reusable)
+        if (reusable) {
             pool_put(r->conn);
-        else
+        } else {
+            r->conn->tls_bad = rc == CUSTOS_ETLS;
             conn_close(r->conn, rc == 0);
+        }
         r->conn = NULL;
     }
     count_error(u, rc);
@@ -878,7 +888,7 @@ static void req_do_handshake(custos_upstream_req_t *r)
 static void req_do_send(custos_upstream_req_t *r)
 {
     bool progress = false;
-    while (!r->sent_all && !r->finished) {
+    while (!r->sent_all && !r->finished && r->state == ST_IO) {
         size_t left = custos_buf_size(&r->out) - r->out_off;
         ssize_t n = conn_write(r->conn, custos_buf_peek(&r->out) + r->out_off, left);
         if (n == CUSTOS_EAGAIN)
@@ -902,12 +912,14 @@ static void req_do_send(custos_upstream_req_t *r)
         req_arm_timer(r);
 }
 
-/* Feeds response bytes to llhttp, honouring pauses, the head size cap and the end of the message. */
+/* Feeds response bytes to llhttp, honouring pauses, the head size cap and the end of the message.
+ * Runs the parser at least once, even for len == 0: after a pause at the very end of the data, llhttp
+ * still has to run its pending steps (e.g. on_message_complete after the last body byte). */
 static void req_feed(custos_upstream_req_t *r, const char *data, size_t len)
 {
     size_t max = r->u->opts.max_header_bytes;
     size_t off = 0;
-    while (off < len && !r->finished) {
+    do {
         size_t n = len - off;
         bool in_head = !r->headers_done;
         if (in_head) {
@@ -947,7 +959,7 @@ static void req_feed(custos_upstream_req_t *r, const char *data, size_t len)
                 req_finish(r, CUSTOS_ENOMEM);
             return;
         }
-    }
+    } while (off < len && !r->finished);
 }
 
 static void req_on_eof(custos_upstream_req_t *r, bool unclean)
@@ -1017,13 +1029,13 @@ static void req_kick(custos_loop_t *loop, void *ud)
     }
     if (r->paused || r->state != ST_IO)
         return;
-    if (custos_buf_size(&r->in) > 0) {
-        custos_buf_t tmp = r->in;
-        custos_buf_init(&r->in, 0);
-        req_feed(r, custos_buf_peek(&tmp), custos_buf_size(&tmp));
-        custos_buf_dispose(&tmp);
-    }
-    req_do_read(r);
+    /* Buffered bytes first (maybe none: the parser may still have steps pending), then the socket. */
+    custos_buf_t tmp = r->in;
+    custos_buf_init(&r->in, 0);
+    req_feed(r, custos_buf_peek(&tmp), custos_buf_size(&tmp));
+    custos_buf_dispose(&tmp);
+    if (!r->finished && !r->paused)
+        req_do_read(r);
 }
 
 static void conn_io_cb(custos_loop_t *loop, uint32_t events, void *ud)
@@ -1069,7 +1081,8 @@ static void conn_io_cb(custos_loop_t *loop, uint32_t events, void *ud)
         /* Read first: a server may answer (e.g. 413) and close before taking the whole body. */
         if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) || r->read_wants_write)
             req_do_read(r);
-        if (!r->finished && !r->sent_all && r->conn)
+        /* The read may have finished the request or moved it to a fresh connection (stale retry). */
+        if (!r->finished && !r->sent_all && r->conn == c && r->state == ST_IO)
             req_do_send(r);
         return;
     }
@@ -1433,7 +1446,8 @@ void custos_upstream_req_pause(custos_upstream_req_t *r)
     if (r->finished || r->paused)
         return;
     r->paused = true;
-    custos_timer_stop(r->u->loop, &r->kick);
+    if (!r->pending_err)
+        custos_timer_stop(r->u->loop, &r->kick);
     if (r->state == ST_IO) {
         custos_timer_stop(r->u->loop, &r->timer);
         req_update_io(r);

@@ -99,7 +99,8 @@ typedef struct custos_upstream_stats {
 
 /* Creates the client for loop. opts may be NULL (defaults). Returns 0, CUSTOS_ENOMEM. */
 int custos_upstream_new(custos_loop_t *loop, const custos_upstream_opts_t *opts, custos_upstream_t **out);
-/* Cancels any request still running (no callbacks), closes pooled connections and frees u. */
+/* Cancels any request still running (no callbacks), closes pooled connections and frees u.
+ * Not from inside one of u's callbacks. */
 void custos_upstream_free(custos_upstream_t *u);
 
 /* Starts a request. method and path_and_query must be non-empty tokens without CR, LF, NUL or spaces.

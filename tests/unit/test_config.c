@@ -425,17 +425,18 @@ static void test_tls_and_azure_defaults(void **state)
 static void test_json_config(void **state)
 {
     (void)state;
-    const char *json = "{\"listeners\": [{\"address\": \"localhost:8000\"}],\n"
-                       " \"identity\": {\"api_keys\": [{\"name\": \"k\", \"sha256\": \"" DIGEST_TEST "\"}]},\n"
-                       " \"backends\": [{\"name\": \"m\", \"provider\": \"openai\", \"url\": \"http://127.0.0.1:1\"}],\n"
-                       " \"deployments\": [{\"name\": \"d\", \"backends\": [\"m\"]}],\n"
-                       " \"limits\": {\"max_headers\": 20}}\n";
+    const char *json =
+        "{\"listeners\": [{\"address\": \"localhost:8000\"}],\n"
+        " \"identity\": {\"api_keys\": [{\"name\": \"k\", \"sha256\": \"" DIGEST_TEST "\"}]},\n"
+        " \"backends\": [{\"name\": \"m\", \"provider\": \"openai\", \"url\": \"http://127.0.0.1:1\"}],\n"
+        " \"deployments\": [{\"name\": \"d\", \"backends\": [\"m\"]}],\n"
+        " \"limits\": {\"max_headers\": 20}}\n";
     custos_config_t *c = load_ok(json);
     assert_true(c->listeners[0].loopback);
     assert_int_equal(c->limits.max_headers, 20);
     custos_config_unref(c);
     /* JSON duplicate keys are rejected too */
-    load_err("{\"server\": {\"workers\": 1, \"workers\": 2}}", "t.yaml:1:28: duplicate key 'workers'");
+    load_err("{\"server\": {\"workers\": 1, \"workers\": 2}}", "t.yaml:1:27: duplicate key 'workers'");
 }
 
 /* ---------- errors with positions ---------- */
@@ -446,7 +447,7 @@ static void test_err_unknown_key(void **state)
     load_err("listeners:\n  - address: \"127.0.0.1:8443\"\n    listner: x\n",
              "t.yaml:3:5: unknown key 'listner' in listeners[0]");
     load_err(MIN_ALL "network: {}\n", "t.yaml:14:1: unknown key 'network' at the top level");
-    load_err("identity:\n  oidc: []\n", "t.yaml:2:3: unknown key 'oidc' in identity");
+    load_err("identity:\n  oidc: []\n" MIN_LISTENERS, "t.yaml:2:3: unknown key 'oidc' in identity");
     load_err("server:\n  workers: 1\n  bogus: 2\n", "t.yaml:3:3: unknown key 'bogus' in server");
 }
 
@@ -461,7 +462,8 @@ static void test_err_bad_type(void **state)
              "suffix)");
     load_err("server: [1]\n", "t.yaml:1:9: server: expected a mapping, got a sequence");
     load_err("listeners: {address: x}\n", "t.yaml:1:12: listeners: expected a sequence, got a mapping");
-    load_err("limits:\n  max_headers: 1.5\n", "t.yaml:2:16: limits.max_headers: expected an integer, got a number");
+    load_err("limits:\n  max_headers: 1.5\n" MIN_LISTENERS,
+             "t.yaml:2:16: limits.max_headers: expected an integer, got a number");
     load_err("- a\n", "t.yaml:1:1: the configuration must be a mapping, got a sequence");
     load_err("", "t.yaml:1:1: the configuration must be a mapping, got an empty document");
 }
@@ -495,15 +497,16 @@ static void test_err_yes_as_bool(void **state)
 static void test_err_range(void **state)
 {
     (void)state;
-    load_err("limits:\n  max_headers: 5\n", "t.yaml:2:16: limits.max_headers: 5 is out of range (min 8, max 1000)");
-    load_err("limits:\n  max_body_bytes: 268435457\n",
+    load_err("limits:\n  max_headers: 5\n" MIN_LISTENERS,
+             "t.yaml:2:16: limits.max_headers: 5 is out of range (min 8, max 1000)");
+    load_err("limits:\n  max_body_bytes: 268435457\n" MIN_LISTENERS,
              "t.yaml:2:19: limits.max_body_bytes: 268435457 is out of range (min 1024, max 268435456)");
     load_err("server:\n  workers: -1\n", "t.yaml:2:12: server.workers: -1 is out of range (min 0, max 256)");
-    load_err("upstream:\n  max_attempts: 11\n",
+    load_err("upstream:\n  max_attempts: 11\n" MIN_LISTENERS,
              "t.yaml:2:17: upstream.max_attempts: 11 is out of range (min 1, max 10)");
     load_err("server:\n  workers: 99999999999999999999\n",
              "t.yaml:2:12: integer '99999999999999999999' is out of range (64-bit signed)");
-    load_err("upstream:\n  backoff_base_ms: 500\n  backoff_max_ms: 100\n",
+    load_err("upstream:\n  backoff_base_ms: 500\n  backoff_max_ms: 100\n" MIN_LISTENERS,
              "t.yaml:3:19: upstream.backoff_max_ms: 100 is below upstream.backoff_base_ms (500)");
 }
 
@@ -528,7 +531,8 @@ static void test_err_enum(void **state)
     load_err(MIN_LISTENERS MIN_IDENTITY "backends:\n  - name: mock\n    provider: openai\n    url: \"http://h\"\n"
                                         "  - name: two\n    provider: bedrock\n",
              "t.yaml:12:15: backends[1].provider: expected one of openai, azure, openai-compatible");
-    load_err("server: {log_level: verbose}\n", "t.yaml:1:21: server.log_level: expected one of debug, info, warn, error");
+    load_err("server: {log_level: verbose}\n",
+             "t.yaml:1:21: server.log_level: expected one of debug, info, warn, error");
 }
 
 static void test_err_unknown_backend(void **state)
@@ -550,37 +554,43 @@ static void test_err_region(void **state)
                            "  - {name: w, provider: openai, url: \"http://h\", region: westeurope, data_zone: eu}\n"
                            "  - {name: n, provider: openai, url: \"http://h\"}\n";
     char *y = NULL;
-    assert_true(asprintf(&y, MIN_LISTENERS MIN_IDENTITY "%sdeployments:\n  - name: r\n    type: regional\n"
-                                                        "    region: eastus\n    backends: [e, w]\n",
+    assert_true(asprintf(&y,
+                         MIN_LISTENERS MIN_IDENTITY "%sdeployments:\n  - name: r\n    type: regional\n"
+                                                    "    region: eastus\n    backends: [e, w]\n",
                          backends) > 0);
-    load_err(y, "t.yaml:16:19: deployments[0].backends[1]: backend w is in region westeurope, outside regional "
+    load_err(y, "t.yaml:15:19: deployments[0].backends[1]: backend w is in region westeurope, outside regional "
                 "deployment r's region eastus");
     free(y);
-    assert_true(asprintf(&y, MIN_LISTENERS MIN_IDENTITY "%sdeployments:\n  - name: r\n    type: regional\n"
-                                                        "    region: eastus\n    backends: [n]\n",
+    assert_true(asprintf(&y,
+                         MIN_LISTENERS MIN_IDENTITY "%sdeployments:\n  - name: r\n    type: regional\n"
+                                                    "    region: eastus\n    backends: [n]\n",
                          backends) > 0);
-    load_err(y, "t.yaml:16:16: deployments[0].backends[0]: backend n has no region; regional deployment r needs "
+    load_err(y, "t.yaml:15:16: deployments[0].backends[0]: backend n has no region; regional deployment r needs "
                 "region eastus");
     free(y);
-    assert_true(asprintf(&y, MIN_LISTENERS MIN_IDENTITY "%sdeployments:\n  - name: z\n    type: datazone\n"
-                                                        "    data_zone: eu\n    backends:\n      - w\n      - e\n",
+    assert_true(asprintf(&y,
+                         MIN_LISTENERS MIN_IDENTITY "%sdeployments:\n  - name: z\n    type: datazone\n"
+                                                    "    data_zone: eu\n    backends:\n      - w\n      - e\n",
                          backends) > 0);
-    load_err(y, "t.yaml:18:9: deployments[0].backends[1]: backend e is in data zone us, outside datazone deployment "
+    load_err(y, "t.yaml:17:9: deployments[0].backends[1]: backend e is in data zone us, outside datazone deployment "
                 "z's data zone eu");
     free(y);
-    assert_true(asprintf(&y, MIN_LISTENERS MIN_IDENTITY "%sdeployments:\n  - name: r\n    type: regional\n"
-                                                        "    backends: [e]\n",
+    assert_true(asprintf(&y,
+                         MIN_LISTENERS MIN_IDENTITY "%sdeployments:\n  - name: r\n    type: regional\n"
+                                                    "    backends: [e]\n",
                          backends) > 0);
-    load_err(y, "t.yaml:13:5: deployments[0]: type regional requires region");
+    load_err(y, "t.yaml:12:5: deployments[0]: type regional requires region");
     free(y);
-    assert_true(asprintf(&y, MIN_LISTENERS MIN_IDENTITY "%sdeployments:\n  - name: g\n    region: eastus\n"
-                                                        "    backends: [e]\n",
+    assert_true(asprintf(&y,
+                         MIN_LISTENERS MIN_IDENTITY "%sdeployments:\n  - name: g\n    region: eastus\n"
+                                                    "    backends: [e]\n",
                          backends) > 0);
-    load_err(y, "t.yaml:14:5: deployments[0].region: only valid for type regional");
+    load_err(y, "t.yaml:13:5: deployments[0].region: only valid for type regional");
     free(y);
     /* a valid datazone deployment */
-    assert_true(asprintf(&y, MIN_LISTENERS MIN_IDENTITY "%sdeployments:\n  - name: z\n    type: datazone\n"
-                                                        "    data_zone: eu\n    backends: [w]\n",
+    assert_true(asprintf(&y,
+                         MIN_LISTENERS MIN_IDENTITY "%sdeployments:\n  - name: z\n    type: datazone\n"
+                                                    "    data_zone: eu\n    backends: [w]\n",
                          backends) > 0);
     custos_config_t *c = load_ok(y);
     assert_string_equal(c->deployments[0].backends[0]->name, "w");
@@ -631,7 +641,7 @@ static void test_err_syntax(void **state)
     assert_int_equal(custos_config_load_string("t.yaml", y, strlen(y), &c, err, sizeof(err)), CUSTOS_EINVAL);
     assert_null(c);
     assert_true(strncmp(err, "t.yaml:3:1: YAML syntax error: ", 31) == 0);
-    y = "a: \"\\xff\"\n"; /* escaped byte becomes invalid? no: \xff is U+00FF; still a valid doc */
+    y = "a: \"\\xff\"\n"; /* a valid document: the escape is U+00FF */
     assert_int_equal(custos_config_load_string("t.yaml", y, strlen(y), &c, err, sizeof(err)), CUSTOS_EINVAL);
     assert_string_equal(err, "t.yaml:1:1: unknown key 'a' at the top level");
     const char bad_utf8[] = "a: \xff\xfe\n";
@@ -694,16 +704,18 @@ static void test_err_misc(void **state)
     load_err(MIN_LISTENERS MIN_IDENTITY
              "backends:\n  - {name: a, provider: openai, url: \"http://h\"}\n  - {name: a, provider: openai, url: "
              "\"http://h\"}\n" MIN_DEPLOYMENTS,
-             "t.yaml:9:11: backends[1].name: duplicate name 'a' (also backends[0])");
+             "t.yaml:9:12: backends[1].name: duplicate name 'a' (also backends[0])");
     load_err(MIN_LISTENERS MIN_IDENTITY "backends:\n  - {name: \"bad name\", provider: openai, url: \"http://h\"}\n",
-             "t.yaml:8:11: backends[0].name: must match [A-Za-z0-9._-]{1,64}");
+             "t.yaml:8:12: backends[0].name: must match [A-Za-z0-9._-]{1,64}");
     load_err(MIN_LISTENERS MIN_IDENTITY "backends:\n  - {name: a, provider: openai, url: \"ftp://h\"}\n",
              "t.yaml:8:38: backends[0].url: must start with http:// or https://");
     load_err(MIN_LISTENERS MIN_IDENTITY "backends:\n  - {name: a, provider: openai, url: \"http://u:p@h\"}\n",
              "t.yaml:8:38: backends[0].url: must not contain credentials (use auth)");
-    load_err(MIN_LISTENERS MIN_IDENTITY "backends:\n  - {name: a, provider: openai, url: \"http://h\", api_version: x}\n",
+    load_err(MIN_LISTENERS MIN_IDENTITY
+             "backends:\n  - {name: a, provider: openai, url: \"http://h\", api_version: x}\n",
              "t.yaml:8:50: backends[0].api_version: only valid for provider azure");
-    load_err(MIN_LISTENERS MIN_IDENTITY "backends:\n  - {name: a, provider: openai, url: \"http://h\", region: EastUS}\n",
+    load_err(MIN_LISTENERS MIN_IDENTITY
+             "backends:\n  - {name: a, provider: openai, url: \"http://h\", region: EastUS}\n",
              "t.yaml:8:58: backends[0].region: must match [a-z0-9-]{1,64} (lowercase)");
     load_err(MIN_LISTENERS MIN_IDENTITY
              "backends:\n  - {name: a, provider: openai, url: \"http://h\", tls: {verify: false}}\n",
@@ -717,7 +729,7 @@ static void test_err_misc(void **state)
              "t.yaml:6:7: identity.api_keys[1]: same key as identity.api_keys[0]");
     load_err(MIN_LISTENERS "identity:\n  api_keys:\n    - {name: x, sha256: \"" DIGEST_TEST
                            "\"}\n    - {name: x, key_env: HOME}\n",
-             "t.yaml:6:15: identity.api_keys[1].name: duplicate name 'x' (also identity.api_keys[0])");
+             "t.yaml:6:14: identity.api_keys[1].name: duplicate name 'x' (also identity.api_keys[0])");
 }
 
 static void test_key_env_and_file(void **state)
@@ -738,6 +750,12 @@ static void test_key_env_and_file(void **state)
     assert_true(asprintf(&want,
                          "t.yaml:6:17: identity.api_keys[0].key_file: cannot read '%s': No such file or directory",
                          missing) > 0);
+    load_err(y, want);
+    free(y);
+    free(want);
+
+    assert_true(asprintf(&y, MIN_LISTENERS "identity:\n  api_keys:\n    - name: x\n      key_file: %s\n", tmpdir) > 0);
+    assert_true(asprintf(&want, "t.yaml:6:17: identity.api_keys[0].key_file: '%s' is not a regular file", tmpdir) > 0);
     load_err(y, want);
     free(y);
     free(want);
@@ -769,12 +787,12 @@ static void test_key_env_and_file(void **state)
     setenv("CUSTOS_TEST_UP", "bad key", 1);
     load_err(MIN_LISTENERS MIN_IDENTITY "backends:\n  - name: a\n    provider: openai\n    url: \"http://h\"\n"
                                         "    auth: {api_key_env: CUSTOS_TEST_UP}\n",
-             "t.yaml:11:26: backends[0].auth.api_key_env: the key contains spaces or characters not allowed in an HTTP "
+             "t.yaml:11:25: backends[0].auth.api_key_env: the key contains spaces or characters not allowed in an HTTP "
              "header");
     unsetenv("CUSTOS_TEST_UP");
     load_err(MIN_LISTENERS MIN_IDENTITY "backends:\n  - name: a\n    provider: openai\n    url: \"http://h\"\n"
                                         "    auth: {api_key_env: CUSTOS_TEST_UP}\n",
-             "t.yaml:11:26: backends[0].auth.api_key_env: environment variable CUSTOS_TEST_UP is not set or empty");
+             "t.yaml:11:25: backends[0].auth.api_key_env: environment variable CUSTOS_TEST_UP is not set or empty");
     load_err(MIN_LISTENERS MIN_IDENTITY "backends:\n  - name: a\n    provider: openai\n    url: \"http://h\"\n"
                                         "    auth: {}\n",
              "t.yaml:11:11: backends[0].auth: one of api_key_env, api_key_file is required");
@@ -788,8 +806,11 @@ static void test_load_file_relative_paths(void **state)
 {
     (void)state;
     char *kf = write_tmp("client.key", "relkey\n");
-    char *cfg = write_tmp("custos.yaml", MIN_LISTENERS "identity:\n  api_keys:\n    - {name: r, key_file: client.key}\n"
-                                                       MIN_BACKENDS MIN_DEPLOYMENTS);
+    char *pem = write_tmp("server.pem", "PEM");
+    char *cfg = write_tmp(
+        "custos.yaml", "listeners:\n  - address: \"0.0.0.0:8443\"\n"
+                       "    tls: {cert: server.pem, key: ./server.pem}\n"
+                       "identity:\n  api_keys:\n    - {name: r, key_file: client.key}\n" MIN_BACKENDS MIN_DEPLOYMENTS);
     custos_config_t *c = NULL;
     char err[512] = "";
     int rc = custos_config_load_file(cfg, &c, err, sizeof(err));
@@ -799,12 +820,20 @@ static void test_load_file_relative_paths(void **state)
     unsigned char d[32];
     sha256_hex("relkey", d);
     assert_memory_equal(c->identity.api_keys[0].sha256, d, 32);
+    char *real = realpath(pem, NULL), *want = NULL;
+    assert_non_null(real);
+    assert_string_equal(c->listeners[0].tls->cert, real); /* resolved against the file's directory */
+    assert_true(c->listeners[0].tls->key[0] == '/');
+    char *real2 = realpath(c->listeners[0].tls->key, NULL);
+    assert_non_null(real2);
+    assert_string_equal(real2, real);
+    free(real);
+    free(real2);
     custos_config_unref(c);
 
     /* errors from a file name the file */
     char *bad = write_tmp("bad.yaml", "server:\n  listner: 1\n");
     assert_int_equal(custos_config_load_file(bad, &c, err, sizeof(err)), CUSTOS_EINVAL);
-    char *want = NULL;
     assert_true(asprintf(&want, "%s:2:3: unknown key 'listner' in server", bad) > 0);
     assert_string_equal(err, want);
     free(want);
@@ -819,6 +848,7 @@ static void test_load_file_relative_paths(void **state)
     free(none);
     free(bad);
     free(kf);
+    free(pem);
     free(cfg);
 }
 

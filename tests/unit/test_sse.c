@@ -322,6 +322,29 @@ static void test_oversize(void **state)
     assert_int_equal(custos_sse_init(&p, 0, on_event, &r), CUSTOS_EINVAL);
 }
 
+static void test_large_event_memory_released(void **state)
+{
+    (void)state;
+    rec_t r;
+    rec_init(&r);
+    custos_sse_parser_t p;
+    assert_int_equal(custos_sse_init(&p, 1 << 20, on_event, &r), 0);
+    static char big[200000];
+    memset(big, 'x', sizeof(big));
+    memcpy(big, "data: ", 6);
+    memcpy(big + sizeof(big) - 2, "\n\n", 2);
+    assert_int_equal(custos_sse_feed(&p, big, sizeof(big)), 0);
+    assert_int_equal(r.count, 1);
+    /* The 200 kB block's buffers are freed after dispatch; small events keep theirs for reuse. */
+    assert_int_equal(p.raw.cap, 0);
+    assert_int_equal(p.data.cap, 0);
+    assert_int_equal(custos_sse_feed(&p, S("data: small\n\n")), 0);
+    assert_int_equal(r.count, 2);
+    assert_true(p.raw.cap > 0);
+    custos_sse_dispose(&p);
+    custos_buf_dispose(&r.log);
+}
+
 static void test_cut_stream(void **state)
 {
     (void)state;
@@ -452,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_multiline_and_field_syntax),
         cmocka_unit_test(test_data_with_nul),
         cmocka_unit_test(test_oversize),
+        cmocka_unit_test(test_large_event_memory_released),
         cmocka_unit_test(test_cut_stream),
         cmocka_unit_test(test_bom),
         cmocka_unit_test(test_callback_stop),
