@@ -10,7 +10,7 @@ FUZZ_SECONDS ?= 60
 
 all: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
-	cmake --build $(BUILD) -j $(JOBS)
+	cmake --build $(BUILD) -j $(JOBS) --target custos custos-mockllm
 
 deps:
 	@scripts/bootstrap --check || scripts/bootstrap

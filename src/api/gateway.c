@@ -53,10 +53,10 @@ typedef struct proxy {
     const custos_deployment_config_t *dep;
     const custos_backend_config_t *cands[MAX_CANDIDATES];
     size_t ncands;
-    size_t cand_idx;     /* candidate of the current attempt */
-    unsigned attempt;    /* attempts started */
-    unsigned round;      /* completed passes over all candidates */
-    json_object *body;   /* parsed client body (owned) */
+    size_t cand_idx;   /* candidate of the current attempt */
+    unsigned attempt;  /* attempts started */
+    unsigned round;    /* completed passes over all candidates */
+    json_object *body; /* parsed client body (owned) */
     bool stream;
 
     custos_upstream_req_t *up;
@@ -88,8 +88,7 @@ static void record_request(custos_worker_t *w, const custos_http_req_t *req, cus
                            int status, uint64_t upstream_ns)
 {
     custos_gateway_metrics_t *m = &w->gw->m;
-    char st[8];
-    snprintf(st, sizeof(st), "%d", status);
+    char st[4] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10), (char)('0' + status % 10), 0};
     const char *lv[3] = {custos_route_op_name(op), deployment ? deployment : "", st};
     custos_metric_series_t *s = custos_metrics_series(m->requests, lv);
     if (s)
@@ -254,15 +253,77 @@ static void note_ttfb(proxy_t *p)
         custos_metrics_observe(s, p->w->idx, (double)(custos_now_ns() - p->req->start_ns) / 1e9);
 }
 
-static void read_usage(proxy_t *p, json_object *root)
+/* Integer value of key (quoted) inside the object [s, e], or -1. A quoted string followed by ':' is a key. */
+static int64_t usage_field(const char *s, const char *e, const char *key)
 {
-    json_object *u, *v;
-    if (!json_object_object_get_ex(root, "usage", &u) || !json_object_is_type(u, json_type_object))
+    size_t kl = strlen(key);
+    const char *k = memmem(s, (size_t)(e - s), key, kl);
+    if (!k)
+        return -1;
+    const char *q = k + kl;
+    while (q < e && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+        q++;
+    if (q >= e || *q != ':')
+        return -1;
+    q++;
+    while (q < e && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+        q++;
+    int64_t v = 0;
+    int digits = 0;
+    while (q < e && *q >= '0' && *q <= '9' && digits < 18) {
+        v = v * 10 + (*q - '0');
+        q++;
+        digits++;
+    }
+    return digits ? v : -1;
+}
+
+/* Reads usage.prompt_tokens / usage.completion_tokens from an OpenAI-shaped body without parsing all of
+ * it (answers can be megabytes of embeddings): the last `"usage"` that is an object key (a string followed
+ * by ':' can only be a key in valid JSON), then the two counts inside that object. */
+static void scan_usage(proxy_t *p, const char *s, size_t n)
+{
+    const char *found = NULL, *cur = s, *end = s + n;
+    while ((cur = memmem(cur, (size_t)(end - cur), "\"usage\"", 7)) != NULL) {
+        found = cur;
+        cur += 7;
+    }
+    if (!found)
         return;
-    if (json_object_object_get_ex(u, "prompt_tokens", &v) && json_object_is_type(v, json_type_int))
-        p->prompt_tokens = json_object_get_int64(v);
-    if (json_object_object_get_ex(u, "completion_tokens", &v) && json_object_is_type(v, json_type_int))
-        p->completion_tokens = json_object_get_int64(v);
+    const char *q = found + 7;
+    while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+        q++;
+    if (q >= end || *q != ':')
+        return;
+    q++;
+    while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+        q++;
+    if (q >= end || *q != '{')
+        return;
+    /* find the matching brace, skipping strings */
+    int depth = 0;
+    bool in_str = false;
+    const char *e = q;
+    for (; e < end; e++) {
+        char c = *e;
+        if (in_str) {
+            if (c == '\\')
+                e++;
+            else if (c == '"')
+                in_str = false;
+            continue;
+        }
+        if (c == '"')
+            in_str = true;
+        else if (c == '{')
+            depth++;
+        else if (c == '}' && --depth == 0)
+            break;
+    }
+    if (e >= end)
+        return;
+    p->prompt_tokens = usage_field(q, e, "\"prompt_tokens\"");
+    p->completion_tokens = usage_field(q, e, "\"completion_tokens\"");
 }
 
 /* Sends the buffered upstream answer (status, content type, passed headers, body) to the client. */
@@ -274,13 +335,8 @@ static void proxy_send_buffered(proxy_t *p)
     h[n++] = (custos_http_header_t){"content-type", 12, ct, strlen(ct)};
     for (size_t i = 0; i < p->npass && n < MAX_PASS_HEADERS + 1; i++)
         h[n++] = p->pass[i];
-    if (p->status >= 200 && p->status < 300 && custos_buf_size(&p->resp) > 0) {
-        json_object *root = NULL;
-        if (custos_json_parse(custos_buf_peek(&p->resp), custos_buf_size(&p->resp), 64, &root, NULL, NULL) == 0) {
-            read_usage(p, root);
-            json_object_put(root);
-        }
-    }
+    if (p->status >= 200 && p->status < 300)
+        scan_usage(p, custos_buf_peek(&p->resp), custos_buf_size(&p->resp));
     note_ttfb(p);
     custos_http_req_t *req = p->req;
     int status = p->status;
@@ -309,12 +365,8 @@ static int proxy_on_sse(void *ud, const custos_sse_event_t *ev)
     proxy_t *p = ud;
     if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0) {
         p->saw_done = true;
-    } else if (ev->data_len > 0 && memmem(ev->data, ev->data_len, "\"usage\"", 7)) {
-        json_object *root = NULL;
-        if (custos_json_parse(ev->data, ev->data_len, 64, &root, NULL, NULL) == 0) {
-            read_usage(p, root);
-            json_object_put(root);
-        }
+    } else if (ev->data_len > 0) {
+        scan_usage(p, ev->data, ev->data_len);
     }
     if (custos_http_stream_write(p->req, ev->raw, ev->raw_len) < 0)
         return CUSTOS_ECLOSED;
@@ -340,8 +392,8 @@ static int proxy_on_head(void *ud, int status, const custos_http_header_t *h, si
         }
         for (size_t k = 0; k < sizeof(PASS_HEADERS) / sizeof(PASS_HEADERS[0]); k++) {
             size_t kl = strlen(PASS_HEADERS[k]);
-            if (h[i].name_len == kl && strncasecmp(h[i].name, PASS_HEADERS[k], kl) == 0 && p->npass < MAX_PASS_HEADERS &&
-                h[i].value_len < 256) {
+            if (h[i].name_len == kl && strncasecmp(h[i].name, PASS_HEADERS[k], kl) == 0 &&
+                p->npass < MAX_PASS_HEADERS && h[i].value_len < 256) {
                 char *v = custos_arena_strndup(p->req->arena, h[i].value, h[i].value_len);
                 if (!v)
                     break;
@@ -398,30 +450,48 @@ static bool retryable_status(int s)
 static const char *error_kind(int rc)
 {
     switch (rc) {
-    case CUSTOS_ETIMEDOUT: return "timeout";
-    case CUSTOS_EIO: return "connect";
-    case CUSTOS_ETLS: return "tls";
-    case CUSTOS_EPROTO: return "protocol";
-    case CUSTOS_ECLOSED: return "closed";
-    case CUSTOS_ETOOBIG: return "too_big";
-    case CUSTOS_EUNAVAIL: return "pool_full";
-    case CUSTOS_ENOTFOUND: return "dns";
-    default: return "other";
+    case CUSTOS_ETIMEDOUT:
+        return "timeout";
+    case CUSTOS_EIO:
+        return "connect";
+    case CUSTOS_ETLS:
+        return "tls";
+    case CUSTOS_EPROTO:
+        return "protocol";
+    case CUSTOS_ECLOSED:
+        return "closed";
+    case CUSTOS_ETOOBIG:
+        return "too_big";
+    case CUSTOS_EUNAVAIL:
+        return "pool_full";
+    case CUSTOS_ENOTFOUND:
+        return "dns";
+    default:
+        return "other";
     }
 }
 
 static const char *error_text(int rc)
 {
     switch (rc) {
-    case CUSTOS_ETIMEDOUT: return "the backend timed out";
-    case CUSTOS_EIO: return "the backend refused or reset the connection";
-    case CUSTOS_ETLS: return "the TLS handshake with the backend failed";
-    case CUSTOS_EPROTO: return "the backend sent a malformed response";
-    case CUSTOS_ECLOSED: return "the backend closed the connection";
-    case CUSTOS_ETOOBIG: return "the backend response was too large";
-    case CUSTOS_EUNAVAIL: return "the backend connection limit was reached";
-    case CUSTOS_ENOTFOUND: return "the backend host name does not resolve";
-    default: return "the backend request failed";
+    case CUSTOS_ETIMEDOUT:
+        return "the backend timed out";
+    case CUSTOS_EIO:
+        return "the backend refused or reset the connection";
+    case CUSTOS_ETLS:
+        return "the TLS handshake with the backend failed";
+    case CUSTOS_EPROTO:
+        return "the backend sent a malformed response";
+    case CUSTOS_ECLOSED:
+        return "the backend closed the connection";
+    case CUSTOS_ETOOBIG:
+        return "the backend response was too large";
+    case CUSTOS_EUNAVAIL:
+        return "the backend connection limit was reached";
+    case CUSTOS_ENOTFOUND:
+        return "the backend host name does not resolve";
+    default:
+        return "the backend request failed";
     }
 }
 
@@ -552,12 +622,23 @@ static void proxy_on_done(void *ud, int rc)
 static int build_upstream_path(proxy_t *p, const custos_backend_config_t *b, custos_buf_t *path)
 {
     const char *suffix = custos_route_op_suffix(p->route.op);
+    int rc;
     if (b->provider == CUSTOS_PROVIDER_AZURE) {
         const char *dname = b->deployment ? b->deployment : p->dep->model;
-        return custos_buf_appendf(path, "%s/openai/deployments/%s/%s?api-version=%s", b->path_prefix, dname, suffix,
-                                  b->api_version ? b->api_version : CUSTOS_CONFIG_DEFAULT_AZURE_API_VERSION);
+        rc = custos_buf_append_str(path, b->path_prefix);
+        rc = rc ? rc : custos_buf_append_str(path, "/openai/deployments/");
+        rc = rc ? rc : custos_buf_append_str(path, dname);
+        rc = rc ? rc : custos_buf_append_lit(path, "/");
+        rc = rc ? rc : custos_buf_append_str(path, suffix);
+        rc = rc ? rc : custos_buf_append_str(path, "?api-version=");
+        rc =
+            rc ? rc
+               : custos_buf_append_str(path, b->api_version ? b->api_version : CUSTOS_CONFIG_DEFAULT_AZURE_API_VERSION);
+        return rc;
     }
-    return custos_buf_appendf(path, "%s/%s", b->path_prefix[0] ? b->path_prefix : "/v1", suffix);
+    rc = custos_buf_append_str(path, b->path_prefix[0] ? b->path_prefix : "/v1");
+    rc = rc ? rc : custos_buf_append_lit(path, "/");
+    return rc ? rc : custos_buf_append_str(path, suffix);
 }
 
 static void proxy_start_attempt(proxy_t *p)
@@ -571,12 +652,12 @@ static void proxy_start_attempt(proxy_t *p)
     /* The body we send is the parsed tree re-serialised: what policy saw is exactly what goes upstream. */
     const char *model = b->model ? b->model : p->dep->model;
     json_object_object_add(p->body, "model", json_object_new_string(model));
-    size_t blen = 0;
-    const char *body = json_object_to_json_string_length(p->body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
-                                                         &blen);
-    custos_buf_t path;
+    custos_buf_t body, path;
+    custos_buf_init(&body, 0);
     custos_buf_init(&path, 8192);
-    if (!body || build_upstream_path(p, b, &path) < 0) {
+    if (custos_buf_reserve(&body, p->req->body_len + 64) < 0 || custos_json_write(&body, p->body) < 0 ||
+        build_upstream_path(p, b, &path) < 0) {
+        custos_buf_dispose(&body);
         custos_buf_dispose(&path);
         proxy_fail(p, 500, "internal_error", "Could not build the upstream request.");
         return;
@@ -621,8 +702,9 @@ static void proxy_start_attempt(proxy_t *p)
     };
     static const custos_upstream_cbs_t cbs = {proxy_on_head, proxy_on_body, proxy_on_done};
     p->up_started_ns = custos_now_ns();
-    int rc = custos_upstream_request(p->w->up, &t, "POST", custos_buf_peek(&path), h, n, body, blen, &to, &cbs, p,
-                                     &p->up);
+    int rc = custos_upstream_request(p->w->up, &t, "POST", custos_buf_peek(&path), h, n, custos_buf_peek(&body),
+                                     custos_buf_size(&body), &to, &cbs, p, &p->up);
+    custos_buf_dispose(&body);
     custos_buf_dispose(&path);
     if (auth)
         memset(auth, 0, b->api_key_len + 7);
@@ -779,8 +861,8 @@ void custos_gateway_handle(custos_http_req_t *req, void *ud)
 
 int custos_gateway_metrics_init(custos_gateway_metrics_t *m, unsigned nshards)
 {
-    static const double lat[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                 0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10, 30, 60};
+    static const double lat[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                 0.1,    0.25,    0.5,    1,     2.5,    5,     10,   30,    60};
     static const double ovh[] = {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
                                  0.001,   0.0025,   0.005,   0.01,   0.025,   0.1};
     static const char *const l_rds[] = {"route", "deployment", "status"};
@@ -792,8 +874,8 @@ int custos_gateway_metrics_init(custos_gateway_metrics_t *m, unsigned nshards)
     m->reg = custos_metrics_new(nshards);
     if (!m->reg)
         return CUSTOS_ENOMEM;
-    int rc = custos_metrics_counter(m->reg, "custos_requests_total", "Requests by route, deployment and status.",
-                                    l_rds, 3, &m->requests);
+    int rc = custos_metrics_counter(m->reg, "custos_requests_total", "Requests by route, deployment and status.", l_rds,
+                                    3, &m->requests);
     rc = rc ? rc
             : custos_metrics_histogram(m->reg, "custos_request_duration_seconds",
                                        "Whole request duration, first byte in to last byte out.", lat,
@@ -817,8 +899,7 @@ int custos_gateway_metrics_init(custos_gateway_metrics_t *m, unsigned nshards)
             : custos_metrics_counter(m->reg, "custos_tokens_total", "Tokens reported by backends in usage.", l_dt, 2,
                                      &m->tokens);
     rc = rc ? rc
-            : custos_metrics_gauge(m->reg, "custos_client_connections", "Client connections open.", NULL, 0,
-                                   &m->conns);
+            : custos_metrics_gauge(m->reg, "custos_client_connections", "Client connections open.", NULL, 0, &m->conns);
     rc = rc ? rc
             : custos_metrics_gauge(m->reg, "custos_upstream_connections", "Backend connections open.", NULL, 0,
                                    &m->up_conns);

@@ -7,6 +7,7 @@
 #include "net/listener.h"
 #include "net/tls.h"
 #include "util/err.h"
+#include "util/json.h"
 #include "util/log.h"
 #include "util/time.h"
 
@@ -82,6 +83,7 @@ static void *worker_main(void *arg)
     if (rc < 0)
         CUSTOS_ERROR("worker %u: event loop failed: %s", w->idx, custos_strerror(rc));
     custos_timer_stop(w->loop, &w->publish_timer);
+    custos_json_thread_cleanup();
     return NULL;
 }
 

@@ -64,28 +64,28 @@ struct custos_http_conn {
     timer_mode_t timer_mode;
     SSL *ssl;
     bool handshaking;
-    bool tls_read_wants_write;  /* last SSL_read asked for writability */
-    bool tls_write_wants_read;  /* last SSL_write asked for readability */
-    bool read_eof;              /* peer closed its side */
-    bool closing;               /* close once output is flushed */
+    bool tls_read_wants_write; /* last SSL_read asked for writability */
+    bool tls_write_wants_read; /* last SSL_write asked for readability */
+    bool read_eof;             /* peer closed its side */
+    bool closing;              /* close once output is flushed */
     bool closed;
-    bool in_process;            /* inside process_input (no re-entry) */
+    bool in_process; /* inside process_input (no re-entry) */
     bool continue_scheduled;
-    bool dead;                  /* freed soon (deferred) */
+    bool dead; /* freed soon (deferred) */
 
     llhttp_t parser;
     bool parser_paused;
-    bool head_done;             /* headers of the current request complete */
-    bool in_message;            /* first byte of a request seen */
-    size_t head_fed;            /* bytes fed while the head was incomplete */
-    int fold_state;             /* obs-fold detector: 0 in line, 1 after LF */
-    int parse_error_status;     /* set by callbacks: 4xx to send */
+    bool head_done;         /* headers of the current request complete */
+    bool in_message;        /* first byte of a request seen */
+    size_t head_fed;        /* bytes fed while the head was incomplete */
+    int fold_state;         /* obs-fold detector: 0 in line, 1 after LF */
+    int parse_error_status; /* set by callbacks: 4xx to send */
     const char *parse_error_code;
     const char *parse_error_msg;
     bool last_was_value;
     hdr_off_t *hoffs;
     size_t nhoffs, caphoffs;
-    custos_buf_t hbuf;          /* url + header names and values */
+    custos_buf_t hbuf; /* url + header names and values */
     uint32_t url_len;
     custos_buf_t body;
     bool expect_continue;
@@ -94,7 +94,7 @@ struct custos_http_conn {
     custos_buf_t wbuf;
 
     /* current request */
-    bool req_active;            /* handed to the handler, response not finished */
+    bool req_active; /* handed to the handler, response not finished */
     bool resp_started;
     bool resp_done;
     bool resp_chunked;
@@ -185,32 +185,58 @@ static const char *http_date(void)
 const char *custos_http_status_text(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Payload Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 
@@ -287,10 +313,17 @@ static void conn_set_timer(custos_http_conn_t *c, timer_mode_t mode)
     const custos_http_limits_t *l = &c->server->limits;
     uint32_t ms = 0;
     switch (mode) {
-    case TIMER_IDLE: ms = l->idle_timeout_ms; break;
-    case TIMER_HEADER: ms = l->header_timeout_ms; break;
-    case TIMER_BODY: ms = l->body_timeout_ms; break;
-    case TIMER_NONE: break;
+    case TIMER_IDLE:
+        ms = l->idle_timeout_ms;
+        break;
+    case TIMER_HEADER:
+        ms = l->header_timeout_ms;
+        break;
+    case TIMER_BODY:
+        ms = l->body_timeout_ms;
+        break;
+    case TIMER_NONE:
+        break;
     }
     c->timer_mode = mode;
     if (mode == TIMER_NONE || ms == 0)
@@ -301,30 +334,40 @@ static void conn_set_timer(custos_http_conn_t *c, timer_mode_t mode)
 
 /* ---------- response building ---------- */
 
-static int append_head(custos_http_conn_t *c, int status, const custos_http_header_t *h, size_t n,
-                       const char *framing)
+static int append_head(custos_http_conn_t *c, int status, const custos_http_header_t *h, size_t n, const char *framing)
 {
     custos_buf_t *w = &c->wbuf;
     custos_http_req_t *req = &c->req;
-    int rc = custos_buf_appendf(w, "HTTP/1.1 %d %s\r\ndate: %s\r\n", status, custos_http_status_text(status),
-                                http_date());
+    int rc = custos_buf_reserve(w, 256 + n * 64);
+    rc = rc ? rc : custos_buf_append_lit(w, "HTTP/1.1 ");
+    rc = rc ? rc : custos_buf_append_u64(w, (unsigned)status);
+    rc = rc ? rc : custos_buf_append_lit(w, " ");
+    rc = rc ? rc : custos_buf_append_str(w, custos_http_status_text(status));
+    rc = rc ? rc : custos_buf_append_lit(w, "\r\ndate: ");
+    rc = rc ? rc : custos_buf_append_str(w, http_date());
+    rc = rc ? rc : custos_buf_append_lit(w, "\r\n");
     for (size_t i = 0; rc == 0 && i < n; i++) {
         rc = custos_buf_append(w, h[i].name, h[i].name_len);
         if (!rc)
-            rc = custos_buf_append(w, ": ", 2);
+            rc = custos_buf_append_lit(w, ": ");
         if (!rc)
             rc = custos_buf_append(w, h[i].value, h[i].value_len);
         if (!rc)
-            rc = custos_buf_append(w, "\r\n", 2);
+            rc = custos_buf_append_lit(w, "\r\n");
     }
-    if (!rc && req->request_id[0])
-        rc = custos_buf_appendf(w, "x-request-id: %s\r\napim-request-id: %s\r\n", req->request_id, req->request_id);
+    if (!rc && req->request_id[0]) {
+        rc = custos_buf_append_lit(w, "x-request-id: ");
+        rc = rc ? rc : custos_buf_append(w, req->request_id, 36);
+        rc = rc ? rc : custos_buf_append_lit(w, "\r\napim-request-id: ");
+        rc = rc ? rc : custos_buf_append(w, req->request_id, 36);
+        rc = rc ? rc : custos_buf_append_lit(w, "\r\n");
+    }
     if (!rc && framing)
         rc = custos_buf_append_str(w, framing);
     if (!rc && c->closing)
         rc = custos_buf_append_str(w, "connection: close\r\n");
     if (!rc)
-        rc = custos_buf_append(w, "\r\n", 2);
+        rc = custos_buf_append_lit(w, "\r\n");
     return rc;
 }
 
@@ -348,7 +391,19 @@ int custos_http_respond(custos_http_req_t *req, int status, const custos_http_he
     custos_http_conn_t *c = req->conn;
     decide_keepalive(c);
     char framing[64];
-    snprintf(framing, sizeof(framing), "content-length: %zu\r\n", body_len);
+    {
+        /* "content-length: N\r\n" without printf */
+        char num[24], *e = num + sizeof(num), *q = e;
+        size_t v = body_len;
+        do {
+            *--q = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        size_t nl = (size_t)(e - q);
+        memcpy(framing, "content-length: ", 16);
+        memcpy(framing + 16, q, nl);
+        memcpy(framing + 16 + nl, "\r\n", 3);
+    }
     int rc = append_head(c, status, headers, nheaders, framing);
     if (!rc && body_len)
         rc = custos_buf_append(&c->wbuf, body, body_len);
@@ -363,7 +418,7 @@ int custos_http_respond(custos_http_req_t *req, int status, const custos_http_he
 
 static int append_json_string(custos_buf_t *b, const char *s)
 {
-    int rc = custos_buf_append(b, "\"", 1);
+    int rc = custos_buf_append_lit(b, "\"");
     for (; !rc && *s; s++) {
         unsigned char ch = (unsigned char)*s;
         if (ch == '"' || ch == '\\')
@@ -374,7 +429,7 @@ static int append_json_string(custos_buf_t *b, const char *s)
             rc = custos_buf_append(b, s, 1);
     }
     if (!rc)
-        rc = custos_buf_append(b, "\"", 1);
+        rc = custos_buf_append_lit(b, "\"");
     return rc;
 }
 
@@ -417,8 +472,7 @@ int custos_http_respond_error(custos_http_req_t *req, int status, const char *co
     return rc;
 }
 
-int custos_http_stream_start(custos_http_req_t *req, int status, const custos_http_header_t *headers,
-                             size_t nheaders)
+int custos_http_stream_start(custos_http_req_t *req, int status, const custos_http_header_t *headers, size_t nheaders)
 {
     if (!req_valid(req) || req->conn->resp_started)
         return CUSTOS_ECLOSED;
@@ -447,12 +501,14 @@ int custos_http_stream_write(custos_http_req_t *req, const char *data, size_t le
         return 0;
     custos_http_conn_t *c = req->conn;
     int rc = 0;
-    if (c->resp_chunked)
-        rc = custos_buf_appendf(&c->wbuf, "%zx\r\n", len);
+    if (c->resp_chunked) {
+        rc = custos_buf_append_hex(&c->wbuf, len);
+        rc = rc ? rc : custos_buf_append_lit(&c->wbuf, "\r\n");
+    }
     if (!rc)
         rc = custos_buf_append(&c->wbuf, data, len);
     if (!rc && c->resp_chunked)
-        rc = custos_buf_append(&c->wbuf, "\r\n", 2);
+        rc = custos_buf_append_lit(&c->wbuf, "\r\n");
     if (rc)
         return rc;
     conn_flush(c);
@@ -478,7 +534,7 @@ int custos_http_stream_end(custos_http_req_t *req)
     custos_http_conn_t *c = req->conn;
     int rc = 0;
     if (c->resp_chunked)
-        rc = custos_buf_append(&c->wbuf, "0\r\n\r\n", 5);
+        rc = custos_buf_append_lit(&c->wbuf, "0\r\n\r\n");
     c->resp_done = true;
     if (rc)
         c->closing = true;

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #define DNS_TTL_MS 60000u
+#define DNS_NEG_TTL_MS 5000u /* a failed lookup is not retried for this long */
 #define MAX_ADDRS 8
 #define READ_CHUNK 16384
 #define MAX_READS_PER_EVENT 16
@@ -60,6 +61,7 @@ typedef struct up_pool {
     socklen_t addrlens[MAX_ADDRS];
     size_t naddrs;
     uint64_t resolved_ms;
+    uint64_t failed_ms; /* last failed lookup with no cached address, 0 if none */
     up_tlsctx_t *tctx;
     SSL_SESSION *session; /* latest resumable session for this target */
     up_conn_t *idle_head, *idle_tail;
@@ -111,6 +113,7 @@ struct custos_upstream_req {
     bool in_field, headers_done, complete, keep_alive, extra_bytes;
     bool sent_all, paused, finished, retried, reused, connected, got_bytes, unclean_eof;
     bool hs_want_write, read_wants_write;
+    bool in_start; /* inside custos_upstream_request: failures are reported later, from the loop */
     uint64_t start_ns, conn_start_ns, connect_ns, ttfb_ns;
     custos_timer_t timer; /* connect / first byte / idle */
     custos_timer_t kick;  /* zero-delay work: deferred failure, resume */
@@ -379,6 +382,8 @@ static int pool_resolve(up_pool_t *p)
     uint64_t now = custos_loop_now(p->u->loop);
     if (p->naddrs > 0 && (p->literal || now - p->resolved_ms < DNS_TTL_MS))
         return 0;
+    if (p->naddrs == 0 && p->failed_ms && now - p->failed_ms < DNS_NEG_TTL_MS)
+        return CUSTOS_ENOTFOUND;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP};
     if (p->literal)
         hints.ai_flags = AI_NUMERICHOST;
@@ -394,6 +399,7 @@ static int pool_resolve(up_pool_t *p)
             return 0;
         }
         CUSTOS_WARN("upstream %s: cannot resolve %s: %s", p->name, p->host, gai_strerror(g));
+        p->failed_ms = now ? now : 1;
         return CUSTOS_ENOTFOUND;
     }
     size_t n = 0;
@@ -405,8 +411,12 @@ static int pool_resolve(up_pool_t *p)
         n++;
     }
     freeaddrinfo(res);
-    if (n == 0)
-        return p->naddrs > 0 ? 0 : CUSTOS_ENOTFOUND;
+    if (n == 0) {
+        if (p->naddrs > 0)
+            return 0;
+        p->failed_ms = now ? now : 1;
+        return CUSTOS_ENOTFOUND;
+    }
     p->naddrs = n;
     p->resolved_ms = now;
     return 0;
@@ -629,7 +639,10 @@ static up_conn_t *pool_take(up_pool_t *p)
         up_conn_t *c = p->idle_head;
         conn_idle_unlink(c);
         custos_timer_stop(p->u->loop, &c->idle_timer);
-        if (conn_idle_ok(c))
+        /* Plain TCP: the idle watch (EPOLLIN | EPOLLRDHUP) already closed connections the server closed,
+         * and a race is caught by the stale-connection retry; no peek syscall on the hot path. TLS: the
+         * peek also consumes post-handshake records (session tickets). */
+        if (!c->ssl || conn_idle_ok(c))
             return c;
         conn_close(c, false);
     }
@@ -727,8 +740,10 @@ static void req_update_io(custos_upstream_req_t *r)
     default:
         if (!r->sent_all || r->read_wants_write)
             ev |= EPOLLOUT;
+        /* Same interest as an idle pooled connection (EPOLLIN | EPOLLRDHUP), so that taking a connection from
+         * the pool and giving it back costs no epoll_ctl. */
         if (!r->paused)
-            ev |= EPOLLIN;
+            ev |= EPOLLIN | EPOLLRDHUP;
         break;
     }
     if (custos_io_set(r->u->loop, &c->io, ev) != 0 && req_fail_soon(r, CUSTOS_EIO) != 0)
@@ -793,6 +808,12 @@ static void req_finish(custos_upstream_req_t *r, int rc)
 {
     if (r->finished)
         return;
+    if (r->in_start) {
+        /* inside custos_upstream_request: callbacks must not run yet */
+        if (req_fail_soon(r, rc) != 0)
+            CUSTOS_ERROR("upstream %s: cannot arm timer", r->pool->name);
+        return;
+    }
     custos_upstream_t *u = r->u;
     r->finished = true;
     req_unlink(r);
@@ -1336,19 +1357,29 @@ static int build_request(custos_upstream_req_t *r, const char *method, const cha
                          const custos_http_header_t *headers, size_t nheaders, const char *body, size_t body_len)
 {
     custos_buf_t *b = &r->out;
-    int rc = custos_buf_appendf(b, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, path, r->pool->host_hdr);
+    /* sized once: head estimate + body, so the appends below never reallocate */
+    int rc = custos_buf_reserve(b, strlen(path) + 256 + nheaders * 64 + body_len);
+    rc = rc ? rc : custos_buf_append_str(b, method);
+    rc = rc ? rc : custos_buf_append_lit(b, " ");
+    rc = rc ? rc : custos_buf_append_str(b, path);
+    rc = rc ? rc : custos_buf_append_lit(b, " HTTP/1.1\r\nHost: ");
+    rc = rc ? rc : custos_buf_append_str(b, r->pool->host_hdr);
+    rc = rc ? rc : custos_buf_append_lit(b, "\r\n");
     for (size_t i = 0; !rc && i < nheaders; i++) {
         const custos_http_header_t *h = &headers[i];
         if (hop_by_hop(h->name, h->name_len))
             continue;
         rc = custos_buf_append(b, h->name, h->name_len);
-        rc = rc ? rc : custos_buf_append(b, ": ", 2);
+        rc = rc ? rc : custos_buf_append_lit(b, ": ");
         rc = rc ? rc : custos_buf_append(b, h->value, h->value_len);
-        rc = rc ? rc : custos_buf_append(b, "\r\n", 2);
+        rc = rc ? rc : custos_buf_append_lit(b, "\r\n");
     }
     bool need_cl = body_len > 0 || !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH");
-    if (!rc && need_cl)
-        rc = custos_buf_appendf(b, "Content-Length: %zu\r\n", body_len);
+    if (!rc && need_cl) {
+        rc = custos_buf_append_lit(b, "Content-Length: ");
+        rc = rc ? rc : custos_buf_append_u64(b, body_len);
+        rc = rc ? rc : custos_buf_append_lit(b, "\r\n");
+    }
     rc = rc ? rc : custos_buf_append_str(b, "Connection: keep-alive\r\n\r\n");
     if (!rc && body_len)
         rc = custos_buf_append(b, body, body_len);
@@ -1404,7 +1435,8 @@ int custos_upstream_request(custos_upstream_t *u, const custos_upstream_target_t
         r->reused = true;
         r->connected = true;
         u->st.conns_reused++;
-        req_start_io(r);
+        r->state = ST_IO;
+        req_arm_timer(r);
     } else if (t->max_connections && pool->nconns >= t->max_connections) {
         rc = CUSTOS_EUNAVAIL;
         goto fail;
@@ -1429,6 +1461,14 @@ int custos_upstream_request(custos_upstream_t *u, const custos_upstream_target_t
     u->reqs = r;
     u->st.requests++;
     *out = r;
+    if (r->reused) {
+        /* Optimistic write on a pooled connection: the request usually fits the socket buffer, which saves
+         * an EPOLLOUT round trip and two epoll_ctl calls per request. */
+        r->in_start = true;
+        req_do_send(r);
+        r->in_start = false;
+        req_update_io(r);
+    }
     return 0;
 fail:
     custos_timer_stop(u->loop, &r->timer);

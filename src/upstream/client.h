@@ -109,7 +109,9 @@ void custos_upstream_free(custos_upstream_t *u);
  * keep-alive, proxy-connection, te or upgrade are dropped. Header names and values must not contain
  * CR, LF or NUL. Everything is copied: the caller's buffers need not outlive the call.
  * DNS names are resolved with a blocking getaddrinfo() on the loop thread, once per target and again
- * at most every 60 s when a new connection is needed: keep DNS fast and local (or use IP literals).
+ * at most every 60 s when a new connection is needed (a failed lookup is retried after 5 s at the
+ * earliest; cached addresses are kept if a re-resolution fails). Known limitation: a slow resolver
+ * stalls the worker's loop, so keep DNS fast and local (/etc/hosts, a local cache) or use IP literals.
  * Returns 0 and sets *out (valid until on_done returns or custos_upstream_req_cancel), or a negative
  * code, in which case no callback will run: CUSTOS_EINVAL (bad argument), CUSTOS_ENOTFOUND (name does
  * not resolve), CUSTOS_EUNAVAIL (target at max_connections with no idle connection), CUSTOS_ETLS (TLS

@@ -55,7 +55,7 @@ int custos_buf_reserve(custos_buf_t *b, size_t extra)
     return 0;
 }
 
-int custos_buf_append(custos_buf_t *b, const void *p, size_t n)
+int custos_buf_append_slow(custos_buf_t *b, const void *p, size_t n)
 {
     int rc = custos_buf_reserve(b, n);
     if (rc)
@@ -128,4 +128,27 @@ char *custos_buf_steal(custos_buf_t *b, size_t *len_out)
     b->data = NULL;
     b->off = b->len = b->cap = 0;
     return p;
+}
+
+int custos_buf_append_u64(custos_buf_t *b, unsigned long long v)
+{
+    char tmp[24];
+    char *e = tmp + sizeof(tmp), *q = e;
+    do {
+        *--q = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return custos_buf_append(b, q, (size_t)(e - q));
+}
+
+int custos_buf_append_hex(custos_buf_t *b, unsigned long long v)
+{
+    static const char hx[] = "0123456789abcdef";
+    char tmp[20];
+    char *e = tmp + sizeof(tmp), *q = e;
+    do {
+        *--q = hx[v & 15];
+        v >>= 4;
+    } while (v);
+    return custos_buf_append(b, q, (size_t)(e - q));
 }

@@ -20,7 +20,25 @@ void custos_buf_init(custos_buf_t *b, size_t max);
 void custos_buf_dispose(custos_buf_t *b);
 /* Makes room for `extra` more bytes. Returns 0, CUSTOS_ETOOBIG or CUSTOS_ENOMEM. */
 int custos_buf_reserve(custos_buf_t *b, size_t extra);
-int custos_buf_append(custos_buf_t *b, const void *p, size_t n);
+int custos_buf_append_slow(custos_buf_t *b, const void *p, size_t n);
+/* Appends n bytes. Returns 0, CUSTOS_ETOOBIG (over max; buffer unchanged) or CUSTOS_ENOMEM. */
+static inline int custos_buf_append(custos_buf_t *b, const void *p, size_t n)
+{
+    /* hot path: room already there (the cap check is the same as in reserve) */
+    if (b->len + n + 1 <= b->cap && n <= b->max - (b->len - b->off)) {
+        if (n)
+            __builtin_memcpy(b->data + b->len, p, n);
+        b->len += n;
+        b->data[b->len] = 0;
+        return 0;
+    }
+    return custos_buf_append_slow(b, p, n);
+}
+/* Appends a string literal (length computed at compile time). */
+#define custos_buf_append_lit(b, lit) custos_buf_append((b), "" lit, sizeof(lit) - 1)
+/* Appends v in decimal / lower-case hex, without printf. */
+int custos_buf_append_u64(custos_buf_t *b, unsigned long long v);
+int custos_buf_append_hex(custos_buf_t *b, unsigned long long v);
 int custos_buf_append_str(custos_buf_t *b, const char *s);
 int custos_buf_appendf(custos_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int custos_buf_vappendf(custos_buf_t *b, const char *fmt, va_list ap);

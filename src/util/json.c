@@ -5,6 +5,7 @@
 #include "util/err.h"
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -78,6 +79,18 @@ static size_t skip_ws(const unsigned char *s, size_t n, size_t i)
     return i;
 }
 
+/* Bytes that can stand for themselves inside a JSON string and are ASCII: 0x20..0x7f except '"' and '\\'. */
+#define R16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+static const unsigned char PLAIN[256] = {
+    R16(0), R16(0), /* 0x00-0x1f: control characters */
+    1,      1,      0,      1,      1,      1,      1,      1,      1,      1,      1, 1, 1, 1, 1, 1, /* 0x20-0x2f: '"'
+                                                                                                         is 0x22 */
+    R16(1), R16(1), 1,      1,      1,      1,      1,      1,      1,      1,      1, 1, 1, 1, 0, 1, 1,
+    1,                                                                              /* 0x50-0x5f: '\\' is 0x5c */
+    R16(1), R16(1), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), /* 0x80-0xff: UTF-8, checked */
+};
+#undef R16
+
 /* String starting at s[*pi] == '"'. On success *pi is just past the closing quote. On error *pi is the offset. */
 static const char *v_string(const unsigned char *s, size_t n, size_t *pi, int is_key)
 {
@@ -88,6 +101,15 @@ static const char *v_string(const unsigned char *s, size_t n, size_t *pi, int is
         if (c == '"') {
             *pi = i + 1;
             return NULL;
+        }
+        if (PLAIN[c]) {
+            /* fast path: plain ASCII runs, the bulk of every prompt */
+            i++;
+            while (i + 4 <= n && PLAIN[s[i]] & PLAIN[s[i + 1]] & PLAIN[s[i + 2]] & PLAIN[s[i + 3]])
+                i += 4;
+            while (i < n && PLAIN[s[i]])
+                i++;
+            continue;
         }
         *pi = i;
         if (c < 0x20)
@@ -283,6 +305,47 @@ fail:
     return rc;
 }
 
+static __thread struct json_tokener *t_tok;
+static __thread int t_tok_depth;
+
+static void free_cached_tokener(void)
+{
+    if (t_tok)
+        json_tokener_free(t_tok);
+    t_tok = NULL;
+}
+
+/* One cached tokener per thread (for the most recent depth); others are created and freed. */
+static struct json_tokener *take_tokener(int depth)
+{
+    struct json_tokener *t = t_tok;
+    if (t && t_tok_depth == depth) {
+        t_tok = NULL;
+        json_tokener_reset(t);
+        return t;
+    }
+    return json_tokener_new_ex(depth);
+}
+
+static void give_tokener(struct json_tokener *t)
+{
+    int depth = t->max_depth;
+    if (t_tok) {
+        if (t_tok_depth == depth) {
+            json_tokener_free(t);
+            return;
+        }
+        free_cached_tokener();
+    }
+    t_tok = t;
+    t_tok_depth = depth;
+}
+
+void custos_json_thread_cleanup(void)
+{
+    free_cached_tokener();
+}
+
 int custos_json_parse(const char *s, size_t len, int max_depth, struct json_object **out, size_t *errpos,
                       const char **errmsg)
 {
@@ -300,8 +363,9 @@ int custos_json_parse(const char *s, size_t len, int max_depth, struct json_obje
     }
     if ((rc = custos_json_validate(s, len, max_depth, &pos, &msg)))
         goto fail;
-    /* json-c counts a scalar inside a container as one more level; our validator already enforced max_depth. */
-    tok = json_tokener_new_ex(max_depth + 1);
+    /* json-c counts a scalar inside a container as one more level; our validator already enforced max_depth.
+     * The tokener is cached per thread: creating one costs more than parsing a small document. */
+    tok = take_tokener(max_depth + 1);
     if (!tok) {
         rc = CUSTOS_ENOMEM;
         msg = "out of memory";
@@ -323,12 +387,12 @@ int custos_json_parse(const char *s, size_t len, int max_depth, struct json_obje
         json_object_put(obj);
         goto fail;
     }
-    json_tokener_free(tok);
+    give_tokener(tok);
     *out = obj; /* NULL for the document `null` */
     return 0;
 fail:
     if (tok)
-        json_tokener_free(tok);
+        give_tokener(tok);
     if (errpos)
         *errpos = pos;
     if (errmsg)
@@ -349,6 +413,13 @@ int custos_json_append_string(custos_buf_t *b, const char *str, size_t len)
         const char *esc;
         char tmp[8];
         size_t adv = 1;
+
+        if (PLAIN[c]) {
+            i++;
+            while (i < len && PLAIN[s[i]])
+                i++;
+            continue;
+        }
 
         if (c >= 0x20 && c != '"' && c != '\\') {
             if (c < 0x80 || utf8_next(s + i, len - i, &adv)) {
@@ -403,4 +474,72 @@ fail:
     if (b->data)
         b->data[b->len] = 0;
     return rc;
+}
+
+static int write_int64(custos_buf_t *b, int64_t v)
+{
+    char tmp[24];
+    char *e = tmp + sizeof(tmp), *q = e;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--q = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--q = '-';
+    return custos_buf_append(b, q, (size_t)(e - q));
+}
+
+int custos_json_write(custos_buf_t *b, struct json_object *o)
+{
+    int rc = 0;
+    switch (json_object_get_type(o)) {
+    case json_type_null:
+        return custos_buf_append(b, "null", 4);
+    case json_type_boolean:
+        return json_object_get_boolean(o) ? custos_buf_append(b, "true", 4) : custos_buf_append(b, "false", 5);
+    case json_type_int: {
+        int64_t v = json_object_get_int64(o);
+        if (v != INT64_MAX && v != INT64_MIN)
+            return write_int64(b, v);
+        break; /* saturated or unsigned: json-c knows the exact text */
+    }
+    case json_type_double:
+        break; /* json-c keeps the number's original text */
+    case json_type_string:
+        return custos_json_append_string(b, json_object_get_string(o), (size_t)json_object_get_string_len(o));
+    case json_type_array: {
+        size_t n = json_object_array_length(o);
+        rc = custos_buf_append(b, "[", 1);
+        for (size_t i = 0; !rc && i < n; i++) {
+            if (i)
+                rc = custos_buf_append(b, ",", 1);
+            if (!rc)
+                rc = custos_json_write(b, json_object_array_get_idx(o, i));
+        }
+        return rc ? rc : custos_buf_append(b, "]", 1);
+    }
+    case json_type_object: {
+        bool first = true;
+        rc = custos_buf_append(b, "{", 1);
+        json_object_object_foreach(o, key, val)
+        {
+            if (rc)
+                break;
+            if (!first)
+                rc = custos_buf_append(b, ",", 1);
+            first = false;
+            if (!rc)
+                rc = custos_json_append_string(b, key, strlen(key));
+            if (!rc)
+                rc = custos_buf_append(b, ":", 1);
+            if (!rc)
+                rc = custos_json_write(b, val);
+        }
+        return rc ? rc : custos_buf_append(b, "}", 1);
+    }
+    }
+    size_t len = 0;
+    const char *t = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+    return t ? custos_buf_append(b, t, len) : CUSTOS_ENOMEM;
 }

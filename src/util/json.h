@@ -38,4 +38,13 @@ int custos_json_parse(const char *s, size_t len, int max_depth, struct json_obje
  * WHATWG decoder's rule). Appends all or nothing. Returns 0, CUSTOS_ETOOBIG (b's cap) or CUSTOS_ENOMEM. */
 int custos_json_append_string(custos_buf_t *b, const char *s, size_t len);
 
+/* Appends o as compact JSON (no spaces, '/' not escaped, non-ASCII UTF-8 kept). Faster than json-c's own
+ * serialiser; numbers that json-c parsed keep their original text (doubles) or exact value (integers).
+ * NULL o writes null. Returns 0, CUSTOS_ETOOBIG or CUSTOS_ENOMEM (b may then hold a partial value). */
+int custos_json_write(custos_buf_t *b, struct json_object *o);
+
+/* Frees this thread's cached parser state (custos_json_parse keeps one tokener per thread). Call before a
+ * thread that parsed JSON exits, to keep leak checkers quiet; harmless otherwise. */
+void custos_json_thread_cleanup(void);
+
 #endif

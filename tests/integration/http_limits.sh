@@ -41,6 +41,14 @@ big=$(python3 -c 'print("{\"model\":\"demo\",\"messages\":[{\"role\":\"user\",\"
 st=$(req bigbody "${AUTH[@]}" "${JSON[@]}" -d "$big" "$U/v1/chat/completions")
 check "body over max_body_bytes (content-length) -> 413" 413 "$st"
 check "413: error.code" request_entity_too_large "$(jfield "$T/bigbody.body" error.code)"
+exact=$(python3 -c '
+pre = "{\"model\":\"demo\",\"messages\":[{\"role\":\"user\",\"content\":\""
+post = "\"}]}"
+print(pre + "x" * (2048 - len(pre) - len(post)) + post, end="")')
+st=$(req exactbody "${AUTH[@]}" "${JSON[@]}" -d "$exact" "$U/v1/chat/completions")
+check "body of exactly max_body_bytes (${#exact}) -> 200" 200 "$st"
+st=$(req exactbody1 "${AUTH[@]}" "${JSON[@]}" -d "$exact " "$U/v1/chat/completions")
+check "body of max_body_bytes + 1 -> 413" 413 "$st"
 st=$(req bigchunked "${AUTH[@]}" "${JSON[@]}" -H 'transfer-encoding: chunked' -d "$big" "$U/v1/chat/completions")
 check "body over max_body_bytes (chunked) -> 413" 413 "$st"
 
@@ -139,6 +147,15 @@ st=$(req chunked "${AUTH[@]}" "${JSON[@]}" -H 'transfer-encoding: chunked' -d "$
 check "chunked request body -> 200" 200 "$st"
 got=$(raw_http "$GP" "${H}Transfer-Encoding: chunked\\r\\n\\r\\n5\\r\\n${B:0:5}\\r\\n$(printf '%x' $((BL - 5)))\\r\\n${B:5}\\r\\n0\\r\\n\\r\\n")
 check "raw chunked body in two chunks -> 200" "200 OPEN" "$got"
+
+# --- HTTP/1.0: whole answer, and a stream delimited by the connection close ---
+st=$(req h10 -0 "${AUTH[@]}" "${JSON[@]}" -d "$CHAT_BODY" "$U/v1/chat/completions")
+check "HTTP/1.0 request -> 200" 200 "$st"
+rc=0
+curl -sS -0 -N --max-time 10 -o "$T/h10s.body" "${AUTH[@]}" "${JSON[@]}" -d "$STREAM_BODY" \
+  "$U/v1/chat/completions" 2>/dev/null || rc=$?
+check "HTTP/1.0 stream: clean end" 0 "$rc"
+check "HTTP/1.0 stream: ends with [DONE]" 'data: [DONE]' "$(grep '^data: ' "$T/h10s.body" | tail -1)"
 
 # --- Expect: 100-continue ---
 got=$(raw_http "$GP" "${H}Expect: 100-continue\\r\\nContent-Length: $BL\\r\\n\\r\\n$B" --dump "$T/expect.raw")

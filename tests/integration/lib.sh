@@ -147,16 +147,17 @@ mock_stat() {
   jfield "$T/.mockstats" "$2"
 }
 
-# wait_exit PID SECONDS: waits for PID to exit; prints its exit status, or "running" at the deadline.
+# wait_exit PID SECONDS: waits for PID (a child of this shell) to exit; sets EXIT_RC to its exit
+# status, or to "running" at the deadline. Call it directly, not in $(...): a subshell cannot wait.
 wait_exit() {
   local pid=$1 deadline=$(( $(date +%s) + $2 ))
+  EXIT_RC=running
   while kill -0 "$pid" 2>/dev/null; do
-    if [ "$(date +%s)" -ge "$deadline" ]; then echo running; return 0; fi
+    [ "$(date +%s)" -lt "$deadline" ] || return 0
     sleep 0.05
   done
-  local rc=0
-  wait "$pid" 2>/dev/null || rc=$?
-  echo "$rc"
+  EXIT_RC=0
+  wait "$pid" 2>/dev/null || EXIT_RC=$?
 }
 
 # wait_log PATTERN FILE SECONDS: waits until FILE contains PATTERN (grep -E); returns 1 on timeout.
@@ -170,3 +171,10 @@ wait_log() {
 
 CHAT_BODY='{"model":"demo","messages":[{"role":"user","content":"hello"}]}'
 STREAM_BODY='{"model":"demo","stream":true,"messages":[{"role":"user","content":"hello"}]}'
+
+# make_cert_cn NAME CN: like make_cert, with subject CN=CN (SANs stay localhost and 127.0.0.1).
+make_cert_cn() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=$2" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$T/$1.key" -out "$T/$1.crt" >/dev/null 2>&1
+}

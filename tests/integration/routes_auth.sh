@@ -97,6 +97,8 @@ check "Azure route without api-version -> 400" 400 "$st"
 check "missing api-version: code" MissingApiVersionParameter "$(jfield "$T/aznover.body" error.code)"
 st=$(req azok -H "api-key: $KEY" "${JSON[@]}" -d "$AZB" "$U/openai/deployments/demo/chat/completions?api-version=2024-10-21")
 check "Azure route with api-version -> 200" 200 "$st"
+st=$(req azemptyver "${AUTH[@]}" "${JSON[@]}" -d "$AZB" "$U/openai/deployments/demo/chat/completions?api-version=")
+check "Azure route with an empty api-version -> 400" 400 "$st"
 check "Azure route: model reported" gpt-4o-mini "$(jfield "$T/azok.body" model)"
 st=$(req azv1 "${AUTH[@]}" "${JSON[@]}" -d "$CHAT_BODY" "$U/openai/v1/chat/completions")
 check "/openai/v1/chat/completions model=demo -> 200" 200 "$st"

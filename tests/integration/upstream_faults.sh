@@ -12,6 +12,8 @@ FLAKY=$(free_port)  # 503 twice, then fine
 RESET=$(free_port)  # resets after 3 events / half a body
 BADJ=$(free_port)   # malformed JSON
 SLOW=$(free_port)   # 3 s before answering
+R500=$(free_port)   # always 500
+DRIP=$(free_port)   # stream events 300 ms apart
 DEAD1=$(free_port)  # nothing listens
 DEAD2=$(free_port)
 GP=$(free_port)
@@ -23,6 +25,8 @@ start_mock "$FLAKY" --quiet --fault 'fail_first=2;status=503'
 start_mock "$RESET" --quiet --fault 'reset_mid_stream=3'
 start_mock "$BADJ" --quiet --fault 'malformed_json'
 start_mock "$SLOW" --quiet --fault 'latency=3000'
+start_mock "$R500" --quiet --fault 'status=500'
+start_mock "$DRIP" --quiet --fault 'drip=300'
 
 printf '%s' "$KEY" >"$T/key"
 be() { printf '  - {name: %s, provider: openai, url: "http://127.0.0.1:%s", priority: %s}\n' "$1" "$2" "${3:-0}"; }
@@ -54,6 +58,8 @@ YAML
   be slow "$SLOW"
   be dead1 "$DEAD1" 0
   be dead2 "$DEAD2" 1
+  be r500 "$R500"
+  be drip "$DRIP"
   echo "deployments:"
   dep d429 r429
   dep d429l r429l
@@ -64,6 +70,8 @@ YAML
   dep reset reset
   dep badj badj
   dep slow slow
+  dep d500 r500
+  dep drip drip
 } >"$T/custos.yaml"
 start_custos "$T/custos.yaml" "$GP"
 U="http://127.0.0.1:$GP"
@@ -154,9 +162,25 @@ check "slow: three attempts" 3 "$(mock_requests "$SLOW")"
 st=$(req slowstream "${AUTH[@]}" "${JSON[@]}" -d "$(chat slow ',"stream":true')" "$U/v1/chat/completions")
 check "slow stream (nothing sent yet) -> 503" 503 "$st"
 
+# --- upstream 500: not retryable, passed through after one attempt ---
+st=$(req r500 "${AUTH[@]}" "${JSON[@]}" -d "$(chat d500)" "$U/v1/chat/completions")
+check "upstream 500 -> 500 passed through" 500 "$st"
+check "upstream 500: one attempt (not retried)" 1 "$(mock_requests "$R500")"
+
+# --- client goes away mid-stream: custos cancels upstream and keeps serving ---
+rc=0
+curl -sS -N --max-time 1 -o "$T/gone.body" "${AUTH[@]}" "${JSON[@]}" \
+  -d "$(chat drip ',"stream":true')" "$U/v1/chat/completions" 2>/dev/null || rc=$?
+check "client timeout mid-stream (curl exit 28)" 28 "$rc"
+grep -q '^data: ' "$T/gone.body" && ok "client got events before leaving" || fail "client got events before leaving" "none"
+sleep 0.5
+st=$(req aftergone "${AUTH[@]}" "${JSON[@]}" -d "$(chat drip)" "$U/v1/chat/completions")
+check "after a client left mid-stream: still serving" 200 "$st"
+
 # metrics saw the upstream errors
 st=$(req metrics "$U/metrics")
 check_contains "metrics: upstream errors by kind" 'custos_upstream_errors_total{backend="slow",kind="timeout"}' "$(cat "$T/metrics.body")"
+check_contains "metrics: client abort counted as 499" 'deployment="drip",status="499"' "$(cat "$T/metrics.body")"
 check_contains "metrics: retries counted" 'custos_upstream_retries_total{deployment="d429"}' "$(cat "$T/metrics.body")"
 
 # --- residency boundary: config check refuses regional/datazone deployments with outside backends ---

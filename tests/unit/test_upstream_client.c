@@ -256,24 +256,47 @@ static void *s_acceptor(void *arg)
     return NULL;
 }
 
-static srv_t *srv_start(int mode, SSL_CTX *tls)
+/* Listens on 127.0.0.1 (or ::1 when v6; NULL if the host has no IPv6 loopback). */
+static srv_t *srv_start_af(int mode, SSL_CTX *tls, bool v6)
 {
     srv_t *s = calloc(1, sizeof(*s));
     assert_non_null(s);
     s->mode = mode;
     s->tls = tls;
+    s->lfd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+    assert_true(s->lfd >= 0);
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t al;
+    if (v6) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+        a6->sin6_family = AF_INET6;
+        a6->sin6_addr = in6addr_loopback;
+        al = sizeof(*a6);
+    } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+        a4->sin_family = AF_INET;
+        a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        al = sizeof(*a4);
+    }
+    if (bind(s->lfd, (struct sockaddr *)&ss, al) != 0) {
+        assert_true(v6);
+        close(s->lfd);
+        free(s);
+        return NULL;
+    }
     pthread_mutex_init(&s->mu, NULL);
     assert_int_equal(pipe(s->step), 0);
-    s->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(s->lfd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(s->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
     assert_int_equal(listen(s->lfd, 16), 0);
-    socklen_t al = sizeof(a);
-    assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&a, &al), 0);
-    s->port = ntohs(a.sin_port);
+    assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&ss, &al), 0);
+    s->port = ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
     assert_int_equal(pthread_create(&s->acceptor, NULL, s_acceptor, s), 0);
     return s;
+}
+
+static srv_t *srv_start(int mode, SSL_CTX *tls)
+{
+    return srv_start_af(mode, tls, false);
 }
 
 static void srv_stop(srv_t *s)
@@ -718,6 +741,39 @@ static void test_body_abort(void **state)
     srv_stop(s);
 }
 
+static void test_dns_name_and_ipv6(void **state)
+{
+    (void)state;
+    srv_t *s = srv_start(M_CL, NULL);
+    tctx_t t;
+    t_init(&t, NULL);
+    custos_upstream_target_t tg = plain_target(s->port);
+    tg.host = "localhost"; /* resolved through getaddrinfo (/etc/hosts) */
+    assert_int_equal(t_run(&t, &tg, "GET", NULL, NULL), 0);
+    assert_int_equal(t.rc, 0);
+    assert_memory_equal(custos_buf_peek(&t.body), "hello", 5);
+    t_dispose(&t); /* closes the pooled connection, so the server's handler ends */
+    srv_stop(s);
+
+    t_init(&t, NULL);
+    s = srv_start_af(M_CL, NULL, true);
+    if (s) {
+        tg = plain_target(s->port);
+        tg.host = "::1";
+        assert_int_equal(t_run(&t, &tg, "GET", NULL, NULL), 0);
+        assert_int_equal(t.rc, 0);
+        assert_memory_equal(custos_buf_peek(&t.body), "hello", 5);
+        char host[64];
+        snprintf(host, sizeof(host), "Host: [::1]:%u\r\n", s->port);
+        pthread_mutex_lock(&s->mu);
+        assert_non_null(strstr(s->last_req, host));
+        pthread_mutex_unlock(&s->mu);
+    }
+    t_dispose(&t);
+    if (s)
+        srv_stop(s);
+}
+
 static void test_invalid_arguments(void **state)
 {
     (void)state;
@@ -925,6 +981,7 @@ int main(void)
         cmocka_unit_test(test_interim_1xx_ignored),
         cmocka_unit_test(test_cancel_in_callback),
         cmocka_unit_test(test_body_abort),
+        cmocka_unit_test(test_dns_name_and_ipv6),
         cmocka_unit_test(test_invalid_arguments),
     };
     const struct CMUnitTest tls[] = {
