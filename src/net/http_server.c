@@ -1293,8 +1293,12 @@ void custos_http_server_drain(custos_http_server_t *s, void (*done)(void *), voi
     s->draining = true;
     s->drain_done = done;
     s->drain_arg = arg;
-    for (size_t i = 0; i < s->nlisteners; i++)
+    for (size_t i = 0; i < s->nlisteners; i++) {
         custos_io_stop(s->loop, &s->listeners[i].io);
+        /* Stop listening now (the fd stays open, its owner closes it): new connections are refused at
+         * once instead of waiting in the backlog until we exit. */
+        shutdown(s->listeners[i].io.fd, SHUT_RDWR);
+    }
     custos_http_conn_t *c = s->conns;
     while (c) {
         custos_http_conn_t *n = c->next;

@@ -86,8 +86,9 @@ typedef struct custos_http_server_opts {
 
 /* Creates a server on loop. Takes no ownership of listeners; add them with custos_http_server_listen. */
 int custos_http_server_new(custos_loop_t *loop, const custos_http_server_opts_t *opts, custos_http_server_t **out);
-/* Stops accepting, closes idle connections, lets in-flight requests finish; calls done() when the last
- * connection closed (may be immediately). */
+/* Stops accepting (the listening sockets are shut down, so new connections are refused; the fds stay
+ * open for their owner to close), closes idle connections, lets in-flight requests finish; calls done()
+ * when the last connection closed (may be immediately). */
 void custos_http_server_drain(custos_http_server_t *s, void (*done)(void *), void *arg);
 /* Aborts every remaining connection (after a drain deadline) and frees the server. */
 void custos_http_server_free(custos_http_server_t *s);

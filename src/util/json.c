@@ -91,6 +91,27 @@ static const unsigned char PLAIN[256] = {
 };
 #undef R16
 
+/* Length of the prefix of s[0, n) made of PLAIN bytes, eight bytes at a time (SWAR): a word is plain
+ * when no byte is < 0x20, >= 0x80, '"' or '\\'. */
+static inline size_t plain_run(const unsigned char *s, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    size_t i = 0;
+    while (i + 8 <= n) {
+        uint64_t x;
+        memcpy(&x, s + i, 8);
+        uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+        uint64_t bad = ((x - ones * 0x20) | (q - ones) | (b - ones)) & ~x & high;
+        bad |= x & high;
+        if (bad)
+            break;
+        i += 8;
+    }
+    while (i < n && PLAIN[s[i]])
+        i++;
+    return i;
+}
+
 /* String starting at s[*pi] == '"'. On success *pi is just past the closing quote. On error *pi is the offset. */
 static const char *v_string(const unsigned char *s, size_t n, size_t *pi, int is_key)
 {
@@ -104,11 +125,7 @@ static const char *v_string(const unsigned char *s, size_t n, size_t *pi, int is
         }
         if (PLAIN[c]) {
             /* fast path: plain ASCII runs, the bulk of every prompt */
-            i++;
-            while (i + 4 <= n && PLAIN[s[i]] & PLAIN[s[i + 1]] & PLAIN[s[i + 2]] & PLAIN[s[i + 3]])
-                i += 4;
-            while (i < n && PLAIN[s[i]])
-                i++;
+            i += plain_run(s + i, n - i);
             continue;
         }
         *pi = i;
@@ -415,9 +432,7 @@ int custos_json_append_string(custos_buf_t *b, const char *str, size_t len)
         size_t adv = 1;
 
         if (PLAIN[c]) {
-            i++;
-            while (i < len && PLAIN[s[i]])
-                i++;
+            i += plain_run(s + i, len - i);
             continue;
         }
 

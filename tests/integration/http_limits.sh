@@ -104,6 +104,10 @@ smuggle "bare CR in a header value" \
   "${H}X-Evil: a\\rb\\r\\nContent-Length: $BL\\r\\n\\r\\n$B"
 smuggle "obs-fold continuation line" \
   "${H}X-Folded: a\\r\\n  continued\\r\\nContent-Length: $BL\\r\\n\\r\\n$B"
+smuggle "obs-fold split across reads" \
+  "${H}X-Folded: a\\r\\n{PAUSE} continued\\r\\nContent-Length: $BL\\r\\n\\r\\n$B"
+smuggle "obs-fold with a tab" \
+  "${H}X-Folded: a\\r\\n\\tcontinued\\r\\nContent-Length: $BL\\r\\n\\r\\n$B"
 smuggle "invalid header name (space)" \
   "${H}Bad Header: x\\r\\nContent-Length: $BL\\r\\n\\r\\n$B"
 smuggle "space before colon" \
@@ -228,5 +232,6 @@ check "incomplete body -> 408 and close" "408 CLOSED" "$got"
 st=$(req final "${AUTH[@]}" "${JSON[@]}" -d "$CHAT_BODY" "$U/v1/chat/completions")
 check "still serving afterwards" 200 "$st"
 kill -0 "$CUSTOS_PID" 2>/dev/null && ok "custos still running" || fail "custos still running" "it exited"
+stop_custos_clean
 
 finish

@@ -120,5 +120,6 @@ done
 [ "${g:-99999}" -lt 10 ] 2>/dev/null && ok "connections released (gauge $g)" || fail "connections released" "gauge reads '$g'"
 st=$(req after "${AUTH[@]}" "${JSON[@]}" -d "$CHAT_BODY" "$U/v1/chat/completions")
 check "request after the idle connections closed -> 200" 200 "$st"
+stop_custos_clean
 
 finish

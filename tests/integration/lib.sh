@@ -178,3 +178,22 @@ make_cert_cn() {
     -subj "/CN=$2" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
     -keyout "$T/$1.key" -out "$T/$1.crt" >/dev/null 2>&1
 }
+
+# stop_custos_clean [PID]: SIGTERMs custos (default $CUSTOS_PID) and records whether it exits 0 within
+# 15 s; then sanitizer_clean.
+stop_custos_clean() {
+  local pid=${1:-$CUSTOS_PID}
+  kill -TERM "$pid" 2>/dev/null || true
+  wait_exit "$pid" 15
+  check "custos ($pid) exits 0 on SIGTERM" 0 "$EXIT_RC"
+  sanitizer_clean
+}
+
+# sanitizer_clean: records whether the logs in $T (custos and mocks) are free of sanitizer reports.
+sanitizer_clean() {
+  if grep -l -E 'ERROR: (Address|Leak|UndefinedBehavior)Sanitizer|runtime error:' "$T"/*.log >/dev/null 2>&1; then
+    fail "no sanitizer reports" "$(grep -h -m1 -A8 -E 'Sanitizer|runtime error:' "$T"/*.log | head -30)"
+  else
+    ok "no sanitizer reports"
+  fi
+}

@@ -56,7 +56,10 @@ printf '%s\n  - {name: demo2, model: gpt-4o, type: global, backends: [mock]}\n' 
 kill -HUP "$CUSTOS_PID"
 wait_log "reload: configuration .* applied \(2 deployments" "$T/custos.log" 10 && ok "valid config on SIGHUP: applied" ||
   fail "valid config on SIGHUP: applied" "$(tail -3 "$T/custos.log")"
-sleep 0.2 # the new snapshot is posted to every worker's loop
+# the new snapshot is posted to every worker's loop: give them a moment
+deadline=$(( $(date +%s) + 5 ))
+until [ "$(req d2poll "${AUTH[@]}" "${JSON[@]}" -d "$(demo2)" "$U/v1/chat/completions")" = 200 ] ||
+  [ "$(date +%s)" -ge "$deadline" ]; do sleep 0.1; done
 st=$(req d2after "${AUTH[@]}" "${JSON[@]}" -d "$(demo2)" "$U/v1/chat/completions")
 check "after reload: demo2 -> 200" 200 "$st"
 check "after reload: demo2's model" gpt-4o "$(jfield "$T/d2after.body" model)"
@@ -125,5 +128,6 @@ grep -q '^data: \[DONE\]' "$T/cut.body" && fail "drain deadline: long stream was
   ok "drain deadline: long stream was cut"
 grep -q 'drain deadline passed' "$T/custos.log" && ok "drain deadline: logged" || fail "drain deadline: logged" "$(tail -3 "$T/custos.log")"
 kill "$IDLE_PID" 2>/dev/null || true
+sanitizer_clean
 
 finish

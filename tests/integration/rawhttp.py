@@ -4,7 +4,8 @@
 #
 #   python3 rawhttp.py PORT REQUEST [--expect N] [--timeout S] [--dump FILE] [--tls]
 #
-# REQUEST uses Python escapes (\r \n \x00 ...); "{BODY:N}" expands to N bytes of 'a'.
+# REQUEST uses Python escapes (\r \n \x00 ...); "{BODY:N}" expands to N bytes of 'a'; "{PAUSE}" splits
+# the bytes into separate writes 200 ms apart (to cross the server's read boundaries).
 # Prints one line: the status codes of the complete responses in order, then "CLOSED" if the server
 # closed the connection, or "OPEN" if it was still open when we stopped (after N responses or S
 # seconds). No response at all prints "NONE CLOSED" or "NONE OPEN".
@@ -93,7 +94,10 @@ def main():
         ctx.verify_mode = ssl.CERT_NONE
         s = ctx.wrap_socket(s)
     try:
-        s.sendall(expand(a.request))
+        for i, part in enumerate(a.request.split("{PAUSE}")):
+            if i:
+                time.sleep(0.2)
+            s.sendall(expand(part))
     except OSError:
         pass  # the server may close before reading everything; what it answered still counts
     data = b""

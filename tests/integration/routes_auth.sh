@@ -152,7 +152,7 @@ for n in nf m405 nokey bearer aznover aznodep models model2 healthz readyz metri
 done
 [ "$(hdr bearer x-request-id)" != "$(hdr apikey x-request-id)" ] && ok "request ids differ per request" ||
   fail "request ids differ per request" "same id twice"
-got=$(raw_http "$GP" "GET /x HTTP/1.1\\r\\nHost: gw\\r\\nBad Header: x\\r\\n\\r\\n" --dump "$T/proto.raw")
+raw_http "$GP" "GET /x HTTP/1.1\\r\\nHost: gw\\r\\nBad Header: x\\r\\n\\r\\n" --dump "$T/proto.raw" >/dev/null
 grep -qi '^x-request-id: ' "$T/proto.raw" && ok "request id on a protocol error" ||
   fail "request id on a protocol error" "$(head -c 300 "$T/proto.raw")"
 
@@ -174,5 +174,6 @@ st=$(req badkey "${AUTH[@]}" "${JSON[@]}" -d '{"model":"badkey","messages":[{"ro
 check "wrong backend api key: upstream 401 passed through" 401 "$st"
 check "upstream 401 body passed through" 401 "$(jfield "$T/badkey.body" error.code)"
 grep -q "upstream-secret\|not-the-secret" "$T/custos.log" && fail "log: no upstream keys" "key in log" || ok "log: no upstream keys"
+stop_custos_clean
 
 finish

@@ -13,6 +13,7 @@ printf '%s' "$KEY" >"$T/key"
 tls_config() { # FILE PORT EXTRA_TLS
   cat >"$1" <<YAML
 server: {workers: 2, drain_timeout_ms: 5000}
+limits: {header_timeout_ms: 1500}
 listeners:
   - address: "127.0.0.1:$2"
     tls: {cert: srv.crt, key: srv.key$3}
@@ -55,6 +56,31 @@ st=$(req plain_on_tls "http://127.0.0.1:$GP/healthz")
 [ "$st" = 000 ] && ok "plain HTTP to the TLS port: no HTTP answer" || fail "plain HTTP to the TLS port" "status $st"
 got=$(raw_http "$GP" "GET /healthz HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n" --tls)
 check "raw request over TLS -> 200" "200 OPEN" "$got"
+
+# --- a client that never finishes the handshake is dropped after header_timeout_ms (1500) ---
+res=$(python3 - "$GP" <<'PY'
+import socket, sys, time
+out = []
+for hello in (b"", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"):  # nothing / a truncated ClientHello
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=8)
+    t0 = time.monotonic()
+    s.sendall(hello)
+    try:
+        d = s.recv(100)
+        out.append("closed" if not d else "data")
+    except socket.timeout:
+        out.append("open")
+    except OSError:
+        out.append("closed")
+    out.append("%.1f" % (time.monotonic() - t0))
+print(" ".join(out))
+PY
+)
+read -r st1 t1 st2 t2 <<<"$res"
+check "TLS port, silent client: closed" closed "$st1"
+check "TLS port, truncated ClientHello: closed" closed "$st2"
+python3 -c "import sys; sys.exit(0 if max(float('$t1'), float('$t2')) <= 5 else 1)" &&
+  ok "TLS handshake timeout within 5 s (${t1}s, ${t2}s)" || fail "TLS handshake timeout within 5 s" "${t1}s, ${t2}s"
 
 # --- protocol floor ---
 # SECLEVEL=0 lets the client itself offer TLS 1.1, so a failure is the server's refusal.
@@ -131,4 +157,7 @@ rc=0
 check "plain HTTP on 0.0.0.0 with insecure: true: accepted" 0 "$rc"
 
 kill -0 "$PID12" 2>/dev/null && ok "custos (TLS) still running" || fail "custos (TLS) still running" "exited"
+stop_custos_clean "$PID12"
+stop_custos_clean
+
 finish

@@ -243,11 +243,70 @@ static void test_escape(void **state)
     custos_buf_dispose(&b);
 }
 
+/* The word-at-a-time fast paths must find a special byte at every position of a long run. */
+static void test_special_byte_every_position(void **state)
+{
+    (void)state;
+    const unsigned char specials[] = {'"', '\\', 0x01, 0x1f, 0xc3};
+    for (size_t k = 0; k < sizeof(specials); k++) {
+        for (size_t pos = 0; pos < 40; pos++) {
+            char in[64];
+            memset(in, 'a', sizeof(in));
+            in[pos] = (char)specials[k];
+            size_t n = 41;
+            if (specials[k] == 0xc3) {
+                in[pos + 1] = (char)0xa9; /* é */
+                n = 42;
+            }
+            custos_buf_t b;
+            custos_buf_init(&b, 0);
+            assert_int_equal(custos_json_append_string(&b, in, n), 0);
+            /* the output must parse back to exactly the input */
+            struct json_object *o = NULL;
+            assert_int_equal(custos_json_parse(custos_buf_peek(&b), custos_buf_size(&b), 4, &o, NULL, NULL), 0);
+            assert_int_equal(json_object_get_string_len(o), (int)n);
+            assert_memory_equal(json_object_get_string(o), in, n);
+            json_object_put(o);
+            /* and the same string written raw into a document is refused iff the byte is a control char */
+            custos_buf_t raw;
+            custos_buf_init(&raw, 0);
+            custos_buf_append(&raw, "\"", 1);
+            custos_buf_append(&raw, in, n);
+            custos_buf_append(&raw, "\"", 1);
+            int rc = custos_json_validate(custos_buf_peek(&raw), custos_buf_size(&raw), 4, NULL, NULL);
+            if (specials[k] < 0x20 || specials[k] == '"' || specials[k] == '\\')
+                assert_int_not_equal(rc, 0);
+            else
+                assert_int_equal(rc, 0);
+            custos_buf_dispose(&raw);
+            custos_buf_dispose(&b);
+        }
+    }
+}
+
+/* custos_json_write gives what json-c gives, compactly, and round-trips numbers exactly. */
+static void test_write_roundtrip(void **state)
+{
+    (void)state;
+    const char *doc = "{\"model\":\"m\",\"t\":0.7,\"big\":12345678901234567,\"neg\":-3,\"u\":18446744073709551615,"
+                      "\"a\":[1,true,false,null,\"x/y\\n\\u0001\\u00e9\"],\"o\":{}}";
+    struct json_object *o = NULL;
+    assert_int_equal(custos_json_parse(doc, strlen(doc), 8, &o, NULL, NULL), 0);
+    custos_buf_t b;
+    custos_buf_init(&b, 0);
+    assert_int_equal(custos_json_write(&b, o), 0);
+    assert_string_equal(custos_buf_peek(&b), "{\"model\":\"m\",\"t\":0.7,\"big\":12345678901234567,\"neg\":-3,"
+                                              "\"u\":18446744073709551615,\"a\":[1,true,false,null,\"x/y\\n\\u0001"
+                                              "\xc3\xa9\"],\"o\":{}}");
+    custos_buf_dispose(&b);
+    json_object_put(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid), cmocka_unit_test(test_invalid),        cmocka_unit_test(test_trailing_garbage),
-        cmocka_unit_test(test_depth), cmocka_unit_test(test_duplicate_keys), cmocka_unit_test(test_escape),
+        cmocka_unit_test(test_depth), cmocka_unit_test(test_duplicate_keys), cmocka_unit_test(test_escape), cmocka_unit_test(test_special_byte_every_position), cmocka_unit_test(test_write_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
