@@ -222,7 +222,7 @@ static int open_listeners(custos_gateway_t *gw, listener_rt_t *ls, size_t n, uns
             CUSTOS_ERROR("listener %s: cannot listen: %s", lc->address, strerror(errno));
             return rc;
         }
-        int port = l->addr.family == AF_UNIX ? 0 : custos_listener_port(l->fds[0]);
+        int port = l->addr.family == AF_UNIX ? 0 : custos_listener_port(l->shared_fd >= 0 ? l->shared_fd : l->fds[0]);
         if (l->addr.family == AF_UNIX)
             CUSTOS_INFO("listening on %s (%s)", lc->address, l->tls ? "https" : "http");
         else

@@ -1018,6 +1018,7 @@ static void conn_process_input(custos_http_conn_t *c)
         const char *data = custos_buf_peek(&c->rbuf);
         if (!c->in_message) {
             c->in_message = true;
+            c->req.start_ns = custos_now_ns();
             c->head_fed = 0;
             conn_set_timer(c, TIMER_HEADER);
         }
