@@ -106,36 +106,55 @@ int custos_route_match(const char *method, const char *path, size_t n, custos_ro
 const char *custos_route_op_name(custos_op_t op)
 {
     switch (op) {
-    case CUSTOS_OP_HEALTHZ: return "healthz";
-    case CUSTOS_OP_READYZ: return "readyz";
-    case CUSTOS_OP_METRICS: return "metrics";
-    case CUSTOS_OP_MODELS_LIST: return "models_list";
-    case CUSTOS_OP_MODELS_GET: return "models_get";
-    case CUSTOS_OP_CHAT: return "chat_completions";
-    case CUSTOS_OP_COMPLETIONS: return "completions";
-    case CUSTOS_OP_EMBEDDINGS: return "embeddings";
-    default: return "unknown";
+    case CUSTOS_OP_HEALTHZ:
+        return "healthz";
+    case CUSTOS_OP_READYZ:
+        return "readyz";
+    case CUSTOS_OP_METRICS:
+        return "metrics";
+    case CUSTOS_OP_MODELS_LIST:
+        return "models_list";
+    case CUSTOS_OP_MODELS_GET:
+        return "models_get";
+    case CUSTOS_OP_CHAT:
+        return "chat_completions";
+    case CUSTOS_OP_COMPLETIONS:
+        return "completions";
+    case CUSTOS_OP_EMBEDDINGS:
+        return "embeddings";
+    default:
+        return "unknown";
     }
 }
 
 const char *custos_route_op_suffix(custos_op_t op)
 {
     switch (op) {
-    case CUSTOS_OP_CHAT: return "chat/completions";
-    case CUSTOS_OP_COMPLETIONS: return "completions";
-    case CUSTOS_OP_EMBEDDINGS: return "embeddings";
-    default: return NULL;
+    case CUSTOS_OP_CHAT:
+        return "chat/completions";
+    case CUSTOS_OP_COMPLETIONS:
+        return "completions";
+    case CUSTOS_OP_EMBEDDINGS:
+        return "embeddings";
+    default:
+        return NULL;
     }
 }
 
 const char *custos_route_op_azure_name(custos_op_t op)
 {
     switch (op) {
-    case CUSTOS_OP_CHAT: return "ChatCompletions_Create";
-    case CUSTOS_OP_COMPLETIONS: return "Completions_Create";
-    case CUSTOS_OP_EMBEDDINGS: return "Embeddings_Create";
-    case CUSTOS_OP_MODELS_LIST: return "Models_List";
-    case CUSTOS_OP_MODELS_GET: return "Models_Get";
-    default: return "Other";
+    case CUSTOS_OP_CHAT:
+        return "ChatCompletions_Create";
+    case CUSTOS_OP_COMPLETIONS:
+        return "Completions_Create";
+    case CUSTOS_OP_EMBEDDINGS:
+        return "Embeddings_Create";
+    case CUSTOS_OP_MODELS_LIST:
+        return "Models_List";
+    case CUSTOS_OP_MODELS_GET:
+        return "Models_Get";
+    default:
+        return "Other";
     }
 }

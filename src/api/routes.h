@@ -21,10 +21,10 @@ typedef enum {
 } custos_op_t;
 
 typedef enum {
-    CUSTOS_FAMILY_INTERNAL = 0,  /* /healthz, /readyz, /metrics */
-    CUSTOS_FAMILY_OPENAI,        /* /v1/... : deployment in body "model" */
-    CUSTOS_FAMILY_AZURE,         /* /openai/deployments/{d}/...?api-version= */
-    CUSTOS_FAMILY_AZURE_V1,      /* /openai/v1/... : deployment in body "model" */
+    CUSTOS_FAMILY_INTERNAL = 0, /* /healthz, /readyz, /metrics */
+    CUSTOS_FAMILY_OPENAI,       /* /v1/... : deployment in body "model" */
+    CUSTOS_FAMILY_AZURE,        /* /openai/deployments/{d}/...?api-version= */
+    CUSTOS_FAMILY_AZURE_V1,     /* /openai/v1/... : deployment in body "model" */
 } custos_family_t;
 
 #define CUSTOS_ROUTE_MAX_NAME 64

@@ -172,8 +172,8 @@ static void reload(custos_gateway_t *gw, listener_rt_t *ls)
     }
     custos_config_unref(gw->cfg);
     gw->cfg = nc;
-    CUSTOS_INFO("reload: configuration %s applied (%zu deployments, %zu backends)", gw->config_path,
-                nc->n_deployments, nc->n_backends);
+    CUSTOS_INFO("reload: configuration %s applied (%zu deployments, %zu backends)", gw->config_path, nc->n_deployments,
+                nc->n_backends);
 }
 
 static int open_listeners(custos_gateway_t *gw, listener_rt_t *ls, size_t n, unsigned nworkers)
@@ -324,8 +324,7 @@ int custos_gateway_serve(const char *config_path)
             goto out;
         }
     }
-    CUSTOS_INFO("custos serving with %u workers, %zu deployments (config %s)", nw, gw.cfg->n_deployments,
-                config_path);
+    CUSTOS_INFO("custos serving with %u workers, %zu deployments (config %s)", nw, gw.cfg->n_deployments, config_path);
 
     for (;;) {
         siginfo_t si;
@@ -355,8 +354,8 @@ int custos_gateway_serve(const char *config_path)
     }
     unsigned drained = atomic_load(&gw.drained);
     if (drained < nw)
-        CUSTOS_WARN("drain deadline passed with %u of %u workers still busy; closing their connections",
-                    nw - drained, nw);
+        CUSTOS_WARN("drain deadline passed with %u of %u workers still busy; closing their connections", nw - drained,
+                    nw);
     for (unsigned i = 0; i < nw; i++)
         custos_loop_stop(gw.workers[i].loop);
     for (unsigned i = 0; i < nw; i++)

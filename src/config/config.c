@@ -439,6 +439,8 @@ static void free_secret(char *s, size_t len)
 
 static int valid_env_name(const char *s)
 {
+    if (!s)
+        return 0;
     if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
         return 0;
     for (; *s; s++)
@@ -581,6 +583,8 @@ static bool host_is_loopback(const char *host)
 /* Splits "HOST:PORT" / "[V6]:PORT" / "unix:/path". Returns NULL or a reason. */
 static const char *parse_listen_address(const char *s, custos_listener_config_t *l)
 {
+    if (!s)
+        return "missing address";
     if (strncmp(s, "unix:", 5) == 0) {
         const char *p = s + 5;
         if (p[0] != '/')
@@ -999,7 +1003,7 @@ static int parse_identity(vctx_t *v, json_object *root, custos_config_t *c)
             const char *hex;
             if ((rc = get_str(v, km, path, "sha256", 1, 64, &hex, &at)) != 0)
                 goto fail;
-            if (strlen(hex) != 64) {
+            if (!hex || strlen(hex) != 64) {
                 rc = verr(v, at, "%s: expected 64 hexadecimal digits", join(fp, sizeof(fp), path, "sha256"));
                 goto fail;
             }

@@ -366,7 +366,7 @@ static int check_node_event(yparse_t *p, yaml_event_t *ev, const yaml_char_t *an
 
 int custos_ytree_parse(const char *yaml, size_t len, json_object **out, custos_ymark_t *where, char *msg, size_t msglen)
 {
-    custos_ymark_t dummy;
+    custos_ymark_t dummy = {0};
     yparse_t p = {.src = yaml, .srclen = len, .where = where ? where : &dummy, .msg = msg, .msglen = msglen};
     yaml_parser_t yp;
     yaml_event_t ev;

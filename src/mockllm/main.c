@@ -766,6 +766,7 @@ static void *worker_main(void *arg)
 static void bound_text(int fd, const custos_addr_t *a, char *out, size_t outlen)
 {
     struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
     socklen_t sl = sizeof(ss);
     char host[INET6_ADDRSTRLEN] = "";
     if (a->family == AF_UNIX || getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {

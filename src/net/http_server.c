@@ -1234,6 +1234,7 @@ static void listener_on_io(custos_loop_t *loop, uint32_t events, void *ud)
     listener_t *l = ud;
     for (int i = 0; i < 64; i++) {
         struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof(ss));
         socklen_t sl = sizeof(ss);
         int fd = accept4(l->io.fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {

@@ -30,15 +30,15 @@ typedef struct custos_http_header {
 
 /* Limits applied to every request (defaults in brackets; docs/config.md names them). */
 typedef struct custos_http_limits {
-    size_t max_header_bytes;     /* request line + headers [16384]  -> 431 */
-    size_t max_headers;          /* header count [100]              -> 431 */
-    size_t max_body_bytes;       /* decoded body [4 MiB]            -> 413 */
-    size_t max_url_bytes;        /* request target [8192]           -> 414 */
-    uint32_t header_timeout_ms;  /* from first byte to end of headers [10000] -> 408 */
-    uint32_t body_timeout_ms;    /* from end of headers to end of body [30000] -> 408 */
-    uint32_t idle_timeout_ms;    /* keep-alive idle [60000]; closes silently */
-    uint32_t max_connections;    /* per worker [16384]; further accepts are closed at once */
-    size_t max_output_buffer;    /* per connection; streaming producers pause above high watermark [256 KiB] */
+    size_t max_header_bytes;    /* request line + headers [16384]  -> 431 */
+    size_t max_headers;         /* header count [100]              -> 431 */
+    size_t max_body_bytes;      /* decoded body [4 MiB]            -> 413 */
+    size_t max_url_bytes;       /* request target [8192]           -> 414 */
+    uint32_t header_timeout_ms; /* from first byte to end of headers [10000] -> 408 */
+    uint32_t body_timeout_ms;   /* from end of headers to end of body [30000] -> 408 */
+    uint32_t idle_timeout_ms;   /* keep-alive idle [60000]; closes silently */
+    uint32_t max_connections;   /* per worker [16384]; further accepts are closed at once */
+    size_t max_output_buffer;   /* per connection; streaming producers pause above high watermark [256 KiB] */
 } custos_http_limits_t;
 
 void custos_http_limits_default(custos_http_limits_t *l);
@@ -47,22 +47,22 @@ void custos_http_limits_default(custos_http_limits_t *l);
  * All pointers point into connection or arena memory: copy what must outlive the request. */
 struct custos_http_req {
     custos_http_conn_t *conn;
-    custos_arena_t *arena;          /* freed when the request ends */
-    const char *method;             /* "GET", "POST", ... */
-    const char *path;               /* decoded? no: raw path, without query, NUL-terminated */
+    custos_arena_t *arena; /* freed when the request ends */
+    const char *method;    /* "GET", "POST", ... */
+    const char *path;      /* decoded? no: raw path, without query, NUL-terminated */
     size_t path_len;
-    const char *query;              /* raw query without '?', NUL-terminated, "" if none */
+    const char *query; /* raw query without '?', NUL-terminated, "" if none */
     size_t query_len;
-    custos_http_header_t *headers;  /* names as received; use custos_http_req_header() to look up */
+    custos_http_header_t *headers; /* names as received; use custos_http_req_header() to look up */
     size_t nheaders;
-    const char *body;               /* decoded body (chunked already removed), NUL-terminated */
+    const char *body; /* decoded body (chunked already removed), NUL-terminated */
     size_t body_len;
-    int http_minor;                 /* 0 or 1 (HTTP/1.x) */
-    bool keep_alive;                /* what the client asked for */
-    bool tls;                       /* arrived over TLS */
-    uint64_t start_ns;              /* monotonic: first byte of the request seen */
-    char request_id[37];            /* UUID v4, also sent as x-request-id and apim-request-id */
-    struct sockaddr_storage peer;   /* client address (AF_UNIX for unix sockets) */
+    int http_minor;               /* 0 or 1 (HTTP/1.x) */
+    bool keep_alive;              /* what the client asked for */
+    bool tls;                     /* arrived over TLS */
+    uint64_t start_ns;            /* monotonic: first byte of the request seen */
+    char request_id[37];          /* UUID v4, also sent as x-request-id and apim-request-id */
+    struct sockaddr_storage peer; /* client address (AF_UNIX for unix sockets) */
     socklen_t peer_len;
 
     /* Set by the handler: */
@@ -123,8 +123,7 @@ struct custos_buf;
 int custos_http_error_body(struct custos_buf *b, int status, const char *code, const char *message, const char *type);
 
 /* Streamed response: head now, body in pieces (chunked on HTTP/1.1, close-delimited on 1.0). */
-int custos_http_stream_start(custos_http_req_t *req, int status, const custos_http_header_t *headers,
-                             size_t nheaders);
+int custos_http_stream_start(custos_http_req_t *req, int status, const custos_http_header_t *headers, size_t nheaders);
 int custos_http_stream_write(custos_http_req_t *req, const char *data, size_t len);
 /* True when buffered output is above the high watermark: stop producing until on_writable. */
 bool custos_http_stream_congested(const custos_http_req_t *req);

@@ -220,6 +220,7 @@ fail:
 int custos_listener_port(int fd)
 {
     struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
     socklen_t len = sizeof(ss);
     if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
         return CUSTOS_EIO;

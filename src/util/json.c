@@ -228,7 +228,7 @@ static const char *v_literal(const unsigned char *s, size_t n, size_t *pi)
 int custos_json_validate(const char *str, size_t n, int max_depth, size_t *errpos, const char **errmsg)
 {
     const unsigned char *s = (const unsigned char *)str;
-    unsigned char stack[CUSTOS_JSON_MAX_DEPTH / 8]; /* bit d set: container at depth d is an object */
+    unsigned char stack[CUSTOS_JSON_MAX_DEPTH / 8] = {0}; /* bit d set: container at depth d is an object */
     enum { ST_VALUE, ST_KEY, ST_AFTER } st = ST_VALUE;
     int depth = 0, rc = CUSTOS_EINVAL;
     size_t i = 0;

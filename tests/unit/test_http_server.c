@@ -37,8 +37,7 @@ static void handler(custos_http_req_t *req, void *ud)
     const char *x = custos_http_req_query(req, "x");
     snprintf(st->last_query_x, sizeof(st->last_query_x), "%s", x ? x : "");
     st->last_body_len = req->body_len;
-    snprintf(st->last_body, sizeof(st->last_body), "%.*s", (int)(req->body_len < 255 ? req->body_len : 255),
-             req->body);
+    snprintf(st->last_body, sizeof(st->last_body), "%.*s", (int)(req->body_len < 255 ? req->body_len : 255), req->body);
     if (strcmp(req->path, "/stream") == 0) {
         custos_http_header_t h[1] = {{"content-type", 12, "text/event-stream", 17}};
         custos_http_stream_start(req, 200, h, 1);
@@ -201,8 +200,8 @@ static void test_smuggling_shapes(void **state)
     expect_rejected("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                     "10000000000000000\r\nx\r\n0\r\n\r\n");
     expect_rejected("GET / HTTP/1.1\r\nHost: h\r\nBad Header: x\r\n\r\n");
-    expect_rejected("GET / HTTP/1.1\r\n\r\n");                           /* no Host */
-    expect_rejected("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");      /* two Hosts */
+    expect_rejected("GET / HTTP/1.1\r\n\r\n");                             /* no Host */
+    expect_rejected("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");       /* two Hosts */
     expect_rejected("GET / HTTP/1.1\r\nHost: h\r\nExpect: magic\r\n\r\n"); /* 417 */
 }
 
@@ -258,9 +257,8 @@ static void test_error_body_shape(void **state)
     char *out = exchange("GARBAGE\r\n\r\n", &st);
     assert_non_null(strstr(out, "HTTP/1.1 400 Bad Request"));
     assert_non_null(strstr(out, "content-type: application/json"));
-    assert_non_null(
-        strstr(out, "{\"error\":{\"code\":\"bad_request\",\"message\":\"Malformed HTTP request.\",\"type\":"
-                    "\"invalid_request_error\",\"param\":null}}"));
+    assert_non_null(strstr(out, "{\"error\":{\"code\":\"bad_request\",\"message\":\"Malformed HTTP request.\",\"type\":"
+                                "\"invalid_request_error\",\"param\":null}}"));
     assert_non_null(strstr(out, "connection: close"));
     free(out);
 }

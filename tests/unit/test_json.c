@@ -296,8 +296,8 @@ static void test_write_roundtrip(void **state)
     custos_buf_init(&b, 0);
     assert_int_equal(custos_json_write(&b, o), 0);
     assert_string_equal(custos_buf_peek(&b), "{\"model\":\"m\",\"t\":0.7,\"big\":12345678901234567,\"neg\":-3,"
-                                              "\"u\":18446744073709551615,\"a\":[1,true,false,null,\"x/y\\n\\u0001"
-                                              "\xc3\xa9\"],\"o\":{}}");
+                                             "\"u\":18446744073709551615,\"a\":[1,true,false,null,\"x/y\\n\\u0001"
+                                             "\xc3\xa9\"],\"o\":{}}");
     custos_buf_dispose(&b);
     json_object_put(o);
 }
@@ -305,8 +305,14 @@ static void test_write_roundtrip(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid), cmocka_unit_test(test_invalid),        cmocka_unit_test(test_trailing_garbage),
-        cmocka_unit_test(test_depth), cmocka_unit_test(test_duplicate_keys), cmocka_unit_test(test_escape), cmocka_unit_test(test_special_byte_every_position), cmocka_unit_test(test_write_roundtrip),
+        cmocka_unit_test(test_valid),
+        cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_trailing_garbage),
+        cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_duplicate_keys),
+        cmocka_unit_test(test_escape),
+        cmocka_unit_test(test_special_byte_every_position),
+        cmocka_unit_test(test_write_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
