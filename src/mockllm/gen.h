@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #define CUSTOS_MOCK_DEFAULT_WORDS 16   /* natural reply length in words ("tokens") */
-#define CUSTOS_MOCK_MAX_WORDS 100000   /* cap on --reply-words / x-mock-reply-words */
+#define CUSTOS_MOCK_MAX_WORDS 10000000 /* cap on --reply-words / x-mock-reply-words */
 #define CUSTOS_MOCK_DEFAULT_DIMS 8     /* embedding dimension when `dimensions` is absent */
 #define CUSTOS_MOCK_MAX_DIMS 4096      /* `dimensions` above this -> 400 */
 #define CUSTOS_MOCK_MAX_INPUTS 2048    /* embedding inputs per request (OpenAI's limit) */
