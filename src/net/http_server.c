@@ -3,6 +3,7 @@
  * (LLHTTP_STRICT_MODE) plus our own checks (obs-fold, limits), one request at a time per
  * connection (pipelined requests wait in the read buffer), whole and chunked responses. */
 #include "net/http_server.h"
+#include "net/sockio.h"
 #include "net/tls.h"
 #include "util/buf.h"
 #include "util/err.h"
@@ -242,67 +243,15 @@ const char *custos_http_status_text(int status)
 
 /* ---------- low-level I/O (plain or TLS) ---------- */
 
-/* Returns >0 bytes read, 0 on EOF, CUSTOS_EAGAIN, or CUSTOS_EIO/ETLS. */
 static ssize_t conn_raw_read(custos_http_conn_t *c, char *p, size_t n)
 {
-    if (c->ssl) {
-        ERR_clear_error();
-        int r = SSL_read(c->ssl, p, (int)(n > INT32_MAX ? INT32_MAX : n));
-        c->tls_read_wants_write = false;
-        if (r > 0)
-            return r;
-        int e = SSL_get_error(c->ssl, r);
-        if (e == SSL_ERROR_WANT_READ)
-            return CUSTOS_EAGAIN;
-        if (e == SSL_ERROR_WANT_WRITE) {
-            c->tls_read_wants_write = true;
-            return CUSTOS_EAGAIN;
-        }
-        if (e == SSL_ERROR_ZERO_RETURN)
-            return 0;
-        if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
-            return 0; /* unclean EOF */
-        return CUSTOS_ETLS;
-    }
-    for (;;) {
-        ssize_t r = recv(c->io.fd, p, n, 0);
-        if (r >= 0)
-            return r;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return CUSTOS_EAGAIN;
-        return CUSTOS_EIO;
-    }
+    bool unclean;
+    return custos_sock_read(c->io.fd, c->ssl, p, n, &c->tls_read_wants_write, &unclean);
 }
 
 static ssize_t conn_raw_write(custos_http_conn_t *c, const char *p, size_t n)
 {
-    if (c->ssl) {
-        ERR_clear_error();
-        int r = SSL_write(c->ssl, p, (int)(n > INT32_MAX ? INT32_MAX : n));
-        c->tls_write_wants_read = false;
-        if (r > 0)
-            return r;
-        int e = SSL_get_error(c->ssl, r);
-        if (e == SSL_ERROR_WANT_WRITE)
-            return CUSTOS_EAGAIN;
-        if (e == SSL_ERROR_WANT_READ) {
-            c->tls_write_wants_read = true;
-            return CUSTOS_EAGAIN;
-        }
-        return CUSTOS_EIO;
-    }
-    for (;;) {
-        ssize_t r = send(c->io.fd, p, n, MSG_NOSIGNAL);
-        if (r >= 0)
-            return r;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return CUSTOS_EAGAIN;
-        return CUSTOS_EIO;
-    }
+    return custos_sock_write(c->io.fd, c->ssl, p, n, &c->tls_write_wants_read);
 }
 
 /* ---------- timers ---------- */

@@ -5,6 +5,7 @@
  * strict llhttp parser with the server side (response mode), and gives exact backpressure for SSE
  * streams (we stop reading the socket the moment the downstream client is congested). */
 #include "upstream/client.h"
+#include "net/sockio.h"
 
 #include "llhttp.h"
 #include "util/buf.h"
@@ -526,63 +527,15 @@ static int conn_new(up_pool_t *p, up_conn_t **out)
     return 0;
 }
 
-/* Reads: >0 bytes, 0 EOF (clean, or *unclean for a TLS EOF without close_notify), CUSTOS_EAGAIN,
- * CUSTOS_EIO (reset), CUSTOS_ETLS. */
 static ssize_t conn_read(up_conn_t *c, char *buf, size_t cap, bool *want_write, bool *unclean)
 {
-    if (!c->ssl) {
-        ssize_t n = recv(c->fd, buf, cap, 0);
-        if (n >= 0)
-            return n;
-        return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? CUSTOS_EAGAIN : CUSTOS_EIO;
-    }
-    ERR_clear_error();
-    int n = SSL_read(c->ssl, buf, cap > INT32_MAX ? INT32_MAX : (int)cap);
-    if (n > 0)
-        return n;
-    int e = SSL_get_error(c->ssl, n);
-    switch (e) {
-    case SSL_ERROR_WANT_READ:
-        return CUSTOS_EAGAIN;
-    case SSL_ERROR_WANT_WRITE:
-        *want_write = true;
-        return CUSTOS_EAGAIN;
-    case SSL_ERROR_ZERO_RETURN:
-        return 0;
-    case SSL_ERROR_SYSCALL:
-        if (errno == 0) {
-            *unclean = true;
-            return 0;
-        }
-        return CUSTOS_EIO;
-    default:
-        if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
-            *unclean = true;
-            ERR_clear_error();
-            return 0;
-        }
-        ERR_clear_error();
-        return CUSTOS_ETLS;
-    }
+    return custos_sock_read(c->fd, c->ssl, buf, cap, want_write, unclean);
 }
 
 static ssize_t conn_write(up_conn_t *c, const char *buf, size_t len)
 {
-    if (!c->ssl) {
-        ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
-        if (n >= 0)
-            return n;
-        return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? CUSTOS_EAGAIN : CUSTOS_EIO;
-    }
-    ERR_clear_error();
-    int n = SSL_write(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
-    if (n > 0)
-        return n;
-    int e = SSL_get_error(c->ssl, n);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-        return CUSTOS_EAGAIN;
-    ERR_clear_error();
-    return e == SSL_ERROR_SYSCALL ? CUSTOS_EIO : CUSTOS_ETLS;
+    bool want_read; /* the connection is always watched for EPOLLIN while busy */
+    return custos_sock_write(c->fd, c->ssl, buf, len, &want_read);
 }
 
 /* An idle connection is healthy when the server has neither closed it nor sent anything unexpected.
