@@ -595,6 +595,10 @@ static void proxy_on_done(void *ud, int rc)
     if (rc != 0) {
         record_upstream_error(p->w, b->name, error_kind(rc));
         p->last_error = error_text(rc);
+        if (rc == CUSTOS_ETOOBIG && info.got_response_bytes) {
+            proxy_fail(p, 502, "BadGateway", "The backend's response exceeds limits.max_response_bytes.");
+            return;
+        }
         if (info.got_response_bytes && p->status != 0 && !retryable_status(p->status)) {
             /* a non-retryable answer was cut: nothing usable to pass on */
             proxy_fail(p, 502, "BadGateway", "The backend's response was incomplete.");
