@@ -5,8 +5,9 @@ BUILD ?= build
 CHECK_BUILD ?= build-check
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
+DATA ?= ../shared/data
 
-.PHONY: all deps run check bench fuzz lint format clean
+.PHONY: all deps run check bench fuzz lint format clean models
 
 all: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -25,6 +26,13 @@ check: deps
 
 bench: all
 	bench/proxy
+
+# Rebuilds the shipped harm model (deterministic) and prints its dev-split and benign-sensitive metrics.
+models: all
+	$(BUILD)/custos train harm --data $(DATA) --out models/harm.model --dev-out $(BUILD)/harm-dev.jsonl \
+		--extra models/data/benign_sensitive.jsonl
+	$(BUILD)/custos eval --task harm --model models/harm.model $(BUILD)/harm-dev.jsonl
+	$(BUILD)/custos eval --task harm --model models/harm.model models/data/benign_sensitive_heldout.jsonl
 
 fuzz: deps
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCUSTOS_FUZZ=ON >/dev/null

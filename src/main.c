@@ -1,8 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0
  * custos command line: serve, config check, version. */
+#include "api/admin.h"
 #include "api/gateway.h"
+#include "audit/govlog.h"
 #include "config/config.h"
+#include "safety/cli.h"
 
+#include "util/err.h"
+
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,9 +19,19 @@ static void usage(FILE *f)
     fprintf(f, "usage:\n"
                "  custos serve -c FILE        run the gateway with the configuration in FILE\n"
                "  custos config check FILE    validate FILE and print a summary (exit 0 if valid, 1 if not)\n"
+               "  custos audit verify [--expect-head HASH] [--genesis HASH] FILE\n"
+               "                              verify a governance log's hash chain (exit 0 intact, 1 tampered)\n"
+               "  custos audit repair FILE    remove a torn (partial) last line of a governance log\n"
+               "  custos keys create -c FILE --principal ID --role ROLE[,ROLE] [--scope /deployments/NAME]\n"
+               "                  [--expires-in DAYS] [--name NAME]   create an API key (printed once)\n"
+               "  custos keys list -c FILE    list stored API keys (never the keys themselves)\n"
+               "  custos keys revoke -c FILE ID\n"
+               "                              revoke a stored key (a running custos applies it on SIGHUP)\n"
+               "%s"
                "  custos version              print the version\n"
                "Signals while serving: SIGHUP reloads FILE and TLS certificates; SIGTERM/SIGINT drain and exit.\n"
-               "Configuration reference: docs/config.md\n");
+               "Configuration reference: docs/config.md\n",
+            custos_cli_safety_usage);
 }
 
 static int cmd_config_check(const char *path)
@@ -30,6 +46,50 @@ static int cmd_config_check(const char *path)
     custos_config_dump_summary(c, stdout);
     custos_config_unref(c);
     return 0;
+}
+
+/* custos audit verify|repair (docs/governance-log.md). */
+static int cmd_audit(int argc, char **argv)
+{
+    const char *expect = NULL, *genesis = NULL, *file = NULL;
+    bool verify = argc >= 3 && strcmp(argv[2], "verify") == 0, repair = argc >= 3 && strcmp(argv[2], "repair") == 0;
+    for (int i = 3; i < argc && (verify || repair); i++) {
+        if (strcmp(argv[i], "--expect-head") == 0 && verify && i + 1 < argc)
+            expect = argv[++i];
+        else if (strcmp(argv[i], "--genesis") == 0 && i + 1 < argc)
+            genesis = argv[++i];
+        else if (argv[i][0] != '-' && !file)
+            file = argv[i];
+        else
+            file = NULL, verify = repair = false;
+    }
+    if (!file) {
+        usage(stderr);
+        return 2;
+    }
+    if (repair) {
+        int repaired = 0, rc = custos_govlog_repair_file(file, genesis, stdout, &repaired);
+        if (rc < 0) {
+            fprintf(stderr, "%s: repair failed: %s\n", file, custos_strerror(rc));
+            return 1;
+        }
+        if (!repaired)
+            printf("%s: nothing to repair\n", file);
+        return 0;
+    }
+    custos_govlog_verify_result_t res;
+    int rc = custos_govlog_verify_file(file, genesis, expect, stdout, &res);
+    if (rc == 0) {
+        printf("ok: %llu records, head %s\n", (unsigned long long)res.records, res.head);
+        return 0;
+    }
+    if (rc == CUSTOS_EPROTO) {
+        printf("FAILED: %u problem(s) in %s, first at line %llu\n", res.problems, file,
+               (unsigned long long)res.first_bad_line);
+        return 1;
+    }
+    fprintf(stderr, "%s: cannot verify: %s\n", file, custos_strerror(rc));
+    return 1;
 }
 
 int main(int argc, char **argv)
@@ -58,6 +118,16 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "config") == 0 && argc == 4 && strcmp(argv[2], "check") == 0)
         return cmd_config_check(argv[3]);
+    if (strcmp(cmd, "audit") == 0)
+        return cmd_audit(argc, argv);
+    if (strcmp(cmd, "keys") == 0)
+        return custos_keys_cli(argc - 1, argv + 1);
+    if (strcmp(cmd, "check") == 0)
+        return custos_cli_check(argc - 2, argv + 2, stdin, stdout);
+    if (strcmp(cmd, "eval") == 0)
+        return custos_cli_eval(argc - 2, argv + 2, stdout);
+    if (strcmp(cmd, "train") == 0)
+        return custos_cli_train(argc - 2, argv + 2, stderr);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("custos %s\n", CUSTOS_VERSION);
         return 0;

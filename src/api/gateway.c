@@ -4,9 +4,14 @@
  *   candidates inside the residency boundary (route/router) → upstream attempts with retries and
  *   failover (upstream/client) → response (whole, or SSE event by event) → metrics.
  * Everything here runs on one worker thread; per-request state lives in the request arena. */
+#include "api/access.h"
+#include "api/admin.h"
+#include "api/authn.h"
 #include "api/gateway.h"
 #include "api/routes.h"
 #include "auth/apikey.h"
+#include "audit/audit.h"
+#include "auth/upstream_cred.h"
 #include "net/sse.h"
 #include "route/router.h"
 #include "util/buf.h"
@@ -25,9 +30,6 @@
 #define MAX_CANDIDATES 64
 #define MAX_PASS_HEADERS 16
 
-static const char MSG_401[] = "Access denied due to invalid subscription key or wrong API endpoint. Make sure to "
-                              "provide a valid key for an active subscription and use a correct regional API "
-                              "endpoint for your resource.";
 static const char MSG_404_DEPLOYMENT[] = "The API deployment for this resource does not exist. If you created the "
                                          "deployment within the last 5 minutes, please wait a moment and try again.";
 
@@ -80,7 +82,75 @@ typedef struct proxy {
     int64_t prompt_tokens, completion_tokens;
     bool finished;
     bool first_byte_recorded;
+    uint64_t streamed_bytes; /* SSE bytes relayed to the client (request record) */
 } proxy_t;
+
+/* ---------- request record (audit/record.h: metadata only) ---------- */
+
+static void proxy_on_abort(custos_http_req_t *req);
+
+static void audit_request(custos_worker_t *w, const custos_http_req_t *req, custos_op_t op, const char *deployment,
+                          int status, uint64_t total_ns, uint64_t upstream_ns)
+{
+    custos_audit_t *a = w->gw->audit;
+    if (!a)
+        return;
+    custos_audit_record_t r;
+    custos_audit_record_init(&r);
+    uint64_t now_ms = custos_wall_ms();
+    r.time_ms = now_ms;
+    r.request_time_ms = now_ms - total_ns / 1000000u;
+    memcpy(r.request_id, req->request_id, sizeof(r.request_id));
+    r.request_id[sizeof(r.request_id) - 1] = 0;
+    r.op = op == CUSTOS_OP_CHAT          ? CUSTOS_AUDIT_OP_CHAT
+           : op == CUSTOS_OP_COMPLETIONS ? CUSTOS_AUDIT_OP_COMPLETIONS
+           : op == CUSTOS_OP_EMBEDDINGS  ? CUSTOS_AUDIT_OP_EMBEDDINGS
+           : op == CUSTOS_OP_MODELS_LIST ? CUSTOS_AUDIT_OP_MODELS_LIST
+           : op == CUSTOS_OP_MODELS_GET  ? CUSTOS_AUDIT_OP_MODELS_GET
+                                         : CUSTOS_AUDIT_OP_OTHER;
+    r.api = strncmp(req->path, "/openai/deployments/", 20) == 0 ? CUSTOS_AUDIT_API_AZURE
+            : strncmp(req->path, "/openai/v1/", 11) == 0        ? CUSTOS_AUDIT_API_AZURE_V1
+            : strncmp(req->path, "/v1/", 4) == 0                ? CUSTOS_AUDIT_API_OPENAI
+                                                                : CUSTOS_AUDIT_API_UNKNOWN;
+    /* raw api-version value (valid ones need no percent-decoding; anything else is not recorded) */
+    for (const char *q = req->query; q && *q;) {
+        const char *amp = strchr(q, '&'), *end = amp ? amp : q + strlen(q);
+        if ((size_t)(end - q) > 12 && memcmp(q, "api-version=", 12) == 0) {
+            custos_audit_set_api_version(&r, q + 12, (size_t)(end - q - 12));
+            break;
+        }
+        q = amp ? amp + 1 : end;
+    }
+    custos_audit_set_caller(&r, (const struct sockaddr *)&req->peer, req->peer_len, custos_audit_mask_ip(a));
+    /* only configured deployment names: a client's unknown name is never recorded */
+    const custos_deployment_config_t *d =
+        deployment && *deployment ? custos_config_find_deployment(w->cfg, deployment) : NULL;
+    if (d) {
+        custos_audit_copy_name(r.deployment, sizeof(r.deployment), d->name);
+        custos_audit_copy_name(r.model, sizeof(r.model), d->model);
+    }
+    r.status = status;
+    r.total_us = total_ns / 1000u;
+    r.upstream_us = upstream_ns / 1000u;
+    r.request_bytes = req->body_len;
+    for (size_t i = 0; i < req->nheaders; i++)
+        custos_audit_note_header(&r, req->headers[i].name, req->headers[i].name_len);
+    proxy_t *p = req->on_abort == proxy_on_abort ? req->handler_data : NULL;
+    if (p && !p->finished && p->dep == d && d) {
+        if (p->attempt > 0) {
+            const custos_backend_config_t *b = p->cands[p->cand_idx];
+            custos_audit_copy_name(r.backend, sizeof(r.backend), b->name);
+            custos_audit_copy_name(r.region, sizeof(r.region), b->region);
+            custos_audit_copy_name(r.data_zone, sizeof(r.data_zone), b->data_zone);
+            r.retries = p->attempt - 1;
+        }
+        r.stream = p->stream;
+        r.response_bytes = p->streaming ? p->streamed_bytes : (status == p->status ? custos_buf_size(&p->resp) : 0);
+        r.prompt_tokens = p->prompt_tokens > 0 ? p->prompt_tokens : -1;
+        r.completion_tokens = p->completion_tokens > 0 ? p->completion_tokens : -1;
+    }
+    custos_audit_submit(a, &r);
+}
 
 /* ---------- metrics helpers ---------- */
 
@@ -102,6 +172,7 @@ static void record_request(custos_worker_t *w, const custos_http_req_t *req, cus
     s = custos_metrics_series(m->overhead, lr);
     if (s)
         custos_metrics_observe(s, w->idx, (double)ov / 1e9);
+    audit_request(w, req, op, deployment, status, total, upstream_ns);
 }
 
 static void record_upstream_error(custos_worker_t *w, const char *backend, const char *kind)
@@ -127,7 +198,8 @@ static void answer_error(custos_worker_t *w, custos_http_req_t *req, custos_op_t
     record_request(w, req, op, dep, status, 0);
 }
 
-static void handle_models(custos_worker_t *w, custos_http_req_t *req, const custos_route_t *r)
+static void handle_models(custos_worker_t *w, custos_http_req_t *req, const custos_route_t *r,
+                          const custos_caller_t *caller)
 {
     const custos_config_t *cfg = w->cfg;
     custos_buf_t b;
@@ -135,7 +207,7 @@ static void handle_models(custos_worker_t *w, custos_http_req_t *req, const cust
     int rc = 0;
     if (r->op == CUSTOS_OP_MODELS_GET) {
         const custos_deployment_config_t *d = custos_config_find_deployment(cfg, r->model_id);
-        if (!d) {
+        if (!d || !custos_authn_can_call(w, caller, d->name)) { /* only deployments the caller may call exist */
             custos_buf_dispose(&b);
             answer_error(w, req, r->op, "", 404, "model_not_found", "The model does not exist.");
             return;
@@ -145,9 +217,13 @@ static void handle_models(custos_worker_t *w, custos_http_req_t *req, const cust
         rc = rc ? rc : custos_buf_append_str(&b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"custos\"}");
     } else {
         rc = custos_buf_append_str(&b, "{\"object\":\"list\",\"data\":[");
+        bool first = true;
         for (size_t i = 0; !rc && i < cfg->n_deployments; i++) {
             const custos_deployment_config_t *d = &cfg->deployments[i];
-            rc = custos_buf_append_str(&b, i ? ",{\"id\":" : "{\"id\":");
+            if (!custos_authn_can_call(w, caller, d->name))
+                continue;
+            rc = custos_buf_append_str(&b, first ? "{\"id\":" : ",{\"id\":");
+            first = false;
             rc = rc ? rc : custos_json_append_string(&b, d->name, strlen(d->name));
             rc = rc ? rc : custos_buf_append_str(&b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"custos\"}");
         }
@@ -167,7 +243,8 @@ static void handle_metrics(custos_worker_t *w, custos_http_req_t *req)
 {
     custos_buf_t b;
     custos_buf_init(&b, 0);
-    if (custos_metrics_render(w->gw->m.reg, &b) < 0) {
+    if (custos_metrics_render(w->gw->m.reg, &b) < 0 ||
+        (w->gw->audit && custos_metrics_render(custos_audit_metrics(w->gw->audit), &b) < 0)) {
         custos_buf_dispose(&b);
         answer_error(w, req, CUSTOS_OP_METRICS, "", 500, "internal_error", "Could not render metrics.");
         return;
@@ -370,6 +447,7 @@ static int proxy_on_sse(void *ud, const custos_sse_event_t *ev)
     }
     if (custos_http_stream_write(p->req, ev->raw, ev->raw_len) < 0)
         return CUSTOS_ECLOSED;
+    p->streamed_bytes += ev->raw_len;
     return 0;
 }
 
@@ -676,7 +754,19 @@ static void proxy_start_attempt(proxy_t *p)
     h[n++] = (custos_http_header_t){"user-agent", 10, "custos/0.1", 10};
     h[n++] = (custos_http_header_t){"x-client-request-id", 19, p->req->request_id, 36};
     char *auth = NULL;
-    if (b->api_key) {
+    const char *cred = NULL; /* "Bearer ..." for bearer / OAuth2 backends (auth/upstream_cred.h), in the arena */
+    size_t cred_len = 0;
+    if (custos_auth_backend_credential(b, a, &cred, &cred_len) < 0) {
+        custos_buf_dispose(&body);
+        custos_buf_dispose(&path);
+        record_upstream_error(p->w, b->name, "credential");
+        p->last_error = "no upstream credential is available for the backend";
+        proxy_attempt_failed(p, false);
+        return;
+    }
+    if (cred) {
+        h[n++] = (custos_http_header_t){"authorization", 13, cred, cred_len};
+    } else if (b->api_key) {
         if (b->provider == CUSTOS_PROVIDER_AZURE) {
             h[n++] = (custos_http_header_t){"api-key", 7, b->api_key, b->api_key_len};
         } else {
@@ -712,6 +802,8 @@ static void proxy_start_attempt(proxy_t *p)
     custos_buf_dispose(&path);
     if (auth)
         memset(auth, 0, b->api_key_len + 7);
+    if (cred)
+        memset((char *)cred, 0, cred_len);
     if (rc < 0) {
         p->up = NULL;
         record_upstream_error(p->w, b->name, error_kind(rc));
@@ -734,6 +826,12 @@ static bool content_type_is_json(const custos_http_req_t *req)
 void custos_gateway_handle(custos_http_req_t *req, void *ud)
 {
     custos_worker_t *w = ud;
+    if (custos_access_gate(w, req)) /* network ACL (403) before anything else; sets req->client_addr */
+        return;
+    if (custos_admin_path(req->path, req->path_len)) {
+        custos_admin_handle(w, req); /* authenticates and authorizes (admin) itself */
+        return;
+    }
     custos_route_t r;
     int rc = custos_route_match(req->method, req->path, req->path_len, &r);
     if (rc == CUSTOS_ENOTFOUND) {
@@ -764,13 +862,17 @@ void custos_gateway_handle(custos_http_req_t *req, void *ud)
     }
 
     /* Authenticate before revealing anything about deployments. */
-    custos_auth_result_t ar = custos_auth_apikey_check(w->cfg, req, NULL);
-    if (ar != CUSTOS_AUTH_OK) {
-        answer_error(w, req, r.op, "", 401, "401", MSG_401);
+    /* Identity: API key, OIDC token or mTLS certificate (api/authn.h). Ocp-Apim-Subscription-Key is a
+     * credential only on Content Safety routes. */
+    custos_caller_t caller;
+    custos_authn_error_t ae;
+    bool sub_key = req->path_len >= 15 && memcmp(req->path, "/contentsafety/", 15) == 0;
+    if (custos_authn_authenticate(w, req, sub_key, &caller, &ae) < 0) {
+        answer_error(w, req, r.op, "", ae.status, ae.code, ae.message);
         return;
     }
     if (r.op == CUSTOS_OP_MODELS_LIST || r.op == CUSTOS_OP_MODELS_GET) {
-        handle_models(w, req, &r);
+        handle_models(w, req, &r, &caller);
         return;
     }
     if (r.family == CUSTOS_FAMILY_AZURE) {
@@ -825,6 +927,12 @@ void custos_gateway_handle(custos_http_req_t *req, void *ud)
             return;
         }
         stream = json_object_get_boolean(js);
+    }
+    /* RBAC and conditional access on the name asked for, before saying whether it exists */
+    if (custos_authn_authorize(w, req, &caller, CUSTOS_RBAC_INFERENCE, dname, &ae) < 0) {
+        json_object_put(body);
+        answer_error(w, req, r.op, "", ae.status, ae.code, ae.message);
+        return;
     }
     const custos_deployment_config_t *dep = custos_config_find_deployment(w->cfg, dname);
     if (!dep) {
@@ -907,5 +1015,6 @@ int custos_gateway_metrics_init(custos_gateway_metrics_t *m, unsigned nshards)
     rc = rc ? rc
             : custos_metrics_gauge(m->reg, "custos_upstream_connections", "Backend connections open.", NULL, 0,
                                    &m->up_conns);
+    rc = rc ? rc : custos_access_metrics_init(m->reg, m);
     return rc;
 }

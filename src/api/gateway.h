@@ -29,6 +29,9 @@ typedef struct custos_gateway_metrics {
     custos_metric_family_t *conns;            /* gauge {} client connections open */
     custos_metric_family_t *up_conns;         /* gauge {} upstream connections open */
     custos_metric_family_t *ttfb;             /* histogram {route} seconds to first byte sent to the client */
+    custos_metric_family_t *network_denied;            /* counter {} network ACL 403s (api/access.c) */
+    custos_metric_family_t *network_forwarded_invalid; /* counter {} bad forwarding headers from trusted proxies */
+    custos_metric_family_t *mtls_requests;             /* counter {principal} requests with a client certificate */
 } custos_gateway_metrics_t;
 
 /* One worker thread: its loop, HTTP server, upstream client and metrics shard. All fields are owned
@@ -41,13 +44,18 @@ typedef struct custos_worker {
     custos_http_server_t *http;
     custos_upstream_t *up;
     custos_config_t *cfg; /* this worker's reference to the current snapshot */
+    struct custos_idsnap *ident; /* this worker's reference to the identity snapshot (api/authn.h) */
     custos_timer_t publish_timer;
     int64_t published_conns, published_up_conns;
     bool draining;
 } custos_worker_t;
 
 struct custos_gateway {
-    custos_config_t *cfg; /* main thread's reference */
+    custos_config_t *cfg; /* main thread's reference; replaced under ident_lock */
+    struct custos_idsnap *ident; /* newest identity snapshot (api/authn.h); under ident_lock */
+    pthread_mutex_t ident_lock;  /* serialises identity rebuilds (startup, SIGHUP, admin API); never on requests */
+    uint64_t ident_gen;          /* generation of the newest snapshot */
+    bool ident_ready;            /* ident_lock initialised */
     char config_path[4096];
     custos_gateway_metrics_t m;
     custos_worker_t *workers;
@@ -55,6 +63,7 @@ struct custos_gateway {
     atomic_bool draining;
     atomic_uint drained;
     uint64_t started_ms;
+    struct custos_audit *audit; /* request records (audit/audit.h); NULL when no sink is configured */
 };
 
 /* The per-request handler installed on every worker's HTTP server (ud = custos_worker_t *). */

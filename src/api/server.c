@@ -4,6 +4,11 @@
  *             listeners' TLS certificates; requests in flight finish on the snapshot they started with.
  *   SIGTERM/SIGINT → stop accepting, let requests finish up to server.drain_timeout_ms, exit. */
 #include "api/gateway.h"
+#include "api/authn.h"
+#include "auth/identity.h"
+#include "auth/jwt.h"
+#include "audit/audit.h"
+#include "audit/govlog.h"
 #include "net/listener.h"
 #include "net/tls.h"
 #include "util/err.h"
@@ -51,6 +56,7 @@ static void tls_opts_from_config(const custos_tls_config_t *t, custos_tls_opts_t
     o->key_file = t->key;
     o->min_version = t->min_version;
     o->ciphers = t->ciphers;
+    o->client_ca = t->client_ca; /* mutual TLS when set */
 }
 
 /* Publishes this worker's connection counts into its gauge shards (other threads never read
@@ -134,18 +140,48 @@ static bool listeners_equal(const custos_config_t *a, const custos_config_t *b)
     return true;
 }
 
-static void reload(custos_gateway_t *gw, listener_rt_t *ls)
+/* Governance record of a reload attempt (metadata only: never the error text, which may quote values). A
+ * successful reload is applied only once its record is on disk. */
+static int reload_event(const custos_gateway_t *gw, const siginfo_t *si, const char *reason, const custos_config_t *nc)
+{
+    char details[512], sha[CUSTOS_GOVLOG_HEX + 1];
+    if (custos_govlog_file_sha256(gw->config_path, sha) < 0)
+        snprintf(sha, sizeof(sha), "unreadable");
+    int n = snprintf(details, sizeof(details),
+                     "{\"trigger\":\"SIGHUP\",\"sender_pid\":%ld,\"sender_uid\":%ld,"
+                     "\"config_sha256\":\"%s\"",
+                     si ? (long)si->si_pid : -1L, si ? (long)si->si_uid : -1L, sha);
+    if (reason)
+        snprintf(details + n, sizeof(details) - (size_t)n, ",\"reason\":\"%s\"}", reason);
+    else
+        snprintf(details + n, sizeof(details) - (size_t)n, ",\"deployments\":%zu,\"backends\":%zu}", nc->n_deployments,
+                 nc->n_backends);
+    int rc =
+        custos_governance_event("system", reason ? "config.reload_failed" : "config.reload", gw->config_path, details);
+    if (rc < 0)
+        CUSTOS_ERROR("reload: cannot record the governance event: %s", custos_strerror(rc));
+    return rc;
+}
+
+static void reload(custos_gateway_t *gw, listener_rt_t *ls, const siginfo_t *si)
 {
     char err[1024];
     custos_config_t *nc = NULL;
     int rc = custos_config_load_file(gw->config_path, &nc, err, sizeof(err));
     if (rc < 0) {
         CUSTOS_ERROR("reload: %s; keeping the running configuration", err);
+        reload_event(gw, si, "invalid_config", NULL);
         return;
     }
     if (!listeners_equal(gw->cfg, nc)) {
         CUSTOS_ERROR("reload: listener addresses or TLS on/off changed; that needs a restart. Keeping the running "
                      "configuration");
+        reload_event(gw, si, "listeners_changed", NULL);
+        custos_config_unref(nc);
+        return;
+    }
+    if (reload_event(gw, si, NULL, nc) < 0) {
+        CUSTOS_ERROR("reload: keeping the running configuration (an unrecorded change is not applied)");
         custos_config_unref(nc);
         return;
     }
@@ -170,8 +206,11 @@ static void reload(custos_gateway_t *gw, listener_rt_t *ls)
             free(m);
         }
     }
-    custos_config_unref(gw->cfg);
-    gw->cfg = nc;
+    if (custos_audit_config_changed(&gw->cfg->diagnostics, &nc->diagnostics))
+        CUSTOS_WARN("reload: diagnostics settings changed; sinks are not re-created on reload, restart to apply");
+    custos_gateway_set_config(gw, nc);
+    custos_gateway_identity_reload(gw, NULL); /* keys and role assignments: config and store, re-read */
+    custos_oidc_sync(nc, 0); /* new OIDC issuers / upstream OAuth2 clients: fetched in the background */
     CUSTOS_INFO("reload: configuration %s applied (%zu deployments, %zu backends)", gw->config_path, nc->n_deployments,
                 nc->n_backends);
 }
@@ -260,6 +299,26 @@ int custos_gateway_serve(const char *config_path)
         return 2;
     }
     custos_log_set_level(gw.cfg->server.log_level);
+    /* Governance log (docs/governance-log.md): a torn or tampered log stops start-up (fail closed). */
+    if ((rc = custos_govlog_open_global(gw.cfg->diagnostics.governance_log)) < 0) {
+        fprintf(stderr, "custos: governance log %s: %s (see docs/governance-log.md)\n",
+                gw.cfg->diagnostics.governance_log, custos_strerror(rc));
+        custos_config_unref(gw.cfg);
+        return 2;
+    }
+    {
+        char details[256], sha[CUSTOS_GOVLOG_HEX + 1];
+        if (custos_govlog_file_sha256(config_path, sha) < 0)
+            snprintf(sha, sizeof(sha), "unreadable");
+        snprintf(details, sizeof(details), "{\"pid\":%ld,\"config_sha256\":\"%s\",\"deployments\":%zu}", (long)getpid(),
+                 sha, gw.cfg->n_deployments);
+        if ((rc = custos_governance_event("system", "service.start", config_path, details)) < 0) {
+            fprintf(stderr, "custos: cannot record service.start in the governance log: %s\n", custos_strerror(rc));
+            custos_govlog_close_global();
+            custos_config_unref(gw.cfg);
+            return 2;
+        }
+    }
 
     /* Signals: handled synchronously by the main thread; every worker inherits the blocked mask. */
     signal(SIGPIPE, SIG_IGN);
@@ -275,6 +334,18 @@ int custos_gateway_serve(const char *config_path)
         nw = 1;
     gw.nworkers = nw;
     int status = 1;
+    /* Identity snapshot (API keys and role assignments from the config and the store): fail closed when the
+     * store cannot be read. */
+    if (custos_gateway_identity_init(&gw, err, sizeof(err)) < 0) {
+        fprintf(stderr, "custos: %s\n", err);
+        custos_gateway_identity_dispose(&gw);
+        custos_govlog_close_global();
+        custos_config_unref(gw.cfg);
+        return 2;
+    }
+    /* OIDC signing keys and upstream OAuth2 tokens: fetched on a background thread; wait a little for the first
+     * ones so that the first requests find them (an unreachable endpoint only delays startup by this much). */
+    custos_oidc_sync(gw.cfg, 5000);
     size_t nl = gw.cfg->n_listeners;
     listener_rt_t *ls = calloc(nl, sizeof(*ls));
     gw.workers = calloc(nw, sizeof(*gw.workers));
@@ -286,6 +357,11 @@ int custos_gateway_serve(const char *config_path)
         ls[i].shared_fd = -1;
     if (open_listeners(&gw, ls, nl, nw) < 0)
         goto out;
+    /* Request records (docs/diagnostics.md): sinks start before any request; an old spool is replayed first. */
+    if (custos_audit_new(gw.cfg, &gw.audit, err, sizeof(err)) < 0) {
+        fprintf(stderr, "custos: %s\n", err);
+        goto out;
+    }
 
     custos_upstream_opts_t uo;
     custos_upstream_opts_default(&uo);
@@ -295,6 +371,7 @@ int custos_gateway_serve(const char *config_path)
         w->gw = &gw;
         w->idx = i;
         w->cfg = custos_config_ref(gw.cfg);
+        w->ident = custos_idsnap_ref(gw.ident);
         custos_http_server_opts_t so;
         memset(&so, 0, sizeof(so));
         limits_from_config(gw.cfg, &so.limits);
@@ -326,9 +403,11 @@ int custos_gateway_serve(const char *config_path)
     }
     CUSTOS_INFO("custos serving with %u workers, %zu deployments (config %s)", nw, gw.cfg->n_deployments, config_path);
 
+    int sig_stop = 0;
     for (;;) {
         siginfo_t si;
         int sig = sigwaitinfo(&set, &si);
+        sig_stop = sig;
         if (sig < 0) {
             if (errno == EINTR)
                 continue;
@@ -336,7 +415,7 @@ int custos_gateway_serve(const char *config_path)
         }
         if (sig == SIGHUP) {
             CUSTOS_INFO("SIGHUP: reloading %s", config_path);
-            reload(&gw, ls);
+            reload(&gw, ls, &si);
             continue;
         }
         break;
@@ -361,6 +440,13 @@ int custos_gateway_serve(const char *config_path)
     for (unsigned i = 0; i < nw; i++)
         pthread_join(gw.workers[i].thread, NULL);
     status = 0;
+    {
+        char details[96];
+        snprintf(details, sizeof(details), "{\"signal\":%d,\"drained\":%s}", sig_stop, drained < nw ? "false" : "true");
+        int grc = custos_governance_event("system", "service.stop", config_path, details);
+        if (grc < 0)
+            CUSTOS_ERROR("cannot record service.stop in the governance log: %s", custos_strerror(grc));
+    }
     CUSTOS_INFO("stopped");
 out:
     if (gw.workers) {
@@ -375,6 +461,7 @@ out:
                 custos_loop_free(w->loop);
             }
             custos_config_unref(w->cfg);
+            custos_idsnap_unref(w->ident);
         }
         free(gw.workers);
     }
@@ -382,8 +469,12 @@ out:
         close_listeners(ls, nl, nw);
         free(ls);
     }
+    custos_audit_free(gw.audit); /* after the workers: delivers or spools every queued record */
     if (gw.m.reg)
         custos_metrics_free(gw.m.reg);
+    custos_govlog_close_global();
+    custos_oidc_shutdown();
+    custos_gateway_identity_dispose(&gw);
     custos_config_unref(gw.cfg);
     return status;
 }

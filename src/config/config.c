@@ -19,8 +19,11 @@
 #include <openssl/ssl.h>
 
 #include "config/ytree.h"
+#include "net/acl.h"
 #include "util/buf.h"
+#include "util/cidr.h"
 #include "util/err.h"
+#include "util/tz.h"
 
 #define KEY_FILE_MAX 65536 /* bytes: api key files larger than this are refused */
 #define NAME_MAX_LEN 64
@@ -749,7 +752,7 @@ static int check_ciphers(const char *list)
 
 static int parse_tls(vctx_t *v, json_object *m, const char *path, custos_tls_config_t **out)
 {
-    static const char *const keys[] = {"cert", "key", "min_version", "ciphers", NULL};
+    static const char *const keys[] = {"cert", "key", "min_version", "ciphers", "client_ca", NULL};
     char fp[256];
     field_t f;
     int rc;
@@ -763,6 +766,8 @@ static int parse_tls(vctx_t *v, json_object *m, const char *path, custos_tls_con
     if ((rc = get_path(v, m, path, "cert", 1, &t->cert)) != 0)
         return rc;
     if ((rc = get_path(v, m, path, "key", 1, &t->key)) != 0)
+        return rc;
+    if ((rc = get_path(v, m, path, "client_ca", 0, &t->client_ca)) != 0)
         return rc;
     get_field(m, "min_version", &f);
     if (f.present) {
@@ -938,10 +943,770 @@ static int cmp_key_ref(const void *a, const void *b)
     return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
+/* ---------- identity: roles, scopes, role assignments, role map, conditional access ---------- */
+
+static const char *const ROLE_NAMES[] = {"inference.user", "contributor", "reviewer", "auditor", "admin", NULL};
+
+unsigned custos_config_role_parse(const char *name)
+{
+    for (unsigned i = 0; name && ROLE_NAMES[i]; i++)
+        if (strcmp(name, ROLE_NAMES[i]) == 0)
+            return 1u << i;
+    return 0;
+}
+
+const char *custos_config_role_name(unsigned role_bit)
+{
+    for (unsigned i = 0; ROLE_NAMES[i]; i++)
+        if (role_bit == 1u << i)
+            return ROLE_NAMES[i];
+    return "unknown";
+}
+
+static int valid_name(const char *s);
+
+bool custos_config_scope_valid(const char *s)
+{
+    if (!s)
+        return false;
+    if (strcmp(s, "/") == 0)
+        return true;
+    return strncmp(s, "/deployments/", 13) == 0 && valid_name(s + 13);
+}
+
+static int get_role(vctx_t *v, json_object *o, custos_ymark_t at, const char *fp, unsigned *out)
+{
+    const char *s = NULL;
+    int rc = check_str(v, o, at, fp, 64, &s);
+    if (rc != 0 || !s)
+        return rc ? rc : CUSTOS_EINVAL;
+    *out = custos_config_role_parse(s);
+    if (!*out)
+        return verr(v, at, "%s: expected one of inference.user, contributor, reviewer, auditor, admin", fp);
+    return 0;
+}
+
+static int get_scope(vctx_t *v, json_object *m, const char *path, char **out)
+{
+    const char *s;
+    custos_ymark_t at;
+    char fp[256];
+    int rc = get_str(v, m, path, "scope", 0, CUSTOS_CONFIG_MAX_SCOPE, &s, &at);
+    if (rc != 0)
+        return rc;
+    if (!s)
+        s = "/";
+    else if (!custos_config_scope_valid(s))
+        return verr(v, at, "%s: expected \"/\" or \"/deployments/{name}\"", join(fp, sizeof(fp), path, "scope"));
+    return dup_str(s, out);
+}
+
+/* api_keys[i]: optional principal, roles (sequence of role names), scope. */
+static int parse_key_grants(vctx_t *v, json_object *km, const char *path, custos_api_key_config_t *k)
+{
+    const char *s;
+    custos_ymark_t at;
+    json_object *seq;
+    char fp[256];
+    int rc = get_str(v, km, path, "principal", 0, 256, &s, &at);
+    if (rc != 0)
+        return rc;
+    if (s)
+        rc = dup_str(s, &k->principal);
+    else if (asprintf(&k->principal, "key:%s", k->name) < 0) {
+        k->principal = NULL;
+        rc = CUSTOS_ENOMEM;
+    }
+    if (rc != 0)
+        return rc;
+    if ((rc = get_seq(v, km, path, "roles", 0, 5, NULL, &seq, &at)) != 0)
+        return rc;
+    if (!seq) {
+        k->roles = CUSTOS_ROLE_INFERENCE_USER;
+    } else {
+        if (json_object_array_length(seq) == 0)
+            return verr(v, at, "%s: at least one role is required", join(fp, sizeof(fp), path, "roles"));
+        for (size_t i = 0; i < json_object_array_length(seq); i++) {
+            unsigned r;
+            snprintf(fp, sizeof(fp), "%s.roles[%zu]", path, i);
+            if ((rc = get_role(v, json_object_array_get_idx(seq, i), custos_ytree_val_mark(seq, i), fp, &r)) != 0)
+                return rc;
+            k->roles |= r;
+        }
+    }
+    return get_scope(v, km, path, &k->scope);
+}
+
+static int get_nets(vctx_t *v, json_object *m, const char *path, const char *key, custos_cidr_t **out, size_t *nout)
+{
+    json_object *seq;
+    custos_ymark_t at;
+    char fp[256];
+    int rc = get_seq(v, m, path, key, 0, CUSTOS_CONFIG_MAX_CA_LIST, NULL, &seq, &at);
+    if (rc != 0 || !seq)
+        return rc;
+    size_t n = json_object_array_length(seq);
+    if (n == 0)
+        return verr(v, at, "%s: at least one CIDR is required", join(fp, sizeof(fp), path, key));
+    *out = calloc(n, sizeof(**out));
+    if (!*out)
+        return CUSTOS_ENOMEM;
+    *nout = n;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = NULL;
+        snprintf(fp, sizeof(fp), "%s.%s[%zu]", path, key, i);
+        custos_ymark_t im = custos_ytree_val_mark(seq, i);
+        if ((rc = check_str(v, json_object_array_get_idx(seq, i), im, fp, 64, &s)) != 0 || !s)
+            return rc ? rc : CUSTOS_EINVAL;
+        const char *why = NULL;
+        if (custos_cidr_parse(s, strlen(s), &(*out)[i], &why) != 0)
+            return verr(v, im, "%s: expected an IPv4 or IPv6 CIDR (10.0.0.0/8, fd00::/8): %s", fp,
+                        why ? why : "invalid");
+    }
+    return 0;
+}
+
+/* "HH:MM" -> minutes after midnight, or -1. */
+static int parse_hhmm(const char *s)
+{
+    if (!s || strlen(s) != 5 || s[2] != ':')
+        return -1;
+    for (int i = 0; i < 5; i++)
+        if (i != 2 && (s[i] < '0' || s[i] > '9'))
+            return -1;
+    int h = (s[0] - '0') * 10 + (s[1] - '0'), mi = (s[3] - '0') * 10 + (s[4] - '0');
+    if (h > 24 || mi > 59 || (h == 24 && mi != 0))
+        return -1;
+    return h * 60 + mi;
+}
+
+static int parse_ca_policy(vctx_t *v, json_object *pm, const char *path, custos_ca_policy_config_t *p)
+{
+    static const char *const pkeys[] = {"name", "when", "require", NULL};
+    static const char *const wkeys[] = {"deployments", "principal_types", "networks", NULL};
+    static const char *const rkeys[] = {"mfa", "networks", "max_token_age_s", "claims", "hours", NULL};
+    static const char *const hkeys[] = {"tz", "from", "to", NULL};
+    json_object *w, *r, *seq, *cm, *hm;
+    custos_ymark_t at;
+    char sub[160], fp[256];
+    int rc;
+    if ((rc = check_keys(v, pm, path, pkeys)) != 0)
+        return rc;
+    if ((rc = get_name(v, pm, path, "name", 1, &p->name, &at)) != 0)
+        return rc;
+    if ((rc = get_map(v, pm, path, "when", 0, &w, &at)) != 0)
+        return rc;
+    if (w) {
+        snprintf(sub, sizeof(sub), "%s.when", path);
+        if ((rc = check_keys(v, w, sub, wkeys)) != 0)
+            return rc;
+        if ((rc = get_seq(v, w, sub, "deployments", 0, CUSTOS_CONFIG_MAX_CA_LIST, NULL, &seq, &at)) != 0)
+            return rc;
+        if (seq && json_object_array_length(seq) > 0) {
+            size_t n = json_object_array_length(seq);
+            p->when_deployments = calloc(n, sizeof(char *));
+            if (!p->when_deployments)
+                return CUSTOS_ENOMEM;
+            p->n_when_deployments = n;
+            for (size_t i = 0; i < n; i++) {
+                const char *s = NULL;
+                custos_ymark_t im = custos_ytree_val_mark(seq, i);
+                snprintf(fp, sizeof(fp), "%s.deployments[%zu]", sub, i);
+                if ((rc = check_str(v, json_object_array_get_idx(seq, i), im, fp, 64, &s)) != 0 || !s)
+                    return rc ? rc : CUSTOS_EINVAL;
+                if (!valid_name(s))
+                    return verr(v, im, "%s: must match [A-Za-z0-9._-]{1,64}", fp);
+                if ((rc = dup_str(s, &p->when_deployments[i])) != 0)
+                    return rc;
+            }
+        }
+        if ((rc = get_seq(v, w, sub, "principal_types", 0, 2, NULL, &seq, &at)) != 0)
+            return rc;
+        for (size_t i = 0; seq && i < json_object_array_length(seq); i++) {
+            const char *s = NULL;
+            custos_ymark_t im = custos_ytree_val_mark(seq, i);
+            snprintf(fp, sizeof(fp), "%s.principal_types[%zu]", sub, i);
+            if ((rc = check_str(v, json_object_array_get_idx(seq, i), im, fp, 16, &s)) != 0 || !s)
+                return rc ? rc : CUSTOS_EINVAL;
+            if (strcmp(s, "user") == 0)
+                p->when_principal_types |= CUSTOS_CA_PRINCIPAL_USER;
+            else if (strcmp(s, "workload") == 0)
+                p->when_principal_types |= CUSTOS_CA_PRINCIPAL_WORKLOAD;
+            else
+                return verr(v, im, "%s: expected one of user, workload", fp);
+        }
+        if ((rc = get_nets(v, w, sub, "networks", &p->when_networks, &p->n_when_networks)) != 0)
+            return rc;
+    }
+    if ((rc = get_map(v, pm, path, "require", 1, &r, &at)) != 0)
+        return rc;
+    snprintf(sub, sizeof(sub), "%s.require", path);
+    if ((rc = check_keys(v, r, sub, rkeys)) != 0)
+        return rc;
+    if (custos_ytree_count(r) == 0)
+        return verr(v, at, "%s: at least one requirement is needed", sub);
+    if ((rc = get_bool(v, r, sub, "mfa", false, &p->require_mfa)) != 0)
+        return rc;
+    if ((rc = get_nets(v, r, sub, "networks", &p->require_networks, &p->n_require_networks)) != 0)
+        return rc;
+    GET_INT_AS(v, r, sub, "max_token_age_s", 1, 31536000, 0, p->max_token_age_s);
+    if ((rc = get_map(v, r, sub, "claims", 0, &cm, &at)) != 0)
+        return rc;
+    if (cm) {
+        size_t n = custos_ytree_count(cm);
+        if (n == 0 || n > CUSTOS_CONFIG_MAX_CA_LIST)
+            return verr(v, at, "%s.claims: 1 to %d claims", sub, CUSTOS_CONFIG_MAX_CA_LIST);
+        p->require_claims = calloc(n, sizeof(*p->require_claims));
+        if (!p->require_claims)
+            return CUSTOS_ENOMEM;
+        p->n_require_claims = n;
+        for (size_t i = 0; i < n; i++) {
+            const char *k = custos_ytree_key(cm, i), *s = NULL;
+            json_object *val;
+            custos_ymark_t km, vm;
+            custos_ytree_find(cm, k, &val, &km, &vm);
+            snprintf(fp, sizeof(fp), "%s.claims.%.64s", sub, k);
+            if (strlen(k) == 0 || strlen(k) > 64)
+                return verr(v, km, "%s.claims: claim names are 1 to 64 bytes", sub);
+            if ((rc = check_str(v, val, vm, fp, 256, &s)) != 0 || !s)
+                return rc ? rc : CUSTOS_EINVAL;
+            if ((rc = dup_str(k, &p->require_claims[i].name)) != 0 ||
+                (rc = dup_str(s, &p->require_claims[i].value)) != 0)
+                return rc;
+        }
+    }
+    if ((rc = get_map(v, r, sub, "hours", 0, &hm, &at)) != 0)
+        return rc;
+    if (hm) {
+        const char *tz = NULL, *from = NULL, *to = NULL;
+        custos_ymark_t tzat, fat, tat;
+        snprintf(fp, sizeof(fp), "%s.hours", sub);
+        if ((rc = check_keys(v, hm, fp, hkeys)) != 0)
+            return rc;
+        if ((rc = get_str(v, hm, fp, "tz", 1, 128, &tz, &tzat)) != 0 ||
+            (rc = get_str(v, hm, fp, "from", 1, 5, &from, &fat)) != 0 ||
+            (rc = get_str(v, hm, fp, "to", 1, 5, &to, &tat)) != 0 || !tz || !from || !to)
+            return rc ? rc : CUSTOS_EINVAL;
+        p->has_hours = true;
+        p->hours_from = parse_hhmm(from);
+        p->hours_to = parse_hhmm(to);
+        if (p->hours_from < 0)
+            return verr(v, fat, "%s.from: expected \"HH:MM\" (00:00..24:00)", fp);
+        if (p->hours_to < 0)
+            return verr(v, tat, "%s.to: expected \"HH:MM\" (00:00..24:00)", fp);
+        if (p->hours_from == p->hours_to)
+            return verr(v, tat, "%s: from and to must differ", fp);
+        if ((rc = dup_str(tz, &p->hours_tz)) != 0)
+            return rc;
+        rc = custos_tz_load(NULL, tz, &p->tz);
+        if (rc == CUSTOS_ENOMEM)
+            return rc;
+        if (rc != 0)
+            return verr(v, tzat, "%s.tz: unknown time zone (expected an IANA name such as Europe/Paris)", fp);
+    }
+    return 0;
+}
+
+/* identity.{role_assignments, role_map, conditional_access} */
+static int parse_identity_rbac(vctx_t *v, json_object *m, custos_config_t *c)
+{
+    static const char *const akeys[] = {"principal", "group", "app_id", "role", "scope", NULL};
+    static const char *const subj[] = {"principal", "group", "app_id"};
+    json_object *seq, *rm;
+    custos_ymark_t at;
+    char path[96], fp[256];
+    int rc;
+    if ((rc = get_seq(v, m, "identity", "role_assignments", 0, CUSTOS_CONFIG_MAX_ROLE_ASSIGNMENTS, NULL, &seq, &at)) !=
+        0)
+        return rc;
+    size_t n = seq ? json_object_array_length(seq) : 0;
+    if (n) {
+        c->identity.role_assignments = calloc(n, sizeof(*c->identity.role_assignments));
+        if (!c->identity.role_assignments)
+            return CUSTOS_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        custos_role_assignment_config_t *ra = &c->identity.role_assignments[i];
+        json_object *am = json_object_array_get_idx(seq, i);
+        c->identity.n_role_assignments = i + 1;
+        snprintf(path, sizeof(path), "identity.role_assignments[%zu]", i);
+        if ((rc = expect_map(v, am, custos_ytree_val_mark(seq, i), path)) != 0 ||
+            (rc = check_keys(v, am, path, akeys)) != 0)
+            return rc;
+        int count = 0;
+        for (int k = 0; k < 3; k++) {
+            const char *s;
+            if ((rc = get_str(v, am, path, subj[k], 0, 256, &s, &at)) != 0)
+                return rc;
+            if (!s)
+                continue;
+            if (++count > 1)
+                return verr(v, at, "%s: exactly one of principal, group, app_id is allowed", path);
+            ra->kind = (custos_ra_kind_t)k;
+            if ((rc = dup_str(s, &ra->subject)) != 0)
+                return rc;
+        }
+        if (count == 0)
+            return verr(v, custos_ytree_mark(am), "%s: one of principal, group, app_id is required", path);
+        field_t f;
+        get_field(am, "role", &f);
+        if (!f.present)
+            return missing(v, am, path, "role");
+        if ((rc = get_role(v, f.val, f.vmark, join(fp, sizeof(fp), path, "role"), &ra->role)) != 0)
+            return rc;
+        if ((rc = get_scope(v, am, path, &ra->scope)) != 0)
+            return rc;
+    }
+    if ((rc = get_map(v, m, "identity", "role_map", 0, &rm, &at)) != 0)
+        return rc;
+    n = rm ? custos_ytree_count(rm) : 0;
+    if (n > CUSTOS_CONFIG_MAX_ROLE_MAP)
+        return verr(v, at, "identity.role_map: at most %d entries", CUSTOS_CONFIG_MAX_ROLE_MAP);
+    if (n) {
+        c->identity.role_map = calloc(n, sizeof(*c->identity.role_map));
+        if (!c->identity.role_map)
+            return CUSTOS_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *k = custos_ytree_key(rm, i);
+        json_object *val;
+        custos_ymark_t km, vm;
+        custos_ytree_find(rm, k, &val, &km, &vm);
+        c->identity.n_role_map = i + 1;
+        snprintf(fp, sizeof(fp), "identity.role_map.%.128s", k);
+        if (strlen(k) == 0 || strlen(k) > 256)
+            return verr(v, km, "identity.role_map: claim values are 1 to 256 bytes");
+        if ((rc = get_role(v, val, vm, fp, &c->identity.role_map[i].role)) != 0)
+            return rc;
+        if ((rc = dup_str(k, &c->identity.role_map[i].claim_value)) != 0)
+            return rc;
+    }
+    if ((rc = get_seq(v, m, "identity", "conditional_access", 0, CUSTOS_CONFIG_MAX_CA_POLICIES, NULL, &seq, &at)) != 0)
+        return rc;
+    n = seq ? json_object_array_length(seq) : 0;
+    if (n) {
+        c->identity.ca_policies = calloc(n, sizeof(*c->identity.ca_policies));
+        if (!c->identity.ca_policies)
+            return CUSTOS_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_object *pm = json_object_array_get_idx(seq, i);
+        c->identity.n_ca_policies = i + 1;
+        snprintf(path, sizeof(path), "identity.conditional_access[%zu]", i);
+        if ((rc = expect_map(v, pm, custos_ytree_val_mark(seq, i), path)) != 0)
+            return rc;
+        if ((rc = parse_ca_policy(v, pm, path, &c->identity.ca_policies[i])) != 0)
+            return rc;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(c->identity.ca_policies[j].name, c->identity.ca_policies[i].name) == 0)
+                return verr(v, custos_ytree_val_mark(seq, i), "%s.name: duplicate policy name", path);
+    }
+    return 0;
+}
+
+static void free_identity_rbac(custos_identity_config_t *id)
+{
+    for (size_t i = 0; i < id->n_api_keys; i++) {
+        free(id->api_keys[i].principal);
+        free(id->api_keys[i].scope);
+    }
+    for (size_t i = 0; i < id->n_role_assignments; i++) {
+        free(id->role_assignments[i].subject);
+        free(id->role_assignments[i].scope);
+    }
+    free(id->role_assignments);
+    for (size_t i = 0; i < id->n_role_map; i++)
+        free(id->role_map[i].claim_value);
+    free(id->role_map);
+    for (size_t i = 0; i < id->n_ca_policies; i++) {
+        custos_ca_policy_config_t *p = &id->ca_policies[i];
+        free(p->name);
+        for (size_t j = 0; j < p->n_when_deployments; j++)
+            free(p->when_deployments[j]);
+        free(p->when_deployments);
+        free(p->when_networks);
+        free(p->require_networks);
+        for (size_t j = 0; j < p->n_require_claims; j++) {
+            free(p->require_claims[j].name);
+            free(p->require_claims[j].value);
+        }
+        free(p->require_claims);
+        free(p->hours_tz);
+        custos_tz_free(p->tz);
+    }
+    free(id->ca_policies);
+}
+
+/* storage: {path} (optional mapping); default "custos.db" next to the config file. The file need not
+ * exist: it is created by the first write (custos keys create, the admin API). */
+static int parse_storage(vctx_t *v, json_object *root, custos_config_t *c)
+{
+    static const char *const keys[] = {"path", NULL};
+    json_object *m;
+    custos_ymark_t at;
+    const char *s = NULL;
+    int rc;
+    if ((rc = get_map(v, root, "", "storage", 0, &m, &at)) != 0)
+        return rc;
+    if (m) {
+        if ((rc = check_keys(v, m, "storage", keys)) != 0)
+            return rc;
+        if ((rc = get_str(v, m, "storage", "path", 0, 4096, &s, &at)) != 0)
+            return rc;
+    }
+    if (!s)
+        s = "custos.db";
+    if (s[0] != '/' && v->basedir) {
+        if (asprintf(&c->storage.path, "%s%s", v->basedir, s) < 0) {
+            c->storage.path = NULL;
+            return CUSTOS_ENOMEM;
+        }
+        return 0;
+    }
+    return dup_str(s, &c->storage.path);
+}
+
+/* ---------- identity.client_certificates (mutual TLS principals) and network (perimeter) ---------- */
+
+static int valid_principal(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s > 0x7e)
+            return 0;
+    return 1;
+}
+
+static int parse_client_certs(vctx_t *v, json_object *m, custos_config_t *c)
+{
+    static const char *const ckeys[] = {"subject", "san_uri", "san_dns", "principal", "roles", "scope", NULL};
+    static const char *const kinds[] = {"subject", "san_uri", "san_dns"};
+    json_object *seq, *rseq;
+    custos_ymark_t at;
+    char path[96], fp[256];
+    int rc;
+    if ((rc = get_seq(v, m, "identity", "client_certificates", 0, CUSTOS_CONFIG_MAX_CLIENT_CERTS, NULL, &seq, &at)) !=
+        0)
+        return rc;
+    size_t n = seq ? json_object_array_length(seq) : 0;
+    if (n == 0)
+        return 0;
+    c->identity.client_certificates = calloc(n, sizeof(*c->identity.client_certificates));
+    if (!c->identity.client_certificates)
+        return CUSTOS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        custos_client_cert_config_t *cc = &c->identity.client_certificates[i];
+        json_object *cm = json_object_array_get_idx(seq, i);
+        const char *s = NULL;
+        c->identity.n_client_certificates = i + 1;
+        snprintf(path, sizeof(path), "identity.client_certificates[%zu]", i);
+        if ((rc = expect_map(v, cm, custos_ytree_val_mark(seq, i), path)) != 0)
+            return rc;
+        if ((rc = check_keys(v, cm, path, ckeys)) != 0)
+            return rc;
+        int count = 0;
+        for (int k = 0; k < 3; k++) {
+            const char *t;
+            if ((rc = get_str(v, cm, path, kinds[k], 0, 1024, &t, &at)) != 0)
+                return rc;
+            if (!t)
+                continue;
+            if (++count > 1)
+                return verr(v, at, "%s: exactly one of subject, san_uri, san_dns is allowed", path);
+            for (const char *p = t; *p; p++)
+                if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+                    return verr(v, at,
+                                "%s: must be printable ASCII (write UTF-8 in subjects as \\XX escapes, "
+                                "as openssl x509 -noout -subject -nameopt RFC2253 prints them)",
+                                join(fp, sizeof(fp), path, kinds[k]));
+            cc->match = (custos_client_cert_match_t)k;
+            s = t;
+        }
+        if (count == 0)
+            return verr(v, custos_ytree_mark(cm), "%s: one of subject, san_uri, san_dns is required", path);
+        if ((rc = dup_str(s, &cc->value)) != 0)
+            return rc;
+        if ((rc = get_str(v, cm, path, "principal", 1, 256, &s, &at)) != 0)
+            return rc;
+        if (!valid_principal(s))
+            return verr(v, at, "%s: must be printable ASCII without spaces", join(fp, sizeof(fp), path, "principal"));
+        if ((rc = dup_str(s, &cc->principal)) != 0)
+            return rc;
+        if ((rc = get_seq(v, cm, path, "roles", 0, 5, NULL, &rseq, &at)) != 0)
+            return rc;
+        if (!rseq) {
+            cc->roles = CUSTOS_ROLE_INFERENCE_USER;
+        } else {
+            for (size_t j = 0; j < json_object_array_length(rseq); j++) {
+                unsigned r;
+                snprintf(fp, sizeof(fp), "%s.roles[%zu]", path, j);
+                if ((rc = get_role(v, json_object_array_get_idx(rseq, j), custos_ytree_val_mark(rseq, j), fp, &r)) != 0)
+                    return rc;
+                cc->roles |= r;
+            }
+        }
+        if ((rc = get_scope(v, cm, path, &cc->scope)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* A sequence of CIDR strings into a new array (*out NULL when absent or empty). */
+static int get_cidrs(vctx_t *v, json_object *m, const char *key, custos_cidr_t **out, size_t *n_out)
+{
+    json_object *seq;
+    custos_ymark_t at;
+    char fp[96], sb[72];
+    int rc;
+    *out = NULL;
+    *n_out = 0;
+    if ((rc = get_seq(v, m, "network", key, 0, CUSTOS_CONFIG_MAX_IP_RULES, NULL, &seq, &at)) != 0)
+        return rc;
+    size_t n = seq ? json_object_array_length(seq) : 0;
+    if (n == 0)
+        return 0;
+    custos_cidr_t *a = calloc(n, sizeof(*a));
+    if (!a)
+        return CUSTOS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const char *s, *why = NULL;
+        custos_ymark_t im = custos_ytree_val_mark(seq, i);
+        snprintf(fp, sizeof(fp), "network.%s[%zu]", key, i);
+        if ((rc = check_str(v, json_object_array_get_idx(seq, i), im, fp, 64, &s)) != 0 ||
+            custos_cidr_parse(s, strlen(s), &a[i], &why) != 0) {
+            if (rc == 0)
+                rc = verr(v, im, "%s: '%s' is not a valid IP address or CIDR: %s", fp, shown(s, sb, sizeof(sb)), why);
+            free(a);
+            return rc;
+        }
+    }
+    *out = a;
+    *n_out = n;
+    return 0;
+}
+
+static int parse_network(vctx_t *v, json_object *root, custos_config_t *c)
+{
+    static const char *const keys[] = {"public_network_access", "default_action", "ip_rules", "trusted_proxies", NULL};
+    static const char *const pna[] = {"enabled", "disabled", NULL};
+    static const char *const act[] = {"allow", "deny", NULL};
+    custos_network_config_t *N = &c->network;
+    custos_cidr_t *rules = NULL, *proxies = NULL;
+    json_object *m;
+    int rc, x;
+    if ((rc = get_map(v, root, "", "network", 0, &m, NULL)) != 0)
+        return rc;
+    if (!m)
+        return 0;
+    if ((rc = check_keys(v, m, "network", keys)) != 0)
+        return rc;
+    if ((rc = get_enum(v, m, "network", "public_network_access", pna, 0, &x)) != 0)
+        return rc;
+    N->public_access = x == 0;
+    if ((rc = get_enum(v, m, "network", "default_action", act, 0, &x)) != 0)
+        return rc;
+    N->default_deny = x == 1;
+    if ((rc = get_cidrs(v, m, "ip_rules", &rules, &N->n_ip_rules)) != 0)
+        goto fail;
+    if ((rc = get_cidrs(v, m, "trusted_proxies", &proxies, &N->n_trusted_proxies)) != 0)
+        goto fail;
+    N->acl = calloc(1, sizeof(*N->acl));
+    if (!N->acl) {
+        rc = CUSTOS_ENOMEM;
+        goto fail;
+    }
+    rc =
+        custos_acl_init(N->acl, N->public_access, N->default_deny, rules, N->n_ip_rules, proxies, N->n_trusted_proxies);
+    if (rc != 0) {
+        free(N->acl);
+        N->acl = NULL;
+        goto fail;
+    }
+    N->configured = true;
+fail:
+    free(rules);
+    free(proxies);
+    return rc;
+}
+
+/* identity.oidc and backends[].auth.oauth2 URLs: https://, or http:// to a loopback host (tests). */
+static int valid_fetch_url(const char *s)
+{
+    const char *h;
+    if (strncmp(s, "https://", 8) == 0)
+        h = s + 8;
+    else if (strncmp(s, "http://", 7) == 0)
+        h = s + 7;
+    else
+        return 0;
+    if (*h == 0 || *h == '/' || strpbrk(s, " \t\r\n#") || memchr(h, '@', strcspn(h, "/?")))
+        return 0;
+    if (h == s + 7 && strncmp(h, "127.", 4) != 0 && strncmp(h, "localhost", 9) != 0 && strncmp(h, "[::1]", 5) != 0)
+        return 0;
+    return 1;
+}
+
+static int get_claim_name(vctx_t *v, json_object *m, const char *path, const char *key, const char *def, char **out)
+{
+    const char *s;
+    custos_ymark_t at;
+    char fp[256];
+    int rc = get_str(v, m, path, key, 0, 64, &s, &at);
+    if (rc != 0)
+        return rc;
+    if (s && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:/-") != strlen(s))
+        return verr(v, at, "%s: must match [A-Za-z0-9_.:/-]{1,64}", join(fp, sizeof(fp), path, key));
+    return dup_str(s ? s : def, out);
+}
+
+static int parse_oidc_issuer(vctx_t *v, json_object *im, const char *path, custos_oidc_issuer_config_t *o)
+{
+    static const char *const keys[] = {"issuer",
+                                       "audience",
+                                       "jwks",
+                                       "ca_file",
+                                       "principal_claim",
+                                       "roles_claim",
+                                       "groups_claim",
+                                       "clock_skew_s",
+                                       "max_token_bytes",
+                                       "refresh_s",
+                                       "min_refetch_s",
+                                       "max_token_age_s",
+                                       NULL};
+    const char *s;
+    custos_ymark_t at;
+    field_t f;
+    char fp[256];
+    int rc;
+    if ((rc = check_keys(v, im, path, keys)) != 0)
+        return rc;
+    if ((rc = get_str(v, im, path, "issuer", 1, 1000, &s, &at)) != 0)
+        return rc;
+    if (!valid_fetch_url(s))
+        return verr(v, at, "%s: must be an https:// URL (http:// only for loopback)",
+                    join(fp, sizeof(fp), path, "issuer"));
+    if ((rc = dup_str(s, &o->issuer)) != 0)
+        return rc;
+    get_field(im, "audience", &f);
+    join(fp, sizeof(fp), path, "audience");
+    if (!f.present)
+        return missing(v, im, path, "audience");
+    if (f.val && json_object_is_type(f.val, json_type_array)) {
+        size_t n = json_object_array_length(f.val);
+        if (n < 1 || n > CUSTOS_CONFIG_MAX_OIDC_AUDIENCES)
+            return verr(v, f.vmark, "%s: 1 to %d audiences", fp, CUSTOS_CONFIG_MAX_OIDC_AUDIENCES);
+        if (!(o->audiences = calloc(n, sizeof(char *))))
+            return CUSTOS_ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+            char ip[300];
+            snprintf(ip, sizeof(ip), "%s[%zu]", fp, i);
+            if ((rc = check_str(v, json_object_array_get_idx(f.val, i), custos_ytree_val_mark(f.val, i), ip, 1000,
+                                &s)) != 0)
+                return rc;
+            if ((rc = dup_str(s, &o->audiences[i])) != 0)
+                return rc;
+            o->n_audiences = i + 1;
+        }
+    } else {
+        if ((rc = check_str(v, f.val, f.vmark, fp, 1000, &s)) != 0)
+            return rc;
+        if (!(o->audiences = calloc(1, sizeof(char *))))
+            return CUSTOS_ENOMEM;
+        if ((rc = dup_str(s, &o->audiences[0])) != 0)
+            return rc;
+        o->n_audiences = 1;
+    }
+    if ((rc = get_str(v, im, path, "jwks", 0, 4096, &s, &at)) != 0)
+        return rc;
+    if (s && strncmp(s, "file:", 5) == 0) {
+        const char *p = s + 5;
+        char sb[128];
+        if (!*p)
+            return verr(v, at, "%s: file: needs a path", join(fp, sizeof(fp), path, "jwks"));
+        if (p[0] != '/' && v->basedir)
+            rc = asprintf(&o->jwks, "file:%s%s", v->basedir, p) < 0 ? CUSTOS_ENOMEM : 0;
+        else
+            rc = dup_str(s, &o->jwks);
+        if (rc != 0) {
+            o->jwks = NULL;
+            return CUSTOS_ENOMEM;
+        }
+        if (access(o->jwks + 5, R_OK) != 0) {
+            int e = errno;
+            return verr(v, at, "%s: cannot read '%s': %s", join(fp, sizeof(fp), path, "jwks"),
+                        shown(o->jwks + 5, sb, sizeof(sb)), strerror(e));
+        }
+    } else if (s) {
+        if (!valid_fetch_url(s))
+            return verr(v, at, "%s: expected file:PATH or an https:// URL (http:// only for loopback)",
+                        join(fp, sizeof(fp), path, "jwks"));
+        if ((rc = dup_str(s, &o->jwks)) != 0)
+            return rc;
+    }
+    if ((rc = get_path(v, im, path, "ca_file", 0, &o->ca_file)) != 0)
+        return rc;
+    if ((rc = get_claim_name(v, im, path, "principal_claim", "oid", &o->principal_claim)) != 0 ||
+        (rc = get_claim_name(v, im, path, "roles_claim", "roles", &o->roles_claim)) != 0 ||
+        (rc = get_claim_name(v, im, path, "groups_claim", "groups", &o->groups_claim)) != 0)
+        return rc;
+    GET_INT_AS(v, im, path, "clock_skew_s", 0, 600, 60, o->clock_skew_s);
+    GET_INT_AS(v, im, path, "max_token_bytes", 1024, 65536, 16384, o->max_token_bytes);
+    GET_INT_AS(v, im, path, "refresh_s", 60, 86400, 3600, o->refresh_s);
+    GET_INT_AS(v, im, path, "min_refetch_s", 1, 3600, 60, o->min_refetch_s);
+    GET_INT_AS(v, im, path, "max_token_age_s", 0, 31536000, 0, o->max_token_age_s);
+    return 0;
+}
+
+static int parse_identity_oidc(vctx_t *v, json_object *m, custos_config_t *c)
+{
+    json_object *seq;
+    custos_ymark_t at;
+    int rc;
+    if ((rc = get_seq(v, m, "identity", "oidc", 0, CUSTOS_CONFIG_MAX_OIDC_ISSUERS, NULL, &seq, &at)) != 0 || !seq)
+        return rc;
+    size_t n = json_object_array_length(seq);
+    if (n == 0)
+        return 0;
+    if (!(c->identity.oidc = calloc(n, sizeof(*c->identity.oidc))))
+        return CUSTOS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        char path[64];
+        json_object *im = json_object_array_get_idx(seq, i);
+        snprintf(path, sizeof(path), "identity.oidc[%zu]", i);
+        c->identity.n_oidc = i + 1;
+        if ((rc = expect_map(v, im, custos_ytree_val_mark(seq, i), path)) != 0)
+            return rc;
+        if ((rc = parse_oidc_issuer(v, im, path, &c->identity.oidc[i])) != 0)
+            return rc;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(c->identity.oidc[j].issuer, c->identity.oidc[i].issuer) == 0)
+                return verr(v, custos_ytree_val_mark(seq, i), "%s.issuer: same issuer as identity.oidc[%zu]", path, j);
+    }
+    return 0;
+}
+
+static void free_identity_oidc(custos_identity_config_t *id)
+{
+    for (size_t i = 0; i < id->n_oidc; i++) {
+        custos_oidc_issuer_config_t *o = &id->oidc[i];
+        free(o->issuer);
+        for (size_t j = 0; j < o->n_audiences; j++)
+            free(o->audiences[j]);
+        free(o->audiences);
+        free(o->jwks);
+        free(o->ca_file);
+        free(o->principal_claim);
+        free(o->roles_claim);
+        free(o->groups_claim);
+    }
+    free(id->oidc);
+}
+
 static int parse_identity(vctx_t *v, json_object *root, custos_config_t *c)
 {
-    static const char *const keys[] = {"api_keys", NULL};
-    static const char *const kkeys[] = {"name", "sha256", "key_env", "key_file", NULL};
+    static const char *const keys[] = {"api_keys", "disable_local_auth", "role_assignments", "role_map",
+                                       "conditional_access", "client_certificates", "oidc", NULL};
+    static const char *const kkeys[] = {"name", "sha256", "key_env", "key_file", "principal", "roles", "scope", NULL};
     static const char *const need = "at least one key is required (custos is never open by default)";
     json_object *m, *seq;
     custos_ymark_t at, *name_marks = NULL;
@@ -953,11 +1718,15 @@ static int parse_identity(vctx_t *v, json_object *root, custos_config_t *c)
         return verr(v, custos_ytree_mark(root), "identity.api_keys: %s", need);
     if ((rc = check_keys(v, m, "identity", keys)) != 0)
         return rc;
-    if ((rc = get_seq(v, m, "identity", "api_keys", 1, CUSTOS_CONFIG_MAX_API_KEYS, need, &seq, &at)) != 0)
+    if ((rc = get_bool(v, m, "identity", "disable_local_auth", false, &c->identity.disable_local_auth)) != 0)
         return rc;
-    size_t n = json_object_array_length(seq);
-    c->identity.api_keys = calloc(n, sizeof(*c->identity.api_keys));
-    name_marks = calloc(n, sizeof(*name_marks));
+    /* with local auth disabled, keys are optional (they would all be refused anyway) */
+    if ((rc = get_seq(v, m, "identity", "api_keys", c->identity.disable_local_auth ? 0 : 1, CUSTOS_CONFIG_MAX_API_KEYS,
+                      need, &seq, &at)) != 0)
+        return rc;
+    size_t n = seq ? json_object_array_length(seq) : 0;
+    c->identity.api_keys = calloc(n ? n : 1, sizeof(*c->identity.api_keys));
+    name_marks = calloc(n ? n : 1, sizeof(*name_marks));
     if (!c->identity.api_keys || !name_marks) {
         rc = CUSTOS_ENOMEM;
         goto fail;
@@ -1025,9 +1794,11 @@ static int parse_identity(vctx_t *v, json_object *root, custos_config_t *c)
             if (rc != 0)
                 goto fail;
         }
+        if ((rc = parse_key_grants(v, km, path, k)) != 0)
+            goto fail;
     }
     /* Two names for one key would make the caller's identity ambiguous. */
-    refs = calloc(n, sizeof(*refs));
+    refs = calloc(n ? n : 1, sizeof(*refs));
     if (!refs) {
         rc = CUSTOS_ENOMEM;
         goto fail;
@@ -1045,6 +1816,12 @@ static int parse_identity(vctx_t *v, json_object *root, custos_config_t *c)
             goto fail;
         }
     }
+    if ((rc = parse_identity_rbac(v, m, c)) != 0)
+        goto fail;
+    if ((rc = parse_client_certs(v, m, c)) != 0)
+        goto fail;
+    if ((rc = parse_identity_oidc(v, m, c)) != 0)
+        goto fail;
     rc = 0;
 fail:
     free(refs);
@@ -1060,26 +1837,79 @@ static int valid_header_value(const char *s, size_t len)
     return 1;
 }
 
-static int parse_backend_auth(vctx_t *v, json_object *m, const char *path, custos_backend_config_t *b)
+static int parse_backend_oauth2(vctx_t *v, json_object *m, const char *path, custos_backend_config_t *b)
 {
-    static const char *const keys[] = {"api_key_env", "api_key_file", NULL};
+    static const char *const keys[] = {"token_url", "client_id", "client_secret_env", "client_secret_file", "scope",
+                                       "ca_file",   NULL};
+    custos_oauth2_client_config_t *o;
+    const char *s;
+    custos_ymark_t at;
     char fp[256];
     field_t fe, ff;
     int rc;
     if ((rc = check_keys(v, m, path, keys)) != 0)
         return rc;
-    get_field(m, "api_key_env", &fe);
-    get_field(m, "api_key_file", &ff);
-    if (fe.present && ff.present)
-        return verr(v, ff.kmark, "%s: exactly one of api_key_env, api_key_file is allowed", path);
-    if (!fe.present && !ff.present)
-        return verr(v, custos_ytree_mark(m), "%s: one of api_key_env, api_key_file is required", path);
-    if ((rc = get_secret(v, m, path, "api_key_env", "api_key_file", &b->api_key, &b->api_key_len)) != 0)
+    if (!(o = b->oauth2 = calloc(1, sizeof(*o))))
+        return CUSTOS_ENOMEM;
+    if ((rc = get_str(v, m, path, "token_url", 1, 2000, &s, &at)) != 0)
         return rc;
-    if (!valid_header_value(b->api_key, b->api_key_len))
-        return verr(v, fe.present ? fe.vmark : ff.vmark,
-                    "%s: the key contains spaces or characters not allowed in an HTTP header",
-                    join(fp, sizeof(fp), path, fe.present ? "api_key_env" : "api_key_file"));
+    if (!valid_fetch_url(s))
+        return verr(v, at, "%s: must be an https:// URL (http:// only for loopback)",
+                    join(fp, sizeof(fp), path, "token_url"));
+    if ((rc = dup_str(s, &o->token_url)) != 0)
+        return rc;
+    if ((rc = get_str(v, m, path, "client_id", 1, 256, &s, &at)) != 0 || (rc = dup_str(s, &o->client_id)) != 0)
+        return rc;
+    if ((rc = get_str(v, m, path, "scope", 0, 1000, &s, &at)) != 0 || (rc = dup_str(s, &o->scope)) != 0)
+        return rc;
+    if ((rc = get_path(v, m, path, "ca_file", 0, &o->ca_file)) != 0)
+        return rc;
+    get_field(m, "client_secret_env", &fe);
+    get_field(m, "client_secret_file", &ff);
+    if (fe.present && ff.present)
+        return verr(v, ff.kmark, "%s: exactly one of client_secret_env, client_secret_file is allowed", path);
+    if (!fe.present && !ff.present)
+        return verr(v, custos_ytree_mark(m), "%s: one of client_secret_env, client_secret_file is required", path);
+    return get_secret(v, m, path, "client_secret_env", "client_secret_file", &o->client_secret, &o->client_secret_len);
+}
+
+static int parse_backend_auth(vctx_t *v, json_object *m, const char *path, custos_backend_config_t *b)
+{
+    static const char *const keys[] = {"api_key_env", "api_key_file", "bearer_env", "bearer_file", "oauth2", NULL};
+    char fp[256];
+    field_t f[5];
+    int rc, which = -1;
+    if ((rc = check_keys(v, m, path, keys)) != 0)
+        return rc;
+    for (int i = 0; i < 5; i++) {
+        get_field(m, keys[i], &f[i]);
+        if (f[i].present && which >= 0)
+            return verr(v, f[i].kmark,
+                        "%s: exactly one of api_key_env, api_key_file, bearer_env, bearer_file, oauth2 "
+                        "is allowed",
+                        path);
+        if (f[i].present)
+            which = i;
+    }
+    if (which < 0)
+        return verr(v, custos_ytree_mark(m),
+                    "%s: one of api_key_env, api_key_file, bearer_env, bearer_file, oauth2 is required", path);
+    if (which == 4) {
+        char sub[300];
+        b->auth_kind = CUSTOS_BACKEND_AUTH_OAUTH2;
+        if ((rc = expect_map(v, f[4].val, f[4].vmark, join(sub, sizeof(sub), path, "oauth2"))) != 0)
+            return rc;
+        return parse_backend_oauth2(v, f[4].val, sub, b);
+    }
+    char **dst = which < 2 ? &b->api_key : &b->bearer;
+    size_t *dlen = which < 2 ? &b->api_key_len : &b->bearer_len;
+    b->auth_kind = which < 2 ? CUSTOS_BACKEND_AUTH_API_KEY : CUSTOS_BACKEND_AUTH_BEARER;
+    if ((rc = get_secret(v, m, path, which < 2 ? "api_key_env" : "bearer_env",
+                         which < 2 ? "api_key_file" : "bearer_file", dst, dlen)) != 0)
+        return rc;
+    if (!valid_header_value(*dst, *dlen))
+        return verr(v, f[which].vmark, "%s: the key contains spaces or characters not allowed in an HTTP header",
+                    join(fp, sizeof(fp), path, keys[which]));
     return 0;
 }
 
@@ -1373,10 +2203,349 @@ static int index_deployments(custos_config_t *c)
 
 /* ---------- lifecycle ---------- */
 
+/* ---------- diagnostics ---------- */
+
+/* Resolves an output path (file or directory that may not exist yet) against basedir. */
+static int resolve_out_path(vctx_t *v, const char *s, char **out)
+{
+    if (s[0] != '/' && v->basedir) {
+        if (asprintf(out, "%s%s", v->basedir, s) < 0) {
+            *out = NULL;
+            return CUSTOS_ENOMEM;
+        }
+        return 0;
+    }
+    return dup_str(s, out);
+}
+
+static int get_out_path(vctx_t *v, json_object *m, const char *path, const char *key, const char *def, char **out)
+{
+    const char *s;
+    custos_ymark_t at;
+    int rc = get_str(v, m, path, key, 0, 4096, &s, &at);
+    *out = NULL;
+    if (rc != 0)
+        return rc;
+    if (!s)
+        s = def;
+    return s ? resolve_out_path(v, s, out) : 0;
+}
+
+static int parse_sink_properties(vctx_t *v, json_object *m, const char *path, custos_audit_sink_config_t *s)
+{
+    char fp[256];
+    size_t n = custos_ytree_count(m);
+    if (n > CUSTOS_CONFIG_MAX_SINK_PROPERTIES)
+        return verr(v, custos_ytree_mark(m), "%s: at most %d entries are allowed", path,
+                    CUSTOS_CONFIG_MAX_SINK_PROPERTIES);
+    s->property_keys = calloc(n ? n : 1, sizeof(char *));
+    s->property_values = calloc(n ? n : 1, sizeof(char *));
+    if (!s->property_keys || !s->property_values)
+        return CUSTOS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const char *k = custos_ytree_key(m, i);
+        json_object *val = NULL;
+        custos_ymark_t vm = custos_ytree_val_mark(m, i);
+        custos_ytree_find(m, k, &val, NULL, NULL);
+        join(fp, sizeof(fp), path, k);
+        if (!val || !(json_object_is_type(val, json_type_string) || json_object_is_type(val, json_type_int) ||
+                      json_object_is_type(val, json_type_boolean)))
+            return type_err(v, vm, fp, "a string, integer or boolean", val);
+        const char *str = json_object_get_string(val);
+        if ((json_object_is_type(val, json_type_string) && strlen(str) != (size_t)json_object_get_string_len(val)) ||
+            strlen(str) > 4096 || strlen(k) > 256)
+            return verr(v, vm, "%s: contains a NUL byte or is too long", fp);
+        s->n_properties = i + 1;
+        if ((s->property_keys[i] = strdup(k)) == NULL || (s->property_values[i] = strdup(str)) == NULL)
+            return CUSTOS_ENOMEM;
+    }
+    return 0;
+}
+
+static int parse_sink(vctx_t *v, json_object *m, const char *path, size_t idx, json_object *seq,
+                      custos_audit_sink_config_t *s)
+{
+    static const char *const types[] = {"file", "syslog", "http", "kafka", NULL};
+    static const char *const fkeys[] = {"type",      "name",      "batch_max_records", "flush_ms", "path",
+                                        "max_bytes", "max_files", "max_age_s",         NULL};
+    static const char *const skeys[] = {"type",    "name",     "batch_max_records", "flush_ms", "address",
+                                        "ca_file", "app_name", "facility",          "hostname", NULL};
+    static const char *const hkeys[] = {
+        "type",  "name", "batch_max_records", "flush_ms",   "url", "format", "token_env", "token_file",
+        "index", "gzip", "ca_file",           "timeout_ms", NULL};
+    static const char *const kkeys[] = {"type",      "name", "batch_max_records", "flush_ms", "brokers", "topic",
+                                        "client_id", "acks", "properties",        NULL};
+    static const char *const facilities[] = {"kern",   "user",   "mail",   "daemon",   "auth",   "syslog", "lpr",
+                                             "news",   "uucp",   "cron",   "authpriv", "ftp",    "ntp",    "audit",
+                                             "alert",  "clock",  "local0", "local1",   "local2", "local3", "local4",
+                                             "local5", "local6", "local7", NULL};
+    static const char *const formats[] = {"ndjson", "splunk_hec", "elasticsearch", NULL};
+    static const char *const *const keysets[] = {fkeys, skeys, hkeys, kkeys};
+    char fp[256], sub[128];
+    custos_ymark_t at;
+    const char *str;
+    json_object *sm;
+    field_t f;
+    int rc, t;
+
+    get_field(m, "type", &f);
+    if (!f.present)
+        return missing(v, m, path, "type");
+    if ((rc = get_enum(v, m, path, "type", types, 0, &t)) != 0)
+        return rc;
+    s->type = (custos_audit_sink_type_t)t;
+    if ((rc = dup_str(types[t], &s->type_name)) != 0)
+        return rc;
+    if ((rc = check_keys(v, m, path, keysets[t])) != 0)
+        return rc;
+    if ((rc = get_name(v, m, path, "name", 0, &s->name, &at)) != 0)
+        return rc;
+    if (s->name && (strcmp(s->name, ".") == 0 || strcmp(s->name, "..") == 0))
+        return verr(v, at, "%s.name: '.' and '..' are not allowed (the name is a spool directory)", path);
+    if (!s->name) {
+        size_t same = 0;
+        for (size_t j = 0; j < json_object_array_length(seq); j++) {
+            json_object *o = json_object_array_get_idx(seq, j), *tv = NULL;
+            if (o && json_object_is_type(o, json_type_object) && custos_ytree_find(o, "type", &tv, NULL, NULL) && tv &&
+                json_object_is_type(tv, json_type_string) && strcmp(json_object_get_string(tv), types[t]) == 0)
+                same++;
+        }
+        if (same > 1 ? asprintf(&s->name, "%s-%zu", types[t], idx + 1) < 0 : asprintf(&s->name, "%s", types[t]) < 0) {
+            s->name = NULL;
+            return CUSTOS_ENOMEM;
+        }
+    }
+    GET_INT_AS(v, m, path, "batch_max_records", 1, 10000, 500, s->batch_max_records);
+    GET_INT_AS(v, m, path, "flush_ms", 0, 60000, t == CUSTOS_AUDIT_SINK_HTTP ? 1000 : 0, s->flush_ms);
+
+    switch (s->type) {
+    case CUSTOS_AUDIT_SINK_FILE:
+        get_field(m, "path", &f);
+        if (!f.present)
+            return missing(v, m, path, "path");
+        if ((rc = get_out_path(v, m, path, "path", NULL, &s->path)) != 0)
+            return rc;
+        GET_INT_AS(v, m, path, "max_bytes", 4096, (int64_t)1 << 40, 104857600, s->max_bytes);
+        GET_INT_AS(v, m, path, "max_files", 0, 1000, 10, s->max_files);
+        GET_INT_AS(v, m, path, "max_age_s", 0, 31536000, 86400, s->max_age_s);
+        break;
+    case CUSTOS_AUDIT_SINK_SYSLOG: {
+        if ((rc = get_str(v, m, path, "address", 1, 512, &str, &at)) != 0)
+            return rc;
+        if ((rc = dup_str(str, &s->address)) != 0)
+            return rc;
+        join(fp, sizeof(fp), path, "address");
+        if (strncmp(str, "udp://", 6) == 0)
+            s->transport = CUSTOS_SYSLOG_UDP;
+        else if (strncmp(str, "tcp://", 6) == 0)
+            s->transport = CUSTOS_SYSLOG_TCP;
+        else if (strncmp(str, "tls://", 6) == 0)
+            s->transport = CUSTOS_SYSLOG_TLS;
+        else
+            return verr(v, at, "%s: must start with udp://, tcp:// or tls://", fp);
+        custos_listener_config_t l = {0};
+        const char *why =
+            strncmp(str + 6, "unix:", 5) == 0 ? "expected HOST:PORT or [IPV6]:PORT" : parse_listen_address(str + 6, &l);
+        if (why) {
+            free(l.host);
+            free(l.unix_path);
+            return verr(v, at, "%s: %s", fp, why);
+        }
+        s->host = l.host;
+        s->port = l.port;
+        get_field(m, "ca_file", &f);
+        if (f.present && s->transport != CUSTOS_SYSLOG_TLS)
+            return verr(v, f.kmark, "%s.ca_file: only valid for a tls:// address", path);
+        if ((rc = get_path(v, m, path, "ca_file", 0, &s->ca_file)) != 0)
+            return rc;
+        if ((rc = get_str(v, m, path, "app_name", 0, 48, &str, &at)) != 0)
+            return rc;
+        if (str && !valid_token(str, "._-"))
+            return verr(v, at, "%s: must match [A-Za-z0-9._-]{1,48}", join(fp, sizeof(fp), path, "app_name"));
+        if ((rc = dup_str(str ? str : "custos", &s->app_name)) != 0)
+            return rc;
+        if ((rc = get_enum(v, m, path, "facility", facilities, 16, &t)) != 0)
+            return rc;
+        s->facility = (unsigned)t;
+        if ((rc = get_str(v, m, path, "hostname", 0, 255, &str, &at)) != 0)
+            return rc;
+        if (str && !valid_hostname(str, strlen(str)))
+            return verr(v, at, "%s: not a valid host name", join(fp, sizeof(fp), path, "hostname"));
+        if ((rc = dup_str(str, &s->hostname)) != 0)
+            return rc;
+        break;
+    }
+    case CUSTOS_AUDIT_SINK_HTTP: {
+        if ((rc = get_str(v, m, path, "url", 1, 2048, &str, &at)) != 0)
+            return rc;
+        if ((rc = dup_str(str, &s->url)) != 0)
+            return rc;
+        custos_backend_config_t b = {0};
+        const char *why = parse_url(str, &b);
+        s->host = b.host;
+        s->url_path = b.path_prefix;
+        s->port = b.port;
+        s->https = b.https;
+        if (why)
+            return verr(v, at, "%s: %s", join(fp, sizeof(fp), path, "url"), why);
+        if ((rc = get_enum(v, m, path, "format", formats, 0, &t)) != 0)
+            return rc;
+        s->format = (custos_http_sink_format_t)t;
+        field_t fe, ff;
+        get_field(m, "token_env", &fe);
+        get_field(m, "token_file", &ff);
+        if (fe.present && ff.present)
+            return verr(v, ff.kmark, "%s: at most one of token_env, token_file is allowed", path);
+        if ((fe.present || ff.present) &&
+            (rc = get_secret(v, m, path, "token_env", "token_file", &s->token, &s->token_len)) != 0)
+            return rc;
+        if (s->token && !valid_header_value(s->token, s->token_len))
+            return verr(v, fe.present ? fe.vmark : ff.vmark,
+                        "%s: the token contains spaces or characters not allowed in an HTTP header", path);
+        if ((rc = get_str(v, m, path, "index", 0, 255, &str, &at)) != 0)
+            return rc;
+        if (str && !valid_token(str, "._-+"))
+            return verr(v, at, "%s: must match [A-Za-z0-9._+-]{1,255}", join(fp, sizeof(fp), path, "index"));
+        if ((rc = dup_str(str, &s->index)) != 0)
+            return rc;
+        if ((rc = get_bool(v, m, path, "gzip", true, &s->gzip)) != 0)
+            return rc;
+        get_field(m, "ca_file", &f);
+        if (f.present && !s->https)
+            return verr(v, f.kmark, "%s.ca_file: only valid for an https:// url", path);
+        if ((rc = get_path(v, m, path, "ca_file", 0, &s->ca_file)) != 0)
+            return rc;
+        GET_INT_AS(v, m, path, "timeout_ms", 100, 600000, 10000, s->timeout_ms);
+        break;
+    }
+    case CUSTOS_AUDIT_SINK_KAFKA:
+        if ((rc = get_str(v, m, path, "brokers", 1, 4096, &str, &at)) != 0)
+            return rc;
+        if (!valid_token(str, ".-_:,[]"))
+            return verr(v, at, "%s: expected host:port[,host:port...]", join(fp, sizeof(fp), path, "brokers"));
+        if ((rc = dup_str(str, &s->brokers)) != 0)
+            return rc;
+        if ((rc = get_str(v, m, path, "topic", 1, 249, &str, &at)) != 0)
+            return rc;
+        if (!valid_token(str, "._-"))
+            return verr(v, at, "%s: must match [A-Za-z0-9._-]{1,249}", join(fp, sizeof(fp), path, "topic"));
+        if ((rc = dup_str(str, &s->topic)) != 0)
+            return rc;
+        if ((rc = get_str(v, m, path, "client_id", 0, 255, &str, &at)) != 0)
+            return rc;
+        if (str && !valid_token(str, "._-"))
+            return verr(v, at, "%s: must match [A-Za-z0-9._-]{1,255}", join(fp, sizeof(fp), path, "client_id"));
+        if ((rc = dup_str(str ? str : "custos", &s->client_id)) != 0)
+            return rc;
+        if ((rc = get_str(v, m, path, "acks", 0, 16, &str, &at)) != 0)
+            return rc;
+        if (str && strcmp(str, "all") != 0)
+            return verr(v, at, "%s: only 'all' is supported", join(fp, sizeof(fp), path, "acks"));
+        if ((rc = get_map(v, m, path, "properties", 0, &sm, NULL)) != 0)
+            return rc;
+        if (sm && (rc = parse_sink_properties(v, sm, join(sub, sizeof(sub), path, "properties"), s)) != 0)
+            return rc;
+        break;
+    }
+    return 0;
+}
+
+static int parse_diagnostics(vctx_t *v, json_object *root, custos_config_t *c)
+{
+    static const char *const keys[] = {"mask_client_ip", "spool_dir", "spool_max_bytes", "queue_max_records", "sinks",
+                                       "governance_log", NULL};
+    custos_diagnostics_config_t *d = &c->diagnostics;
+    json_object *m = NULL, *seq;
+    custos_ymark_t at;
+    char sb[72];
+    int rc;
+    if ((rc = get_map(v, root, "", "diagnostics", 0, &m, NULL)) != 0)
+        return rc;
+    d->mask_client_ip = true;
+    d->spool_max_bytes = (uint64_t)1 << 30;
+    d->queue_max_records = 65536;
+    if (!m) {
+        if ((rc = resolve_out_path(v, "governance.jsonl", &d->governance_log)) != 0)
+            return rc;
+        return resolve_out_path(v, "spool", &d->spool_dir);
+    }
+    if ((rc = check_keys(v, m, "diagnostics", keys)) != 0)
+        return rc;
+    if ((rc = get_bool(v, m, "diagnostics", "mask_client_ip", true, &d->mask_client_ip)) != 0)
+        return rc;
+    if ((rc = get_out_path(v, m, "diagnostics", "spool_dir", "spool", &d->spool_dir)) != 0)
+        return rc;
+    if ((rc = get_out_path(v, m, "diagnostics", "governance_log", "governance.jsonl", &d->governance_log)) != 0)
+        return rc;
+    GET_INT_AS(v, m, "diagnostics", "spool_max_bytes", (int64_t)1 << 20, (int64_t)1 << 44, (int64_t)1 << 30,
+               d->spool_max_bytes);
+    GET_INT_AS(v, m, "diagnostics", "queue_max_records", 16, 10000000, 65536, d->queue_max_records);
+    if ((rc = get_seq(v, m, "diagnostics", "sinks", 0, CUSTOS_CONFIG_MAX_SINKS, NULL, &seq, &at)) != 0)
+        return rc;
+    if (!seq)
+        return 0;
+    size_t n = json_object_array_length(seq);
+    d->sinks = calloc(n ? n : 1, sizeof(*d->sinks));
+    if (!d->sinks)
+        return CUSTOS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_object *sm = json_object_array_get_idx(seq, i);
+        char path[64];
+        d->n_sinks = i + 1;
+        snprintf(path, sizeof(path), "diagnostics.sinks[%zu]", i);
+        if ((rc = expect_map(v, sm, custos_ytree_val_mark(seq, i), path)) != 0)
+            return rc;
+        if ((rc = parse_sink(v, sm, path, i, seq, &d->sinks[i])) != 0)
+            return rc;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(d->sinks[j].name, d->sinks[i].name) == 0) {
+                field_t f;
+                get_field(sm, "name", &f);
+                return verr(v, f.vmark, "%s.name: duplicate sink name '%s' (also diagnostics.sinks[%zu])", path,
+                            shown(d->sinks[i].name, sb, sizeof(sb)), j);
+            }
+        }
+    }
+    return 0;
+}
+
+static void diagnostics_free(custos_diagnostics_config_t *d)
+{
+    free(d->spool_dir);
+    free(d->governance_log);
+    for (size_t i = 0; i < d->n_sinks; i++) {
+        custos_audit_sink_config_t *s = &d->sinks[i];
+        free(s->type_name);
+        free(s->name);
+        free(s->path);
+        free(s->address);
+        free(s->host);
+        free(s->app_name);
+        free(s->hostname);
+        free(s->ca_file);
+        free(s->url);
+        free(s->url_path);
+        free_secret(s->token, s->token_len);
+        free(s->index);
+        free(s->brokers);
+        free(s->topic);
+        free(s->client_id);
+        for (size_t j = 0; j < s->n_properties; j++) {
+            free(s->property_keys[j]);
+            if (s->property_values[j])
+                free_secret(s->property_values[j], strlen(s->property_values[j]));
+        }
+        free(s->property_keys);
+        free(s->property_values);
+    }
+    free(d->sinks);
+}
+
 static void config_free(custos_config_t *c)
 {
     if (!c)
         return;
+    diagnostics_free(&c->diagnostics);
     free(c->source);
     for (size_t i = 0; i < c->n_listeners; i++) {
         custos_listener_config_t *l = &c->listeners[i];
@@ -1387,6 +2556,7 @@ static void config_free(custos_config_t *c)
             free(l->tls->cert);
             free(l->tls->key);
             free(l->tls->ciphers);
+            free(l->tls->client_ca);
             free(l->tls);
         }
     }
@@ -1395,7 +2565,20 @@ static void config_free(custos_config_t *c)
         free(c->identity.api_keys[i].name);
         OPENSSL_cleanse(c->identity.api_keys[i].sha256, sizeof(c->identity.api_keys[i].sha256));
     }
+    free_identity_rbac(&c->identity);
+    free_identity_oidc(&c->identity);
     free(c->identity.api_keys);
+    for (size_t i = 0; i < c->identity.n_client_certificates; i++) {
+        free(c->identity.client_certificates[i].value);
+        free(c->identity.client_certificates[i].principal);
+        free(c->identity.client_certificates[i].scope);
+    }
+    free(c->identity.client_certificates);
+    if (c->network.acl) {
+        custos_acl_dispose(c->network.acl);
+        free(c->network.acl);
+    }
+    free(c->storage.path);
     for (size_t i = 0; i < c->n_backends; i++) {
         custos_backend_config_t *b = &c->backends[i];
         free(b->name);
@@ -1406,6 +2589,15 @@ static void config_free(custos_config_t *c)
         free(b->deployment);
         free(b->model);
         free_secret(b->api_key, b->api_key_len);
+        free_secret(b->bearer, b->bearer_len);
+        if (b->oauth2) {
+            free(b->oauth2->token_url);
+            free(b->oauth2->client_id);
+            free_secret(b->oauth2->client_secret, b->oauth2->client_secret_len);
+            free(b->oauth2->scope);
+            free(b->oauth2->ca_file);
+            free(b->oauth2);
+        }
         free(b->region);
         free(b->data_zone);
         free(b->ca_file);
@@ -1427,8 +2619,8 @@ static void config_free(custos_config_t *c)
 
 static int validate(vctx_t *v, json_object *root, custos_config_t *c)
 {
-    static const char *const top[] = {"server",   "listeners", "limits",      "upstream",
-                                      "identity", "backends",  "deployments", NULL};
+    static const char *const top[] = {"server",   "listeners", "limits",      "upstream",   "identity",
+                                      "backends", "deployments", "diagnostics", "storage", "network", NULL};
     int rc;
     if (!root || !json_object_is_type(root, json_type_object))
         return verr(v, root ? custos_ytree_mark(root) : (custos_ymark_t){1, 1},
@@ -1439,11 +2631,15 @@ static int validate(vctx_t *v, json_object *root, custos_config_t *c)
         return rc;
     if ((rc = parse_listeners(v, root, c)) != 0)
         return rc;
+    if ((rc = parse_network(v, root, c)) != 0)
+        return rc;
     if ((rc = parse_limits(v, root, c)) != 0)
         return rc;
     if ((rc = parse_upstream(v, root, c)) != 0)
         return rc;
     if ((rc = parse_identity(v, root, c)) != 0)
+        return rc;
+    if ((rc = parse_storage(v, root, c)) != 0)
         return rc;
     if ((rc = parse_backends(v, root, c)) != 0)
         return rc;
@@ -1451,7 +2647,9 @@ static int validate(vctx_t *v, json_object *root, custos_config_t *c)
         return rc;
     if ((rc = parse_deployments(v, root, c)) != 0)
         return rc;
-    return index_deployments(c);
+    if ((rc = index_deployments(c)) != 0)
+        return rc;
+    return parse_diagnostics(v, root, c);
 }
 
 static int load(const char *name, const char *basedir, const char *yaml, size_t len, custos_config_t **out, char *err,
@@ -1683,12 +2881,23 @@ int custos_config_dump_summary(const custos_config_t *c, FILE *f)
     for (size_t i = 0; i < c->identity.n_api_keys; i++)
         fprintf(f, "%s %s", i ? "," : "", c->identity.api_keys[i].name);
     fprintf(f, "\n");
+    fprintf(f, "identity: API keys %s, %zu role assignments, %zu role map entries, %zu conditional access policies\n",
+            c->identity.disable_local_auth ? "DISABLED (disable_local_auth)" : "enabled", c->identity.n_role_assignments,
+            c->identity.n_role_map, c->identity.n_ca_policies);
+    if (c->storage.path)
+        fprintf(f, "storage: %s\n", c->storage.path);
+    for (size_t i = 0; i < c->identity.n_oidc; i++)
+        fprintf(f, "oidc issuer: %s (keys: %s)\n", c->identity.oidc[i].issuer,
+                c->identity.oidc[i].jwks ? c->identity.oidc[i].jwks : "discovery");
     fprintf(f, "backends (%zu):\n", c->n_backends);
     for (size_t i = 0; i < c->n_backends; i++) {
         const custos_backend_config_t *b = &c->backends[i];
+        const char *auth = b->api_key ? "api-key" : "none";
+        if (b->bearer || b->oauth2)
+            auth = b->oauth2 ? "oauth2" : "bearer";
         fprintf(f, "  %s  %s  %s  region %s  data_zone %s  auth %s  priority %d%s\n", b->name,
                 custos_config_provider_name(b->provider), b->url, b->region ? b->region : "-",
-                b->data_zone ? b->data_zone : "-", b->api_key ? "api-key" : "none", b->priority,
+                b->data_zone ? b->data_zone : "-", auth, b->priority,
                 (b->https && !b->tls_verify) ? "  (TLS VERIFY OFF)" : "");
     }
     fprintf(f, "deployments (%zu):\n", c->n_deployments);

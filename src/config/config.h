@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "util/cidr.h"
 #include "util/log.h"
 
 /* TLS 1.2 cipher list used when a listener's tls.ciphers is absent (OpenSSL syntax). */
@@ -37,6 +38,7 @@ typedef struct custos_tls_config {
     char *key;       /* PEM private key path (resolved, readable at load) */
     int min_version; /* OpenSSL protocol number: 0x0303 (TLS1_2_VERSION) or 0x0304 (TLS1_3_VERSION) */
     char *ciphers;   /* TLS 1.2 cipher list; never NULL (CUSTOS_TLS_DEFAULT_CIPHERS by default) */
+    char *client_ca; /* mutual TLS: PEM CA bundle path (resolved, readable at load); NULL = no client certs */
 } custos_tls_config_t;
 
 typedef enum { CUSTOS_ADDR_TCP = 0, CUSTOS_ADDR_UNIX } custos_addr_kind_t;
@@ -77,14 +79,131 @@ typedef struct custos_upstream_config {
     unsigned pool_max_idle;      /* idle keep-alive connections per backend per worker */
 } custos_upstream_config_t;
 
+/* RBAC roles (bit set). Names: inference.user, contributor, reviewer, auditor, admin. */
+enum {
+    CUSTOS_ROLE_INFERENCE_USER = 1u << 0, /* call deployments in scope */
+    CUSTOS_ROLE_CONTRIBUTOR = 1u << 1,    /* manage deployments, policies, blocklists */
+    CUSTOS_ROLE_REVIEWER = 1u << 2,       /* decide held outputs */
+    CUSTOS_ROLE_AUDITOR = 1u << 3,        /* read logs and evidence */
+    CUSTOS_ROLE_ADMIN = 1u << 4,          /* everything, including keys and role assignments */
+};
+#define CUSTOS_CONFIG_MAX_ROLE_ASSIGNMENTS 10000
+#define CUSTOS_CONFIG_MAX_ROLE_MAP 1000
+#define CUSTOS_CONFIG_MAX_CA_POLICIES 256
+#define CUSTOS_CONFIG_MAX_CA_LIST 256 /* entries in one conditional-access list (deployments, networks, claims) */
+#define CUSTOS_CONFIG_MAX_SCOPE 80    /* "/" or "/deployments/{name}" */
+
 typedef struct custos_api_key_config {
     char *name;               /* unique, [A-Za-z0-9._-]{1,64} */
     unsigned char sha256[32]; /* SHA-256 of the key; the plaintext is never kept */
+    char *principal;          /* principal the key acts as; default "key:<name>" */
+    unsigned roles;           /* CUSTOS_ROLE_* set; default inference.user */
+    char *scope;              /* "/" or "/deployments/{name}"; default "/" */
 } custos_api_key_config_t;
+
+typedef enum { CUSTOS_RA_PRINCIPAL = 0, CUSTOS_RA_GROUP, CUSTOS_RA_APP_ID } custos_ra_kind_t;
+
+/* identity.role_assignments[]: subject (principal id, group id or app id) has role at scope. */
+typedef struct custos_role_assignment_config {
+    custos_ra_kind_t kind;
+    char *subject;
+    unsigned role; /* one CUSTOS_ROLE_* bit */
+    char *scope;   /* "/" or "/deployments/{name}" */
+} custos_role_assignment_config_t;
+
+/* identity.role_map: a token `roles` claim value mapped to a role at scope "/". */
+typedef struct custos_role_map_config {
+    char *claim_value;
+    unsigned role;
+} custos_role_map_config_t;
+
+typedef struct custos_ca_claim {
+    char *name;
+    char *value;
+} custos_ca_claim_t;
+
+#define CUSTOS_CA_PRINCIPAL_USER 1u
+#define CUSTOS_CA_PRINCIPAL_WORKLOAD 2u
+
+struct custos_tz;
+
+/* identity.conditional_access[]: applies when every present `when` condition matches; then every
+ * present `require` must hold. */
+typedef struct custos_ca_policy_config {
+    char *name;
+    char **when_deployments; /* NULL/0 = any deployment */
+    size_t n_when_deployments;
+    unsigned when_principal_types; /* CUSTOS_CA_PRINCIPAL_* set; 0 = any */
+    custos_cidr_t *when_networks;
+    size_t n_when_networks;
+    bool require_mfa;
+    custos_cidr_t *require_networks;
+    size_t n_require_networks;
+    int64_t max_token_age_s; /* 0 = no limit */
+    custos_ca_claim_t *require_claims;
+    size_t n_require_claims;
+    bool has_hours;
+    char *hours_tz;           /* IANA zone name */
+    int hours_from, hours_to; /* minutes after local midnight; from > to spans midnight */
+    struct custos_tz *tz;     /* loaded zone (util/tz.h) */
+} custos_ca_policy_config_t;
+
+/* storage: where custos keeps state (API keys, role assignments). */
+typedef struct custos_storage_config {
+    char *path; /* SQLite file (resolved); default "custos.db" next to the config file */
+} custos_storage_config_t;
+
+/* identity.oidc[]: one trusted token issuer (see docs/config.md "Identity: OIDC"). */
+typedef struct custos_oidc_issuer_config {
+    char *issuer;      /* exact `iss` value, https:// URL (http:// only for loopback) */
+    char **audiences;  /* accepted `aud` values, at least one */
+    size_t n_audiences;
+    char *jwks;        /* "file:/abs/path" or "https://..." ; NULL = discovery from issuer */
+    char *ca_file;     /* CA bundle for fetching (resolved); NULL = system store */
+    char *principal_claim; /* default "oid" (then "sub") */
+    char *roles_claim;     /* default "roles" */
+    char *groups_claim;    /* default "groups" */
+    uint32_t clock_skew_s;    /* 0..600, default 60 */
+    size_t max_token_bytes;   /* 1024..65536, default 16384 */
+    uint32_t refresh_s;       /* 60..86400, default 3600 */
+    uint32_t min_refetch_s;   /* 1..3600, default 60: unknown-kid refetch rate limit */
+    uint32_t max_token_age_s; /* 0 = off, else 1..31536000 */
+} custos_oidc_issuer_config_t;
+
+#define CUSTOS_CONFIG_MAX_OIDC_ISSUERS 32
+#define CUSTOS_CONFIG_MAX_OIDC_AUDIENCES 16
+
+#define CUSTOS_CONFIG_MAX_CLIENT_CERTS 1000
+
+typedef enum {
+    CUSTOS_CLIENT_CERT_SUBJECT = 0, /* exact RFC 2253 subject DN (values match custos_peercert_match_t) */
+    CUSTOS_CLIENT_CERT_SAN_URI,     /* exact SAN URI, e.g. spiffe://example.org/ns/prod/sa/app */
+    CUSTOS_CLIENT_CERT_SAN_DNS,     /* SAN DNS name, case-insensitive, no wildcards */
+} custos_client_cert_match_t;
+
+/* identity.client_certificates[]: a verified mutual-TLS client certificate mapped to a workload principal. */
+typedef struct custos_client_cert_config {
+    custos_client_cert_match_t match;
+    char *value;     /* the subject / SAN to match */
+    char *principal; /* workload principal id, 1..256 printable ASCII */
+    unsigned roles;  /* CUSTOS_ROLE_* set; default inference.user (as for API keys) */
+    char *scope;     /* "/" or "/deployments/{name}"; default "/" */
+} custos_client_cert_config_t;
 
 typedef struct custos_identity_config {
     custos_api_key_config_t *api_keys; /* at least one */
     size_t n_api_keys;
+    custos_oidc_issuer_config_t *oidc; /* identity.oidc; NULL/0 when absent */
+    size_t n_oidc;
+    bool disable_local_auth; /* true: every API key gets 403 AuthenticationTypeDisabled */
+    custos_role_assignment_config_t *role_assignments;
+    size_t n_role_assignments;
+    custos_role_map_config_t *role_map;
+    size_t n_role_map;
+    custos_ca_policy_config_t *ca_policies;
+    size_t n_ca_policies;
+    custos_client_cert_config_t *client_certificates; /* identity.client_certificates, in order; first match wins */
+    size_t n_client_certificates;
 } custos_identity_config_t;
 
 typedef enum {
@@ -92,6 +211,23 @@ typedef enum {
     CUSTOS_PROVIDER_AZURE,
     CUSTOS_PROVIDER_OPENAI_COMPATIBLE,
 } custos_provider_t;
+
+typedef enum {
+    CUSTOS_BACKEND_AUTH_NONE = 0,
+    CUSTOS_BACKEND_AUTH_API_KEY, /* api_key_env / api_key_file */
+    CUSTOS_BACKEND_AUTH_BEARER,  /* bearer_env / bearer_file */
+    CUSTOS_BACKEND_AUTH_OAUTH2,  /* oauth2 client credentials */
+} custos_backend_auth_kind_t;
+
+/* backends[].auth.oauth2: client-credentials grant (the managed-identity analogue). */
+typedef struct custos_oauth2_client_config {
+    char *token_url;     /* https:// (http:// only for loopback) */
+    char *client_id;
+    char *client_secret; /* from client_secret_env / client_secret_file; zeroed on free. Never log it. */
+    size_t client_secret_len;
+    char *scope;         /* NULL = none sent */
+    char *ca_file;       /* resolved; NULL = system store */
+} custos_oauth2_client_config_t;
 
 typedef struct custos_backend_config {
     char *name; /* unique, [A-Za-z0-9._-]{1,64} */
@@ -109,6 +245,11 @@ typedef struct custos_backend_config {
     char *api_key;     /* secret used to call upstream (NUL-terminated), NULL = no auth header;
                           zeroed on free. Never log it. */
     size_t api_key_len;
+    custos_backend_auth_kind_t auth_kind; /* which of auth.{api_key_*, bearer_*, oauth2} was given */
+    char *bearer;      /* auth.bearer_env / bearer_file: static token sent as Authorization: Bearer; zeroed on
+                          free; NULL otherwise. Never log it. */
+    size_t bearer_len;
+    custos_oauth2_client_config_t *oauth2; /* auth.oauth2, NULL otherwise */
     char *region;             /* [a-z0-9-]{1,64} or NULL */
     char *data_zone;          /* [a-z0-9-]{1,64} or NULL */
     bool no_training;         /* attributes.no_training */
@@ -137,6 +278,87 @@ typedef struct custos_deployment_config {
     size_t n_backends;
 } custos_deployment_config_t;
 
+/* diagnostics.sinks[] entry (docs/diagnostics.md, docs/config.md). Fields of the other types are zero/NULL. */
+typedef enum {
+    CUSTOS_AUDIT_SINK_FILE = 0,
+    CUSTOS_AUDIT_SINK_SYSLOG,
+    CUSTOS_AUDIT_SINK_HTTP,
+    CUSTOS_AUDIT_SINK_KAFKA,
+} custos_audit_sink_type_t;
+
+typedef enum { CUSTOS_SYSLOG_UDP = 0, CUSTOS_SYSLOG_TCP, CUSTOS_SYSLOG_TLS } custos_syslog_transport_t;
+typedef enum { CUSTOS_HTTP_SINK_NDJSON = 0, CUSTOS_HTTP_SINK_SPLUNK_HEC, CUSTOS_HTTP_SINK_ELASTICSEARCH } custos_http_sink_format_t;
+
+#define CUSTOS_CONFIG_MAX_SINKS 16
+#define CUSTOS_CONFIG_MAX_SINK_PROPERTIES 64
+
+typedef struct custos_audit_sink_config {
+    custos_audit_sink_type_t type;
+    char *type_name; /* "file", "syslog", "http", "kafka" (never NULL) */
+    char *name;      /* unique, [A-Za-z0-9._-]{1,64}; default: the type, or "<type>-<n>" (n = 1-based index in
+                        sinks[]) when several sinks share a type. Metric label and spool sub-directory. */
+    unsigned batch_max_records; /* records per deliver() call, 1..10000; default 500 (all types) */
+    uint32_t flush_ms;          /* longest a record waits for a batch to fill, 0..60000; default 1000 (http), 0 */
+    /* file */
+    char *path;          /* resolved against the config file's directory */
+    uint64_t max_bytes;  /* rotate when the file would exceed this; 4096..2^40, default 104857600 */
+    unsigned max_files;  /* rotated files kept (path.1 .. path.N), 0..1000, default 10 */
+    uint32_t max_age_s;  /* rotate when the file is older than this; 0 = never, default 86400 */
+    /* syslog */
+    char *address;       /* as written: "udp://host:port", "tcp://host:port", "tls://host:port" */
+    custos_syslog_transport_t transport;
+    char *host;          /* syslog and http: without brackets (contains ':' iff an IPv6 literal) */
+    uint16_t port;       /* syslog and http */
+    char *app_name;      /* RFC 5424 APP-NAME, default "custos" */
+    unsigned facility;   /* RFC 5424 facility number 0..23 (from a name: kern..local7), default 16 (local0) */
+    char *hostname;      /* RFC 5424 HOSTNAME; NULL = gethostname() */
+    /* syslog tls and http */
+    char *ca_file;       /* CA bundle path (resolved); NULL = system default store */
+    /* http */
+    char *url;           /* as written: http:// or https://, no query or fragment; host and port above are filled
+                            from it (port 80/443 when absent) */
+    bool https;          /* url scheme is https */
+    char *url_path;      /* path of url without trailing slash; "" if none */
+    custos_http_sink_format_t format; /* default ndjson */
+    char *token;         /* secret from token_env or token_file (NUL-terminated, zeroed on free) or NULL. Never log. */
+    size_t token_len;
+    char *index;         /* splunk_hec: index; elasticsearch: _index; NULL = none */
+    bool gzip;           /* default true */
+    uint32_t timeout_ms; /* per request, 100..600000, default 10000 */
+    /* kafka */
+    char *brokers;       /* "host:port,host:port" */
+    char *topic;
+    char *client_id;     /* default "custos" */
+    char **property_keys;   /* extra librdkafka properties (`properties:` string map), in source order */
+    char **property_values; /* may contain secrets (sasl.password): never log values */
+    size_t n_properties;
+} custos_audit_sink_config_t;
+
+typedef struct custos_diagnostics_config {
+    bool mask_client_ip;         /* default true: last IPv4 octet / IPv6 beyond /64 zeroed */
+    char *spool_dir;             /* resolved against the config file's directory; default "spool" */
+    char *governance_log;        /* governance log file (docs/governance-log.md), resolved like spool_dir; default
+                                    "governance.jsonl"; read at start-up only */
+    uint64_t spool_max_bytes;    /* per sink, 1 MiB..2^44, default 1 GiB */
+    unsigned queue_max_records;  /* per sink, in memory, 16..10000000, default 65536 */
+    custos_audit_sink_config_t *sinks;
+    size_t n_sinks;
+} custos_diagnostics_config_t;
+
+#define CUSTOS_CONFIG_MAX_IP_RULES 1000
+
+struct custos_acl;
+
+/* network: the perimeter, evaluated before anything else (net/acl.h, docs/config.md "network"). */
+typedef struct custos_network_config {
+    bool configured;    /* a network: section is present (false: every client is admitted, no header walk) */
+    bool public_access; /* public_network_access: enabled (default) */
+    bool default_deny;  /* default_action: deny (default allow) */
+    size_t n_ip_rules;
+    size_t n_trusted_proxies;
+    struct custos_acl *acl; /* compiled rules (net/acl.h); non-NULL iff configured */
+} custos_network_config_t;
+
 typedef struct custos_config {
     char *source; /* the name given to load (file path or string name) */
     custos_server_config_t server;
@@ -145,10 +367,13 @@ typedef struct custos_config {
     custos_limits_config_t limits;
     custos_upstream_config_t upstream;
     custos_identity_config_t identity;
+    custos_storage_config_t storage;
     custos_backend_config_t *backends;
     size_t n_backends;
     custos_deployment_config_t *deployments;
     size_t n_deployments;
+    custos_diagnostics_config_t diagnostics;
+    custos_network_config_t network;
     /* private */
     atomic_uint refs;
     const custos_backend_config_t **backends_by_name;       /* sorted by name, for lookup */
@@ -177,6 +402,12 @@ void custos_config_unref(custos_config_t *c);
  * holds a reference) or NULL. O(log n); thread-safe. */
 const custos_backend_config_t *custos_config_find_backend(const custos_config_t *c, const char *name);
 const custos_deployment_config_t *custos_config_find_deployment(const custos_config_t *c, const char *name);
+
+/* Role name <-> CUSTOS_ROLE_* bit. custos_config_role_parse returns 0 for an unknown name. */
+unsigned custos_config_role_parse(const char *name);
+const char *custos_config_role_name(unsigned role_bit);
+/* True if s is "/" or "/deployments/{name}" with a valid name. */
+bool custos_config_scope_valid(const char *s);
 
 /* Names for enums (static strings). */
 const char *custos_config_provider_name(custos_provider_t p);

@@ -3,6 +3,7 @@
  * (LLHTTP_STRICT_MODE) plus our own checks (obs-fold, limits), one request at a time per
  * connection (pipelined requests wait in the read buffer), whole and chunked responses. */
 #include "net/http_server.h"
+#include "net/peercert.h"
 #include "net/sockio.h"
 #include "net/tls.h"
 #include "util/buf.h"
@@ -106,6 +107,7 @@ struct custos_http_conn {
     struct sockaddr_storage peer;
     socklen_t peer_len;
     bool is_tls;
+    custos_peer_cert_t *client_cert; /* mutual TLS: set after the handshake, freed with the connection */
 };
 
 struct custos_http_server {
@@ -649,6 +651,8 @@ static void build_request(custos_http_conn_t *c)
     r->tls = c->is_tls;
     r->peer = c->peer;
     r->peer_len = c->peer_len;
+    r->client_addr = c->peer;
+    r->client_cert = c->client_cert;
     char *url = base;
     char *q = memchr(url, '?', c->url_len);
     if (q) {
@@ -766,6 +770,7 @@ static void conn_free_deferred(custos_loop_t *loop, void *arg)
     custos_buf_dispose(&c->body);
     custos_arena_dispose(&c->arena);
     free(c->hoffs);
+    custos_peercert_free(c->client_cert);
     free(c);
 }
 
@@ -1068,6 +1073,10 @@ static void conn_do_handshake(custos_http_conn_t *c)
     c->tls_read_wants_write = false;
     if (r == 1) {
         c->handshaking = false;
+        if (custos_peercert_from_ssl(c->ssl, &c->client_cert) < 0) {
+            conn_close(c);
+            return;
+        }
         conn_on_readable(c);
         return;
     }

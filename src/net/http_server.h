@@ -64,6 +64,13 @@ struct custos_http_req {
     char request_id[37];          /* UUID v4, also sent as x-request-id and apim-request-id */
     struct sockaddr_storage peer; /* client address (AF_UNIX for unix sockets) */
     socklen_t peer_len;
+    /* Client address for "source network" decisions: the TCP peer (port included), or, when the peer is a
+     * trusted proxy, the rightmost untrusted X-Forwarded-For / Forwarded hop (port 0). Set to peer here;
+     * replaced by the network ACL (api/access.c, net/acl.h) before routing. AF_UNIX for unix sockets. */
+    struct sockaddr_storage client_addr;
+    /* Mutual TLS: names of the verified client certificate (net/peercert.h), owned by the connection;
+     * NULL without a client certificate. */
+    const struct custos_peer_cert *client_cert;
 
     /* Set by the handler: */
     void *handler_data;

@@ -446,8 +446,8 @@ static void test_err_unknown_key(void **state)
     (void)state;
     load_err("listeners:\n  - address: \"127.0.0.1:8443\"\n    listner: x\n",
              "t.yaml:3:5: unknown key 'listner' in listeners[0]");
-    load_err(MIN_ALL "network: {}\n", "t.yaml:14:1: unknown key 'network' at the top level");
-    load_err("identity:\n  oidc: []\n" MIN_LISTENERS, "t.yaml:2:3: unknown key 'oidc' in identity");
+    load_err(MIN_ALL "firewall: {}\n", "t.yaml:14:1: unknown key 'firewall' at the top level");
+    load_err("identity:\n  saml: []\n" MIN_LISTENERS, "t.yaml:2:3: unknown key 'saml' in identity");
     load_err("server:\n  workers: 1\n  bogus: 2\n", "t.yaml:3:3: unknown key 'bogus' in server");
 }
 
@@ -795,7 +795,8 @@ static void test_key_env_and_file(void **state)
              "t.yaml:11:25: backends[0].auth.api_key_env: environment variable CUSTOS_TEST_UP is not set or empty");
     load_err(MIN_LISTENERS MIN_IDENTITY "backends:\n  - name: a\n    provider: openai\n    url: \"http://h\"\n"
                                         "    auth: {}\n",
-             "t.yaml:11:11: backends[0].auth: one of api_key_env, api_key_file is required");
+             "t.yaml:11:11: backends[0].auth: one of api_key_env, api_key_file, bearer_env, bearer_file, oauth2 is "
+             "required");
     unsetenv("CUSTOS_TEST_KEY2");
     free(missing);
     free(empty);

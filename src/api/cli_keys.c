@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * `custos keys create|list|revoke`: API keys in the store named by the configuration (storage.path),
+ * or by --db PATH. The key is printed once, alone on stdout; only its SHA-256 is stored. */
+#include "api/admin.h"
+#include "auth/keystore.h"
+#include "config/config.h"
+#include "util/err.h"
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int usage(void)
+{
+    fprintf(stderr, "usage:\n"
+                    "  custos keys create (-c FILE | --db PATH) --principal ID --role ROLE[,ROLE...]\n"
+                    "                     [--scope / | /deployments/NAME] [--expires-in DAYS] [--name NAME]\n"
+                    "  custos keys list   (-c FILE | --db PATH)\n"
+                    "  custos keys revoke (-c FILE | --db PATH) ID\n"
+                    "roles: inference.user, contributor, reviewer, auditor, admin. A running custos picks up\n"
+                    "changes made here on SIGHUP (changes made through the admin API apply at once).\n");
+    return 2;
+}
+
+static void fmt_time(int64_t t, char *out, size_t n)
+{
+    if (!t) {
+        snprintf(out, n, "-");
+        return;
+    }
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void roles_text(unsigned roles, char *out, size_t n)
+{
+    out[0] = 0;
+    for (unsigned bit = 1; bit <= CUSTOS_ROLE_ADMIN; bit <<= 1) {
+        if (!(roles & bit))
+            continue;
+        if (out[0])
+            strncat(out, ",", n - strlen(out) - 1);
+        strncat(out, custos_config_role_name(bit), n - strlen(out) - 1);
+    }
+}
+
+static int print_key(void *ud, const custos_key_record_t *r)
+{
+    (void)ud;
+    char roles[96], created[32], expires[32];
+    roles_text(r->roles, roles, sizeof(roles));
+    fmt_time(r->created_s, created, sizeof(created));
+    fmt_time(r->expires_s, expires, sizeof(expires));
+    const char *status = r->revoked_s                                            ? "revoked"
+                         : (r->expires_s && (int64_t)time(NULL) >= r->expires_s) ? "expired"
+                                                                                 : "active";
+    printf("%-20s  %-20s  %-24s  %-28s  %-24s  %s  %s  %s\n", r->id, r->name, r->principal, roles, r->scope, created,
+           expires, status);
+    return 0;
+}
+
+/* Parses "a,b,c" role names into a set; 0 on any unknown name. */
+static unsigned parse_roles(const char *s)
+{
+    unsigned roles = 0;
+    char buf[256];
+    if (strlen(s) >= sizeof(buf))
+        return 0;
+    snprintf(buf, sizeof(buf), "%s", s);
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        unsigned r = custos_config_role_parse(t);
+        if (!r)
+            return 0;
+        roles |= r;
+    }
+    return roles;
+}
+
+int custos_keys_cli(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage();
+    const char *sub = argv[1], *cfgpath = NULL, *db = NULL, *principal = NULL, *roles_s = NULL, *scope = NULL,
+               *name = NULL, *id = NULL;
+    long days = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!a)
+            break;
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && v)
+            cfgpath = argv[++i];
+        else if (strcmp(a, "--db") == 0 && v)
+            db = argv[++i];
+        else if (strcmp(a, "--principal") == 0 && v)
+            principal = argv[++i];
+        else if (strcmp(a, "--role") == 0 && v)
+            roles_s = argv[++i];
+        else if (strcmp(a, "--scope") == 0 && v)
+            scope = argv[++i];
+        else if (strcmp(a, "--name") == 0 && v)
+            name = argv[++i];
+        else if (strcmp(a, "--expires-in") == 0 && v) {
+            char *end = NULL;
+            days = strtol(argv[++i], &end, 10);
+            if (!end || *end || days < 1 || days > 36500) {
+                fprintf(stderr, "custos keys: --expires-in takes a number of days from 1 to 36500\n");
+                return 2;
+            }
+        } else if (a[0] != '-' && !id)
+            id = a;
+        else {
+            fprintf(stderr, "custos keys: unknown or incomplete argument '%s'\n", a);
+            return usage();
+        }
+    }
+    if (!cfgpath && !db)
+        cfgpath = getenv("CUSTOS_CONFIG");
+    if (!cfgpath && !db) {
+        fprintf(stderr, "custos keys: -c FILE (or --db PATH) is required\n");
+        return 2;
+    }
+    custos_config_t *cfg = NULL;
+    if (!db) {
+        char err[1024];
+        if (custos_config_load_file(cfgpath, &cfg, err, sizeof(err)) < 0) {
+            fprintf(stderr, "%s\n", err);
+            return 1;
+        }
+        db = cfg->storage.path;
+    }
+    int status = 1, rc;
+    custos_keystore_t *ks = NULL;
+    if (strcmp(sub, "create") == 0) {
+        unsigned roles = roles_s ? parse_roles(roles_s) : 0;
+        if (!principal || !roles || id) {
+            fprintf(stderr, "custos keys create: --principal and --role (known role names) are required\n");
+            status = usage();
+            goto out;
+        }
+        if (scope && !custos_config_scope_valid(scope)) {
+            fprintf(stderr, "custos keys create: --scope must be / or /deployments/NAME\n");
+            status = 2;
+            goto out;
+        }
+        custos_key_spec_t spec = {name, principal, roles, scope, (int64_t)days * 86400};
+        char key[CUSTOS_KEY_TEXT_LEN + 1];
+        custos_key_record_t rec;
+        rc = custos_keystore_open(db, true, &ks);
+        if (rc == 0)
+            rc = custos_keystore_key_create(ks, &spec, (int64_t)time(NULL), NULL, NULL, key, &rec);
+        if (rc == CUSTOS_EINVAL) {
+            fprintf(stderr, "custos keys create: invalid principal or name (name: [A-Za-z0-9._-]{1,64})\n");
+            status = 2;
+            goto out;
+        }
+        if (rc != 0) {
+            fprintf(stderr, "custos keys create: %s: %s\n", db, custos_strerror(rc));
+            goto out;
+        }
+        printf("%s\n", key);
+        fflush(stdout);
+        OPENSSL_cleanse(key, sizeof(key));
+        char rs[96], exp[32];
+        roles_text(rec.roles, rs, sizeof(rs));
+        fmt_time(rec.expires_s, exp, sizeof(exp));
+        fprintf(stderr,
+                "created key %s (name %s, principal %s, roles %s, scope %s, expires %s). The key above is shown "
+                "only once.\n",
+                rec.id, rec.name, rec.principal, rs, rec.scope, exp);
+        status = 0;
+    } else if (strcmp(sub, "list") == 0) {
+        rc = custos_keystore_open(db, false, &ks);
+        if (rc == CUSTOS_ENOTFOUND) {
+            status = 0; /* no store yet: no keys */
+            goto out;
+        }
+        if (rc == 0)
+            rc = custos_keystore_key_list(ks, print_key, NULL);
+        if (rc != 0) {
+            fprintf(stderr, "custos keys list: %s: %s\n", db, custos_strerror(rc));
+            goto out;
+        }
+        status = 0;
+    } else if (strcmp(sub, "revoke") == 0) {
+        if (!id) {
+            status = usage();
+            goto out;
+        }
+        rc = custos_keystore_open(db, false, &ks);
+        if (rc == 0)
+            rc = custos_keystore_key_revoke(ks, id, (int64_t)time(NULL), NULL, NULL);
+        if (rc == CUSTOS_ENOTFOUND) {
+            fprintf(stderr, "custos keys revoke: no active key %s\n", id);
+            goto out;
+        }
+        if (rc != 0) {
+            fprintf(stderr, "custos keys revoke: %s: %s\n", db, custos_strerror(rc));
+            goto out;
+        }
+        fprintf(stderr, "revoked %s (send SIGHUP to a running custos to apply it now)\n", id);
+        status = 0;
+    } else {
+        status = usage();
+    }
+out:
+    custos_keystore_close(ks);
+    custos_config_unref(cfg);
+    return status;
+}

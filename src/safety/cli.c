@@ -1,0 +1,600 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * custos check (the batch-screening contract of PRODUCT.md), custos eval --task harm and custos train harm. */
+#include "safety/cli.h"
+
+#include "safety/safety.h"
+#include "safety/train.h"
+#include "util/err.h"
+
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CHECK_MAX_LINE (4u * 1024 * 1024) /* bytes per input line; longer lines get an error line */
+#define JSON_MAX_DEPTH 32
+
+const char custos_cli_safety_usage[] =
+    "  custos check [--model FILE] [--policy NAME] < in.jsonl > out.jsonl\n"
+    "                              screen {\"id\",\"text\",\"role\"} lines with the built-in models "
+    "(docs/models/harm.md)\n"
+    "  custos eval --task harm [--model FILE] FILE.jsonl\n"
+    "                              per-category AUPRC, F1 and false-positive rates on labelled harm JSONL\n"
+    "  custos train harm --data DIR --out FILE [--dev-out FILE] [--extra FILE]... [--bits N] [--epochs N] [--seed N]\n"
+    "                              train the harm model (deterministic) from DIR/MANIFEST.tsv commercial_ok sets\n";
+
+/* Bounded line reader: lines longer than max are reported as too long and skipped to their end. */
+typedef struct lreader {
+    FILE *f;
+    char *buf; /* read buffer */
+    size_t cap, start, end;
+    int eof;
+    char *line;
+    size_t lcap;
+    size_t max;
+} lreader_t;
+
+static int lr_init(lreader_t *r, FILE *f, size_t max)
+{
+    memset(r, 0, sizeof(*r));
+    r->f = f;
+    r->max = max;
+    r->cap = 1u << 20;
+    r->buf = malloc(r->cap);
+    return r->buf ? 0 : CUSTOS_ENOMEM;
+}
+
+static void lr_dispose(lreader_t *r)
+{
+    free(r->buf);
+    free(r->line);
+}
+
+/* Returns 1 with the line in *line, *len (NUL-terminated), 2 for a too-long line (skipped), 0 at EOF, <0 on error. */
+static int lr_next(lreader_t *r, const char **line, size_t *len)
+{
+    size_t have = 0;
+    int toolong = 0;
+    for (;;) {
+        if (r->start == r->end) {
+            if (r->eof) {
+                if (have == 0 && !toolong)
+                    return 0;
+                break;
+            }
+            r->start = 0;
+            r->end = fread(r->buf, 1, r->cap, r->f);
+            if (r->end == 0) {
+                r->eof = 1;
+                continue;
+            }
+        }
+        char *nl = memchr(r->buf + r->start, '\n', r->end - r->start);
+        size_t n = (nl ? (size_t)(nl - r->buf) : r->end) - r->start;
+        if (!toolong) {
+            if (have + n > r->max) {
+                toolong = 1;
+            } else {
+                if (have + n + 1 > r->lcap) {
+                    size_t nc = r->lcap ? r->lcap : 65536;
+                    while (nc < have + n + 1)
+                        nc *= 2;
+                    char *nb = realloc(r->line, nc);
+                    if (!nb)
+                        return CUSTOS_ENOMEM;
+                    r->line = nb;
+                    r->lcap = nc;
+                }
+                memcpy(r->line + have, r->buf + r->start, n);
+                have += n;
+            }
+        }
+        r->start += n;
+        if (nl) {
+            r->start++;
+            break;
+        }
+    }
+    if (toolong)
+        return 2;
+    if (!r->line) {
+        r->line = malloc(1);
+        if (!r->line)
+            return CUSTOS_ENOMEM;
+        r->lcap = 1;
+    }
+    r->line[have] = 0;
+    *line = r->line;
+    *len = have;
+    return 1;
+}
+
+static int blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
+            return 0;
+    return 1;
+}
+
+static int load_safety(const char *model, custos_safety_t **s)
+{
+    char err[512] = "";
+    custos_safety_opts_t o = {.harm_model = model};
+    int rc = custos_safety_new(&o, s, err, sizeof(err));
+    if (rc < 0)
+        fprintf(stderr, "custos: cannot load model: %s\n", err[0] ? err : custos_strerror(rc));
+    return rc;
+}
+
+static void put_error(FILE *out, const char *idjson, const char *msg)
+{
+    fprintf(out, "{\"id\":%s,\"error\":\"%s\"}\n", idjson ? idjson : "null", msg);
+}
+
+/* Parses one input line into (id json, text, len); returns NULL on success or an error message. */
+static const char *parse_input(json_tokener *tok, const char *line, size_t len, json_object **obj, const char **idjson,
+                               const char **text, size_t *tlen)
+{
+    *obj = NULL;
+    *idjson = NULL;
+    json_tokener_reset(tok);
+    json_object *j = json_tokener_parse_ex(tok, line, (int)len);
+    if (!j || json_tokener_get_error(tok) != json_tokener_success) {
+        json_object_put(j);
+        return "invalid JSON";
+    }
+    size_t off = json_tokener_get_parse_end(tok);
+    if (!blank(line + off, len - off)) {
+        json_object_put(j);
+        return "trailing data after JSON value";
+    }
+    *obj = j;
+    if (!json_object_is_type(j, json_type_object))
+        return "line is not a JSON object";
+    json_object *id, *t, *role;
+    if (json_object_object_get_ex(j, "id", &id) && id) {
+        if (!json_object_is_type(id, json_type_string) && !json_object_is_type(id, json_type_int))
+            return "id must be a string or an integer";
+        *idjson = json_object_to_json_string_ext(id, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    }
+    if (json_object_object_get_ex(j, "role", &role) && role) {
+        const char *r = json_object_is_type(role, json_type_string) ? json_object_get_string(role) : "";
+        if (strcmp(r, "user") != 0 && strcmp(r, "document") != 0 && strcmp(r, "assistant") != 0 &&
+            strcmp(r, "system") != 0)
+            return "role must be user, document, assistant or system";
+    }
+    if (!json_object_object_get_ex(j, "text", &t) || !json_object_is_type(t, json_type_string))
+        return "missing or non-string text";
+    *text = json_object_get_string(t);
+    *tlen = (size_t)json_object_get_string_len(t);
+    return NULL;
+}
+
+int custos_cli_check(int argc, char **argv, FILE *in, FILE *out)
+{
+    const char *model = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
+            model = argv[++i];
+        else if (strcmp(argv[i], "--policy") == 0 && i + 1 < argc)
+            i++; /* policies arrive with rai_policies; the built-in defaults apply until then */
+        else if (strcmp(argv[i], "--groundedness") == 0) {
+            fprintf(stderr, "custos check: --groundedness is not available in this build\n");
+            return 2;
+        } else {
+            fprintf(stderr, "custos check: unknown argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    custos_safety_t *s = NULL;
+    if (load_safety(model, &s) < 0)
+        return 1;
+    const custos_harm_model_t *m = custos_safety_harm(s);
+    custos_safety_scratch_t sc;
+    custos_safety_scratch_init(&sc, CHECK_MAX_LINE);
+    json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
+    lreader_t lr;
+    int rc = 1;
+    if (!tok || lr_init(&lr, in, CHECK_MAX_LINE) < 0) {
+        fprintf(stderr, "custos check: out of memory\n");
+        json_tokener_free(tok);
+        custos_safety_free(s);
+        return 1;
+    }
+    static char obuf[1 << 16]; /* static: stays valid for the stream's lifetime */
+    setvbuf(out, obuf, _IOFBF, sizeof(obuf));
+    for (;;) {
+        const char *line = NULL;
+        size_t len = 0;
+        int r = lr_next(&lr, &line, &len);
+        if (r == 0)
+            break;
+        if (r < 0) {
+            fprintf(stderr, "custos check: %s\n", custos_strerror(r));
+            goto done;
+        }
+        if (r == 2) {
+            put_error(out, NULL, "line too long (limit 4 MiB)");
+            continue;
+        }
+        if (blank(line, len))
+            continue;
+        json_object *obj;
+        const char *idjson, *text = NULL;
+        size_t tlen = 0;
+        const char *msg = parse_input(tok, line, len, &obj, &idjson, &text, &tlen);
+        custos_harm_result_t res;
+        int src = msg ? 0 : custos_harm_score(m, text, tlen, &res, &sc);
+        if (!msg && src < 0)
+            msg = src == CUSTOS_ETOOBIG ? "text too large" : "harm check failed";
+        if (msg) {
+            put_error(out, idjson, msg);
+        } else {
+            fprintf(out, "{\"id\":%s", idjson ? idjson : "null");
+            for (int c = 0; c < CUSTOS_HARM_NCAT; c++)
+                fprintf(out, ",\"%s\":{\"score\":%.4f,\"severity\":%d}", custos_harm_category_name(c),
+                        (double)res.score[c], res.severity[c]);
+            fputs("}\n", out);
+        }
+        json_object_put(obj);
+    }
+    rc = 0;
+done:
+    if (fflush(out) != 0)
+        rc = 1;
+    lr_dispose(&lr);
+    json_tokener_free(tok);
+    custos_safety_scratch_dispose(&sc);
+    custos_safety_free(s);
+    return rc;
+}
+
+/* ---- eval ---- */
+
+typedef struct scored {
+    float s;
+    int8_t y;
+    uint8_t sev;
+} scored_t;
+
+typedef struct series {
+    scored_t *v;
+    size_t n, cap;
+} series_t;
+
+static int series_add(series_t *s, float score, int y, int sev)
+{
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? s->cap * 2 : 1024;
+        scored_t *nv = realloc(s->v, nc * sizeof(*nv));
+        if (!nv)
+            return CUSTOS_ENOMEM;
+        s->v = nv;
+        s->cap = nc;
+    }
+    s->v[s->n++] = (scored_t){score, (int8_t)y, (uint8_t)sev};
+    return 0;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    float x = ((const scored_t *)a)->s, y = ((const scored_t *)b)->s;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Average precision (area under the precision-recall curve, step-wise); -1 when there are no positives. */
+static double auprc(series_t *s)
+{
+    size_t npos = 0;
+    for (size_t i = 0; i < s->n; i++)
+        npos += s->v[i].y == 1;
+    if (!npos)
+        return -1;
+    qsort(s->v, s->n, sizeof(scored_t), cmp_desc);
+    double ap = 0;
+    size_t tp = 0, i = 0;
+    while (i < s->n) { /* ties share one threshold */
+        size_t j = i, tpi = 0;
+        while (j < s->n && s->v[j].s == s->v[i].s)
+            tpi += s->v[j++].y == 1;
+        tp += tpi;
+        ap += (double)tpi / (double)npos * ((double)tp / (double)j);
+        i = j;
+    }
+    return ap;
+}
+
+static void at_threshold(const series_t *s, int sev, double *f1, double *fpr)
+{
+    size_t tp = 0, fp = 0, fn = 0, neg = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        int pred = s->v[i].sev >= sev;
+        if (s->v[i].y == 1)
+            pred ? tp++ : fn++;
+        else {
+            neg++;
+            fp += pred;
+        }
+    }
+    *f1 = tp ? 2.0 * tp / (2.0 * tp + fp + fn) : (tp + fp + fn ? 0 : -1);
+    *fpr = neg ? (double)fp / (double)neg : -1;
+}
+
+static void pr(FILE *out, double v)
+{
+    if (v < 0)
+        fprintf(out, " %7s", "-");
+    else
+        fprintf(out, " %7.4f", v);
+}
+
+#define EVAL_MAX_SRC 64
+#define NSER (CUSTOS_HARM_NCAT + 1) /* four categories + any */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int custos_cli_eval(int argc, char **argv, FILE *out)
+{
+    const char *model = NULL, *task = NULL, *file = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
+            model = argv[++i];
+        else if (strcmp(argv[i], "--task") == 0 && i + 1 < argc)
+            task = argv[++i];
+        else if (argv[i][0] != '-' && !file)
+            file = argv[i];
+        else {
+            fprintf(stderr, "custos eval: unknown argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!task || strcmp(task, "harm") != 0 || !file) {
+        fprintf(stderr, "usage: custos eval --task harm [--model FILE] FILE.jsonl\n");
+        return 2;
+    }
+    FILE *in = fopen(file, "r");
+    if (!in) {
+        fprintf(stderr, "custos eval: cannot open %s\n", file);
+        return 1;
+    }
+    custos_safety_t *s = NULL;
+    if (load_safety(model, &s) < 0) {
+        fclose(in);
+        return 1;
+    }
+    const custos_harm_model_t *m = custos_safety_harm(s);
+    custos_safety_scratch_t sc;
+    custos_safety_scratch_init(&sc, CHECK_MAX_LINE);
+    json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
+    lreader_t lr;
+    char *srcnames[EVAL_MAX_SRC + 1] = {0};
+    series_t ser[EVAL_MAX_SRC + 1][NSER];
+    memset(ser, 0, sizeof(ser));
+    int nsrc = 0, rc = 1;
+    double *lat = NULL;
+    size_t nlat = 0, latcap = 0, rows = 0, bad = 0;
+    double bytes = 0, secs = 0;
+    static const char *const names[CUSTOS_HARM_NCAT] = {"hate", "sexual", "violence", "self_harm"};
+    if (!tok || lr_init(&lr, in, CHECK_MAX_LINE) < 0) {
+        fprintf(stderr, "custos eval: out of memory\n");
+        goto out_nolr;
+    }
+    for (;;) {
+        const char *line;
+        size_t len;
+        int r = lr_next(&lr, &line, &len);
+        if (r == 0)
+            break;
+        if (r < 0)
+            goto done;
+        if (r == 2 || blank(line, len)) {
+            bad += r == 2;
+            continue;
+        }
+        json_object *j, *t, *labels = NULL, *srcj = NULL, *v;
+        json_tokener_reset(tok);
+        j = json_tokener_parse_ex(tok, line, (int)len);
+        if (!j || !json_object_object_get_ex(j, "text", &t) || !json_object_is_type(t, json_type_string)) {
+            json_object_put(j);
+            bad++;
+            continue;
+        }
+        json_object_object_get_ex(j, "labels", &labels);
+        json_object_object_get_ex(j, "src", &srcj);
+        const char *src = srcj && json_object_is_type(srcj, json_type_string) ? json_object_get_string(srcj) : "-";
+        int si = 0;
+        while (si < nsrc && strcmp(srcnames[si], src) != 0)
+            si++;
+        if (si == nsrc && nsrc < EVAL_MAX_SRC) {
+            srcnames[nsrc] = strdup(src);
+            if (!srcnames[nsrc]) {
+                json_object_put(j);
+                goto done;
+            }
+            nsrc++;
+        }
+        if (si >= nsrc)
+            si = -1; /* too many sources: totals only */
+        const char *text = json_object_get_string(t);
+        size_t tlen = (size_t)json_object_get_string_len(t);
+        custos_harm_result_t res;
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        int sr = custos_harm_score(m, text, tlen, &res, &sc);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        if (sr < 0) {
+            json_object_put(j);
+            bad++;
+            continue;
+        }
+        double dt = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+        secs += dt;
+        bytes += (double)tlen;
+        rows++;
+        if (nlat == latcap) {
+            latcap = latcap ? latcap * 2 : 4096;
+            double *nl = realloc(lat, latcap * sizeof(double));
+            if (!nl) {
+                json_object_put(j);
+                goto done;
+            }
+            lat = nl;
+        }
+        lat[nlat++] = dt * 1e6;
+        int y[NSER], anyknown_pos = 0, all_zero = 1;
+        float maxs = 0;
+        int maxsev = 0;
+        for (int c = 0; c < CUSTOS_HARM_NCAT; c++) {
+            y[c] = -1;
+            if (labels && json_object_object_get_ex(labels, names[c], &v) && v)
+                y[c] = json_object_get_int(v) > 0 ? 1 : 0;
+            if (y[c] == 1)
+                anyknown_pos = 1;
+            if (y[c] != 0)
+                all_zero = 0;
+            maxs = res.score[c] > maxs ? res.score[c] : maxs;
+            maxsev = res.severity[c] > maxsev ? res.severity[c] : maxsev;
+        }
+        y[CUSTOS_HARM_NCAT] = -1;
+        if (labels && json_object_object_get_ex(labels, "any", &v) && v)
+            y[CUSTOS_HARM_NCAT] = json_object_get_int(v) > 0 ? 1 : 0;
+        else if (anyknown_pos)
+            y[CUSTOS_HARM_NCAT] = 1;
+        else if (all_zero)
+            y[CUSTOS_HARM_NCAT] = 0;
+        if (y[CUSTOS_HARM_NCAT] == 0) /* any = 0: nothing harmful, so every category is 0 too */
+            for (int c = 0; c < CUSTOS_HARM_NCAT; c++)
+                if (y[c] < 0)
+                    y[c] = 0;
+        for (int c = 0; c < NSER; c++) {
+            if (y[c] < 0)
+                continue;
+            float sc_ = c < CUSTOS_HARM_NCAT ? res.score[c] : maxs;
+            int sv = c < CUSTOS_HARM_NCAT ? res.severity[c] : maxsev;
+            if (series_add(&ser[EVAL_MAX_SRC][c], sc_, y[c], sv) < 0 ||
+                (si >= 0 && series_add(&ser[si][c], sc_, y[c], sv) < 0)) {
+                json_object_put(j);
+                goto done;
+            }
+        }
+        json_object_put(j);
+    }
+    double med = 0, p99 = 0;
+    if (nlat) {
+        qsort(lat, nlat, sizeof(double), cmp_double);
+        med = lat[nlat / 2];
+        p99 = lat[(size_t)((double)(nlat - 1) * 0.99)];
+    }
+    fprintf(out, "custos eval --task harm %s\n", file);
+    fprintf(out,
+            "rows %zu (skipped %zu), %.2f MB, scoring %.1f MB/s on one core, %.1f us/row median, %.1f us p99, "
+            "%.0f bytes/row mean\n",
+            rows, bad, bytes / 1e6, secs > 0 ? bytes / 1e6 / secs : 0, med, p99, rows ? bytes / (double)rows : 0);
+    fprintf(out, "\n%-10s %7s %7s %7s %7s %7s %7s %7s %7s %7s\n", "category", "n", "pos", "AUPRC", "F1@low", "FPR@low",
+            "F1@med", "FPR@med", "F1@high", "FPR@hi");
+    for (int c = 0; c < NSER; c++) {
+        series_t *sr = &ser[EVAL_MAX_SRC][c];
+        size_t npos = 0;
+        for (size_t i = 0; i < sr->n; i++)
+            npos += sr->v[i].y == 1;
+        fprintf(out, "%-10s %7zu %7zu", c < CUSTOS_HARM_NCAT ? names[c] : "any", sr->n, npos);
+        pr(out, auprc(sr));
+        static const int sevs[3] = {CUSTOS_HARM_SEV_LOW, CUSTOS_HARM_SEV_MEDIUM, CUSTOS_HARM_SEV_HIGH};
+        for (int k = 0; k < 3; k++) {
+            double f1, fpr;
+            at_threshold(sr, sevs[k], &f1, &fpr);
+            pr(out, f1);
+            pr(out, fpr);
+        }
+        fputc('\n', out);
+    }
+    fprintf(out, "\nper source (AUPRC; '-' = no positives; FPR = any-harm false-positive rate at medium)\n");
+    fprintf(out, "%-42s %7s %7s %7s %7s %7s %7s %7s\n", "source", "n", "any", "hate", "sexual", "violence", "self_h",
+            "FPR@med");
+    for (int si = 0; si < nsrc; si++) {
+        fprintf(out, "%-42.42s %7zu", srcnames[si], ser[si][CUSTOS_HARM_NCAT].n);
+        pr(out, auprc(&ser[si][CUSTOS_HARM_NCAT]));
+        for (int c = 0; c < CUSTOS_HARM_NCAT; c++)
+            pr(out, auprc(&ser[si][c]));
+        double f1, fpr;
+        at_threshold(&ser[si][CUSTOS_HARM_NCAT], CUSTOS_HARM_SEV_MEDIUM, &f1, &fpr);
+        pr(out, fpr);
+        fputc('\n', out);
+    }
+    rc = 0;
+done:
+    lr_dispose(&lr);
+out_nolr:
+    for (int si = 0; si <= EVAL_MAX_SRC; si++) {
+        free(srcnames[si]);
+        for (int c = 0; c < NSER; c++)
+            free(ser[si][c].v);
+    }
+    free(lat);
+    json_tokener_free(tok);
+    custos_safety_scratch_dispose(&sc);
+    custos_safety_free(s);
+    fclose(in);
+    return rc;
+}
+
+int custos_cli_train(int argc, char **argv, FILE *out)
+{
+    if (argc < 1 || strcmp(argv[0], "harm") != 0) {
+        fprintf(stderr, "usage: custos train harm --data DIR --out FILE [--dev-out FILE] [--extra FILE]...\n");
+        return 2;
+    }
+    custos_train_opts_t o = {.log = out, .aug_frac = -1};
+    int nextra = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) {
+            fprintf(stderr, "custos train: '%s' needs a value\n", a);
+            return 2;
+        }
+        i++;
+        if (strcmp(a, "--data") == 0)
+            o.data_dir = v;
+        else if (strcmp(a, "--out") == 0)
+            o.out = v;
+        else if (strcmp(a, "--dev-out") == 0)
+            o.dev_out = v;
+        else if (strcmp(a, "--extra") == 0 && nextra < 4)
+            o.extra[nextra++] = v;
+        else if (strcmp(a, "--bits") == 0)
+            o.hash_bits = (uint32_t)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--epochs") == 0)
+            o.epochs = (uint32_t)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--seed") == 0)
+            o.seed = (uint32_t)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--lr") == 0)
+            o.lr = strtof(v, NULL);
+        else if (strcmp(a, "--aug") == 0)
+            o.aug_frac = strtof(v, NULL);
+        else {
+            fprintf(stderr, "custos train: unknown argument '%s'\n", a);
+            return 2;
+        }
+    }
+    if (!o.data_dir || !o.out) {
+        fprintf(stderr, "custos train harm: --data and --out are required\n");
+        return 2;
+    }
+    if (o.epochs > 100 || (o.hash_bits && (o.hash_bits < 16 || o.hash_bits > 22))) {
+        fprintf(stderr, "custos train harm: --epochs 1..100, --bits 16..22\n");
+        return 2;
+    }
+    char err[512] = "";
+    int rc = custos_train_harm(&o, err, sizeof(err));
+    if (rc < 0) {
+        fprintf(stderr, "custos train harm: %s\n", err[0] ? err : custos_strerror(rc));
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * Harm scoring: feature hashing of normalised text and the int8 linear heads (harm.h). */
+#include "safety/harm.h"
+
+#include "util/err.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const cat_names[CUSTOS_HARM_NCAT] = {"hate", "sexual", "violence", "self_harm"};
+
+const char *custos_harm_category_name(int c)
+{
+    return c >= 0 && c < CUSTOS_HARM_NCAT ? cat_names[c] : NULL;
+}
+
+int custos_harm_model_check(const custos_harm_model_t *m)
+{
+    if (!m || m->h->n_heads != CUSTOS_HARM_NCAT)
+        return CUSTOS_EINVAL;
+    for (int c = 0; c < CUSTOS_HARM_NCAT; c++)
+        if (strcmp(m->h->heads[c].name, cat_names[c]) != 0)
+            return CUSTOS_EINVAL;
+    return 0;
+}
+
+static inline uint64_t fmix64(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ULL;
+    k ^= k >> 33;
+    return k;
+}
+
+#define FNV_PRIME 0x100000001b3ULL
+
+/* Cheap final mix of an n-gram hash (bucket from the low bits, sign from the top bit). */
+static inline uint64_t mix_fast(uint64_t h)
+{
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ULL;
+    h ^= h >> 32;
+    return h;
+}
+
+static inline int word_cp(uint32_t c)
+{
+    if (c < 0x80)
+        return (c - 'a' < 26u) || (c - '0' < 10u) || (c - 'A' < 26u);
+    return custos_norm_is_word(c);
+}
+
+static int feat_grow(custos_safety_scratch_t *s, size_t need)
+{
+    if (need <= s->feat_cap)
+        return 0;
+    size_t n = s->feat_cap ? s->feat_cap : 1024;
+    while (n < need)
+        n *= 2;
+    uint64_t *f = realloc(s->feat, n * sizeof(uint64_t));
+    if (!f)
+        return CUSTOS_ENOMEM;
+    s->feat = f;
+    s->feat_cap = n;
+    return 0;
+}
+
+int custos_harm_features(const custos_harm_fcfg_t *cfg, const custos_norm_t *n, custos_safety_scratch_t *s,
+                         size_t *count)
+{
+    *count = 0;
+    /* Token stream: word characters kept, every other run -> one space, padded with spaces. Built in tcp. */
+    size_t need = n->len + 2;
+    if (need > s->tcap) {
+        size_t c = s->tcap ? s->tcap : 256;
+        while (c < need)
+            c *= 2;
+        uint32_t *a = realloc(s->tcp, c * sizeof(uint32_t));
+        if (!a)
+            return CUSTOS_ENOMEM;
+        s->tcp = a;
+        uint32_t *b = realloc(s->tmap, c * sizeof(uint32_t));
+        if (!b)
+            return CUSTOS_ENOMEM;
+        s->tmap = b;
+        s->tcap = c;
+    }
+    uint32_t *t = s->tcp;
+    size_t tl = 0;
+    t[tl++] = ' ';
+    for (size_t i = 0; i < n->len; i++) {
+        uint32_t c = n->cp[i];
+        if (word_cp(c))
+            t[tl++] = c;
+        else if (t[tl - 1] != ' ')
+            t[tl++] = ' ';
+    }
+    if (t[tl - 1] != ' ')
+        t[tl++] = ' ';
+    if (tl <= 1)
+        return 0;
+    size_t cmin = cfg->char_min, cmax = cfg->char_max;
+    size_t est = tl * (cmax >= cmin && cmax ? cmax - cmin + 1 : 0) + 2 * tl + 8;
+    if (feat_grow(s, est) < 0)
+        return CUSTOS_ENOMEM;
+    uint64_t *f = s->feat;
+    size_t k = 0;
+    uint64_t seed = fmix64(cfg->hash_seed + 0x9e3779b97f4a7c15ULL);
+    if (cmax) {
+        for (size_t i = 0; i + cmin <= tl; i++) {
+            uint64_t h = seed;
+            for (size_t j = 0; j < cmax && i + j < tl; j++) {
+                h = (h ^ t[i + j]) * FNV_PRIME;
+                if (j + 1 >= cmin)
+                    f[k++] = mix_fast(h + j);
+            }
+        }
+    }
+    if (cfg->word_ngrams) {
+        uint64_t prev = 0, prev2 = 0;
+        size_t i = 1;
+        while (i < tl) {
+            uint64_t h = seed ^ 0x5bd1e995ULL;
+            size_t j = i;
+            while (j < tl && t[j] != ' ')
+                h = (h ^ t[j++]) * FNV_PRIME;
+            if (j == i)
+                break;
+            uint64_t w = fmix64(h ^ 0xa1);
+            f[k++] = w;
+            if (cfg->word_ngrams >= 2 && prev)
+                f[k++] = fmix64(prev * 31 + w + 0xb2);
+            if (cfg->word_ngrams >= 3 && prev2)
+                f[k++] = fmix64((prev2 * 31 + prev) * 31 + w + 0xc3);
+            prev2 = prev;
+            prev = w;
+            i = j + 1;
+        }
+    }
+    *count = k;
+    return 0;
+}
+
+void custos_harm_logits(const custos_harm_model_t *m, const uint64_t *feat, size_t count, float *logit)
+{
+    const custos_model_header_t *h = m->h;
+    uint32_t nh = h->n_heads;
+    uint64_t mask = ((uint64_t)1 << h->hash_bits) - 1;
+    int32_t acc[CUSTOS_MODEL_MAX_HEADS] = {0};
+    if (nh == 4) {
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (size_t i = 0; i < count; i++) {
+            if (i + 16 < count)
+                __builtin_prefetch(m->w + (feat[i + 16] & mask) * 4);
+            const int8_t *w = m->w + (feat[i] & mask) * 4;
+            int32_t s = (int32_t)(feat[i] >> 63) * -2 + 1;
+            a0 += s * w[0];
+            a1 += s * w[1];
+            a2 += s * w[2];
+            a3 += s * w[3];
+        }
+        acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+    } else {
+        for (size_t i = 0; i < count; i++) {
+            const int8_t *w = m->w + (feat[i] & mask) * nh;
+            int32_t s = (int32_t)(feat[i] >> 63) * -2 + 1;
+            for (uint32_t c = 0; c < nh; c++)
+                acc[c] += s * w[c];
+        }
+    }
+    float norm = count ? 1.0f / sqrtf((float)count) : 0.0f;
+    for (uint32_t c = 0; c < nh; c++)
+        logit[c] = h->heads[c].bias + h->heads[c].scale * (float)acc[c] * norm;
+}
+
+float custos_harm_calibrate(const custos_harm_model_t *m, int c, float logit)
+{
+    const custos_model_head_t *hd = &m->h->heads[c];
+    float z = hd->platt_a * logit + hd->platt_b;
+    if (z > 30)
+        return 1.0f;
+    if (z < -30)
+        return 0.0f;
+    return 1.0f / (1.0f + expf(-z));
+}
+
+int custos_harm_severity(const custos_harm_model_t *m, int c, float score)
+{
+    const custos_model_head_t *hd = &m->h->heads[c];
+    int sev = 0;
+    while (sev < 7 && score >= hd->bands[sev])
+        sev++;
+    return sev;
+}
+
+int custos_harm_score(const custos_harm_model_t *m, const char *text, size_t len, custos_harm_result_t *out,
+                      custos_safety_scratch_t *scratch)
+{
+    memset(out, 0, sizeof(*out));
+    const custos_model_header_t *h = m->h;
+    custos_norm_t n;
+    int rc = custos_normalize(text, len, h->norm_flags, scratch, &n);
+    if (rc < 0)
+        return rc;
+    custos_harm_fcfg_t cfg = {h->hash_bits, h->hash_seed, h->norm_flags, h->word_ngrams, h->char_min, h->char_max};
+    size_t count = 0;
+    if ((rc = custos_harm_features(&cfg, &n, scratch, &count)) < 0)
+        return rc;
+    if (count == 0)
+        return 0;
+    float logit[CUSTOS_MODEL_MAX_HEADS];
+    custos_harm_logits(m, scratch->feat, count, logit);
+    for (int c = 0; c < CUSTOS_HARM_NCAT && c < (int)h->n_heads; c++) {
+        out->logit[c] = logit[c];
+        out->score[c] = custos_harm_calibrate(m, c, logit[c]);
+        out->severity[c] = custos_harm_severity(m, c, out->score[c]);
+    }
+    return 0;
+}

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * Loaded safety models shared by workers (safety.h). */
+#include "safety/safety.h"
+
+#include "util/err.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct custos_safety {
+    custos_model_t *harm;
+};
+
+const char *custos_safety_default_model(const char *name, char *buf, size_t cap)
+{
+    const char *dir = getenv("CUSTOS_MODEL_DIR");
+    if (dir && *dir) {
+        snprintf(buf, cap, "%s/%s", dir, name);
+        return buf;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(buf, cap, "%s/../models/%s", exe, name);
+            if (access(buf, R_OK) == 0)
+                return buf;
+            snprintf(buf, cap, "%s/models/%s", exe, name);
+            if (access(buf, R_OK) == 0)
+                return buf;
+        }
+    }
+    snprintf(buf, cap, "models/%s", name);
+    return buf;
+}
+
+int custos_safety_new(const custos_safety_opts_t *opts, custos_safety_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    char path[PATH_MAX];
+    const char *p =
+        opts && opts->harm_model ? opts->harm_model : custos_safety_default_model("harm.model", path, sizeof(path));
+    custos_safety_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return CUSTOS_ENOMEM;
+    int rc = custos_model_open(p, &s->harm, err, errlen);
+    if (rc < 0)
+        goto fail;
+    if ((rc = custos_harm_model_check(s->harm)) < 0) {
+        snprintf(err, errlen, "%s: not a harm model (heads must be hate, sexual, violence, self_harm)", p);
+        goto fail;
+    }
+    *out = s;
+    return 0;
+fail:
+    custos_safety_free(s);
+    return rc;
+}
+
+void custos_safety_free(custos_safety_t *s)
+{
+    if (!s)
+        return;
+    custos_model_free(s->harm);
+    free(s);
+}
+
+const custos_harm_model_t *custos_safety_harm(const custos_safety_t *s)
+{
+    return s->harm;
+}

@@ -1,0 +1,671 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * Harm-model trainer: reads the commercial_ok harm sets, splits train / dev / calibration by a hash of the
+ * normalised text (or the source's group key), trains one class-weighted logistic head per category with AdaGrad
+ * on signed hashed features, quantises to int8, fits Platt calibration and writes the model. Deterministic. */
+#include "safety/train.h"
+
+#include "safety/harm.h"
+#include "util/err.h"
+
+#include <json-c/json.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_LINE (4u * 1024 * 1024)
+#define SPLIT_TRAIN 0
+#define SPLIT_DEV 1
+#define SPLIT_CAL 2
+
+typedef struct row {
+    char *text;
+    size_t len;
+    char *line;                 /* original JSON line, dev rows only (for --dev-out) */
+    int8_t y[CUSTOS_HARM_NCAT]; /* 1, 0 or -1 (unknown) */
+    uint8_t split;
+    uint8_t weight; /* sample weight (hand-written benign-sensitive rows count more) */
+} row_t;
+
+typedef struct rows {
+    row_t *v;
+    size_t n, cap;
+} rows_t;
+
+static const float severity_bands[7] = {0.20f, 0.35f, 0.50f, 0.65f, 0.80f, 0.90f, 0.97f};
+
+static void logf_(const custos_train_opts_t *o, const char *fmt, ...)
+{
+    if (!o->log)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(o->log, fmt, ap);
+    va_end(ap);
+}
+
+static uint64_t mix64(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ULL;
+    k ^= k >> 33;
+    return k;
+}
+
+static uint64_t hash_bytes(const void *p, size_t n, uint64_t h)
+{
+    const unsigned char *s = p;
+    h ^= 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 0x100000001b3ULL;
+    return mix64(h);
+}
+
+/* xorshift64* PRNG */
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545f4914f6cdd1dULL;
+}
+
+static int read_line(FILE *f, char **buf, size_t *cap, size_t *len)
+{
+    size_t n = 0;
+    int c;
+    while ((c = getc(f)) != EOF) {
+        if (c == '\n')
+            break;
+        if (n + 2 > *cap) {
+            if (*cap >= MAX_LINE)
+                return CUSTOS_ETOOBIG;
+            size_t nc = *cap ? *cap * 2 : 4096;
+            char *nb = realloc(*buf, nc);
+            if (!nb)
+                return CUSTOS_ENOMEM;
+            *buf = nb;
+            *cap = nc;
+        }
+        (*buf)[n++] = (char)c;
+    }
+    if (c == EOF && n == 0)
+        return 1;
+    if (*buf)
+        (*buf)[n] = 0;
+    *len = n;
+    return 0;
+}
+
+static int label_of(json_object *labels, const char *name, int graded)
+{
+    json_object *v;
+    if (!labels || !json_object_object_get_ex(labels, name, &v) || !v)
+        return -1;
+    int x = json_object_get_int(v);
+    if (graded) /* 1 = offensive (not hate): unknown for the hate head; 2 = hate */
+        return x >= 2 ? 1 : x == 1 ? -1 : 0;
+    return x > 0 ? 1 : 0;
+}
+
+/* Group key for the split: the source's suggested grouping where the same prompt occurs in several languages,
+ * else the normalised text (so a text duplicated in two files lands in one split). */
+static uint64_t split_key(const char *src, json_object *orig, const char *text, size_t len, custos_safety_scratch_t *sc,
+                          unsigned norm_flags)
+{
+    json_object *v;
+    if (src && orig && strcmp(src, "multijail") == 0 && json_object_object_get_ex(orig, "id", &v)) {
+        const char *s = json_object_get_string(v);
+        return hash_bytes(s, strlen(s), 11);
+    }
+    if (src && orig && strcmp(src, "catqa") == 0) {
+        json_object *a, *b, *c;
+        if (json_object_object_get_ex(orig, "category", &a) && json_object_object_get_ex(orig, "subcategory", &b) &&
+            json_object_object_get_ex(orig, "index", &c)) {
+            char key[1024];
+            snprintf(key, sizeof(key), "%s\x1f%s\x1f%s", json_object_get_string(a), json_object_get_string(b),
+                     json_object_get_string(c));
+            return hash_bytes(key, strlen(key), 12);
+        }
+    }
+    custos_norm_t n;
+    if (custos_normalize(text, len, norm_flags, sc, &n) < 0)
+        return hash_bytes(text, len, 13);
+    /* hash word characters only, so punctuation / spacing variants of one text share a split */
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n.len; i++)
+        if (custos_norm_is_word(n.cp[i]))
+            h = (h ^ n.cp[i]) * 0x100000001b3ULL;
+    return mix64(h);
+}
+
+/* benign_pct > 0: an attacks/ file of ordinary requests: only kind = benign rows, a deterministic benign_pct % sample,
+ * all four harm labels 0. */
+static int load_file(const char *path, const char *src_default, int graded, int train_only, unsigned benign_pct,
+                     unsigned weight, rows_t *rows, custos_safety_scratch_t *sc, unsigned norm_flags,
+                     const custos_train_opts_t *o)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return CUSTOS_EIO;
+    char *buf = NULL;
+    size_t cap = 0, len = 0, kept = 0;
+    int rc = 0;
+    for (;;) {
+        int r = read_line(f, &buf, &cap, &len);
+        if (r == 1)
+            break;
+        if (r < 0) {
+            rc = r;
+            break;
+        }
+        json_object *j = json_tokener_parse(buf);
+        json_object *t, *labels = NULL, *any = NULL, *srcj = NULL, *orig = NULL;
+        if (!j || !json_object_object_get_ex(j, "text", &t) || !json_object_is_type(t, json_type_string)) {
+            json_object_put(j);
+            continue;
+        }
+        json_object_object_get_ex(j, "labels", &labels);
+        json_object_object_get_ex(j, "src", &srcj);
+        json_object_object_get_ex(j, "orig", &orig);
+        const char *src = srcj ? json_object_get_string(srcj) : src_default;
+        row_t r0 = {0};
+        static const char *const names[CUSTOS_HARM_NCAT] = {"hate", "sexual", "violence", "self_harm"};
+        int known = 0;
+        for (int c = 0; c < CUSTOS_HARM_NCAT; c++) {
+            r0.y[c] = (int8_t)label_of(labels, names[c], graded && c == CUSTOS_HARM_HATE);
+        }
+        if (benign_pct) {
+            json_object *kind;
+            if (!json_object_object_get_ex(j, "kind", &kind) || strcmp(json_object_get_string(kind), "benign") != 0) {
+                json_object_put(j);
+                continue;
+            }
+            memset(r0.y, 0, sizeof(r0.y));
+            known = 1;
+        }
+        if (labels && json_object_object_get_ex(labels, "any", &any) && any) {
+            known = 1; /* any-only rows train nothing but are kept for the dev split's any-harm metric */
+            if (json_object_get_int(any) == 0)
+                for (int c = 0; c < CUSTOS_HARM_NCAT; c++)
+                    if (r0.y[c] < 0)
+                        r0.y[c] = 0;
+        }
+        for (int c = 0; c < CUSTOS_HARM_NCAT; c++)
+            known |= r0.y[c] >= 0;
+        if (!known) {
+            json_object_put(j);
+            continue;
+        }
+        const char *text = json_object_get_string(t);
+        size_t tlen = (size_t)json_object_get_string_len(t);
+        uint64_t key = split_key(src, orig, text, tlen, sc, norm_flags);
+        if (benign_pct && mix64(key ^ 0x5eed) % 100 >= benign_pct) {
+            json_object_put(j);
+            continue;
+        }
+        unsigned b = (unsigned)(key % 100);
+        r0.weight = (uint8_t)weight;
+        r0.split = train_only ? SPLIT_TRAIN : b < 80 ? SPLIT_TRAIN : b < 90 ? SPLIT_DEV : SPLIT_CAL;
+        r0.text = malloc(tlen + 1);
+        r0.len = tlen;
+        if (r0.text)
+            memcpy(r0.text, text, tlen + 1);
+        if (r0.text && r0.split == SPLIT_DEV) {
+            if (benign_pct) { /* write the implied labels so eval counts these rows as negatives */
+                json_object *lab = json_object_new_object();
+                for (int c = 0; c < CUSTOS_HARM_NCAT; c++)
+                    json_object_object_add(lab, names[c], json_object_new_int(0));
+                json_object_object_add(lab, "any", json_object_new_int(0));
+                json_object_object_add(j, "labels", lab);
+                r0.line = strdup(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+            } else
+                r0.line = strdup(buf);
+        }
+        json_object_put(j);
+        if (!r0.text || (r0.split == SPLIT_DEV && !r0.line)) {
+            free(r0.text);
+            rc = CUSTOS_ENOMEM;
+            break;
+        }
+        if (rows->n == rows->cap) {
+            size_t nc = rows->cap ? rows->cap * 2 : 4096;
+            row_t *nv = realloc(rows->v, nc * sizeof(row_t));
+            if (!nv) {
+                free(r0.text);
+                free(r0.line);
+                rc = CUSTOS_ENOMEM;
+                break;
+            }
+            rows->v = nv;
+            rows->cap = nc;
+        }
+        rows->v[rows->n++] = r0;
+        kept++;
+    }
+    free(buf);
+    fclose(f);
+    logf_(o, "  %s: %zu labelled rows\n", path, kept);
+    return rc;
+}
+
+/* Ordinary user requests and documents from attacks/ used as extra harm negatives (sample percentage). They fix a
+ * confound of the harm sets, where almost every request-style text is a harmful one. */
+static const struct {
+    const char *file;
+    unsigned pct;
+} benign_sets[] = {
+    {"attacks/dolly_instructions.jsonl", 30},
+    {"attacks/gpteacher.jsonl", 20},
+    {"attacks/arena_hard_prompts.jsonl", 100},
+    {"attacks/fastchat_bench_questions.jsonl", 100},
+    {"attacks/self_instruct_seed.jsonl", 100},
+    {"attacks/conala_intents.jsonl", 50},
+    {"attacks/mgsm.jsonl", 40},
+    {"attacks/wikitext2_paragraphs.jsonl", 100},
+};
+
+/* Reads MANIFEST.tsv and loads every harm/ file with commercial_ok = yes (and the benign_sets that are). */
+static int load_manifest(const custos_train_opts_t *o, rows_t *rows, custos_safety_scratch_t *sc, unsigned nf,
+                         char *err, size_t errlen)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/MANIFEST.tsv", o->data_dir);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot open %s", path);
+        return CUSTOS_EIO;
+    }
+    char *line = NULL;
+    size_t cap = 0, len = 0;
+    int col_file = -1, col_ok = -1, col_notes = -1, rc = 0, first = 1;
+    while (read_line(f, &line, &cap, &len) == 0) {
+        char *fields[32];
+        int nfld = 0;
+        char *p = line;
+        while (nfld < 32) {
+            fields[nfld++] = p;
+            char *tab = strchr(p, '\t');
+            if (!tab)
+                break;
+            *tab = 0;
+            p = tab + 1;
+        }
+        if (first) {
+            first = 0;
+            for (int i = 0; i < nfld; i++) {
+                if (strcmp(fields[i], "file") == 0)
+                    col_file = i;
+                else if (strcmp(fields[i], "commercial_ok") == 0)
+                    col_ok = i;
+                else if (strcmp(fields[i], "notes") == 0)
+                    col_notes = i;
+            }
+            if (col_file < 0 || col_ok < 0) {
+                snprintf(err, errlen, "%s: no file / commercial_ok columns", path);
+                rc = CUSTOS_EINVAL;
+                break;
+            }
+            continue;
+        }
+        if (col_file >= nfld || col_ok >= nfld || strcmp(fields[col_ok], "yes") != 0)
+            continue;
+        unsigned benign = 0;
+        for (size_t i = 0; i < sizeof(benign_sets) / sizeof(benign_sets[0]); i++)
+            if (strcmp(fields[col_file], benign_sets[i].file) == 0)
+                benign = benign_sets[i].pct;
+        if (!benign && strncmp(fields[col_file], "harm/", 5) != 0)
+            continue;
+        int graded = col_notes >= 0 && col_notes < nfld && strstr(fields[col_notes], "scale=graded") != NULL;
+        char fp[4096];
+        snprintf(fp, sizeof(fp), "%s/%s", o->data_dir, fields[col_file]);
+        if ((rc = load_file(fp, fields[col_file], graded, 0, benign, 1, rows, sc, nf, o)) < 0) {
+            snprintf(err, errlen, "cannot read %s: %s", fp, custos_strerror(rc));
+            break;
+        }
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+/* Obfuscates an ASCII-ish text the way evaders do (leet, spacing, homoglyphs, zero-width, repeats). */
+static size_t obfuscate(const char *t, size_t n, uint64_t *rng, char *out, size_t cap)
+{
+    unsigned mode = (unsigned)(rng_next(rng) % 5);
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 16 < cap; i++) {
+        unsigned char c = (unsigned char)t[i];
+        unsigned r = (unsigned)(rng_next(rng) % 100);
+        int lower = c >= 'a' && c <= 'z';
+        switch (mode) {
+        case 0: { /* leet */
+            const char *from = "aeiost", *to = "431057";
+            const char *pos = lower && r < 50 ? strchr(from, c) : NULL;
+            out[o++] = pos ? to[pos - from] : (char)c;
+            break;
+        }
+        case 1: /* spaced-out letters */
+            out[o++] = (char)c;
+            if (lower && r < 40 && i + 1 < n && t[i + 1] >= 'a' && t[i + 1] <= 'z')
+                out[o++] = r < 20 ? ' ' : '.';
+            break;
+        case 2: { /* Cyrillic look-alikes */
+            static const char *const cyr[] = {"\xd0\xb0", "\xd0\xb5", "\xd0\xbe", "\xd1\x80", "\xd1\x81", "\xd1\x85"};
+            const char *pos = lower && r < 50 ? strchr("aeopcx", c) : NULL;
+            if (pos) {
+                memcpy(out + o, cyr[pos - "aeopcx"], 2);
+                o += 2;
+            } else
+                out[o++] = (char)c;
+            break;
+        }
+        case 3: /* zero-width space */
+            out[o++] = (char)c;
+            if (lower && r < 30) {
+                memcpy(out + o, "\xe2\x80\x8b", 3);
+                o += 3;
+            }
+            break;
+        default: /* repeats */
+            out[o++] = (char)c;
+            if (lower && r < 10)
+                for (int k = 0; k < 3; k++)
+                    out[o++] = (char)c;
+        }
+    }
+    return o;
+}
+
+typedef struct trainer {
+    float *w, *g; /* weights and AdaGrad accumulators, buckets * 4 */
+    float bias[CUSTOS_HARM_NCAT], gb[CUSTOS_HARM_NCAT];
+    float cw[CUSTOS_HARM_NCAT][2]; /* class weights [neg, pos] */
+    uint64_t mask;
+    float lr;
+} trainer_t;
+
+static int train_row(trainer_t *tr, const custos_harm_fcfg_t *cfg, const char *text, size_t len, const int8_t *y,
+                     float weight, custos_safety_scratch_t *sc)
+{
+    custos_norm_t n;
+    size_t cnt = 0;
+    int rc = custos_normalize(text, len, cfg->norm_flags, sc, &n);
+    if (rc < 0 || (rc = custos_harm_features(cfg, &n, sc, &cnt)) < 0)
+        return rc;
+    if (!cnt)
+        return 0;
+    float x = 1.0f / sqrtf((float)cnt);
+    double z[CUSTOS_HARM_NCAT] = {0};
+    for (size_t i = 0; i < cnt; i++) {
+        const float *w = tr->w + (sc->feat[i] & tr->mask) * 4;
+        float s = (sc->feat[i] >> 63) ? -x : x;
+        for (int c = 0; c < CUSTOS_HARM_NCAT; c++)
+            z[c] += s * w[c];
+    }
+    float gr[CUSTOS_HARM_NCAT];
+    for (int c = 0; c < CUSTOS_HARM_NCAT; c++) {
+        gr[c] = 0;
+        if (y[c] < 0)
+            continue;
+        double zz = z[c] + tr->bias[c];
+        double p = 1.0 / (1.0 + exp(-zz));
+        gr[c] = (float)((p - y[c]) * tr->cw[c][y[c]] * weight);
+        tr->gb[c] += gr[c] * gr[c];
+        tr->bias[c] -= tr->lr * gr[c] / sqrtf(tr->gb[c] + 1e-6f);
+    }
+    for (size_t i = 0; i < cnt; i++) {
+        float *w = tr->w + (sc->feat[i] & tr->mask) * 4;
+        float *g = tr->g + (sc->feat[i] & tr->mask) * 4;
+        float s = (sc->feat[i] >> 63) ? -x : x;
+        for (int c = 0; c < CUSTOS_HARM_NCAT; c++) {
+            if (gr[c] == 0)
+                continue;
+            float d = gr[c] * s;
+            g[c] += d * d;
+            w[c] -= tr->lr * d / sqrtf(g[c] + 1e-6f);
+        }
+    }
+    return 0;
+}
+
+/* Fits p = sigmoid(a z + b) by Newton's method on (z, y) with Platt's smoothed targets. */
+static void platt_fit(const float *z, const int8_t *y, size_t n, float *pa, float *pb)
+{
+    double npos = 0, nneg = 0;
+    for (size_t i = 0; i < n; i++)
+        y[i] ? npos++ : nneg++;
+    double tpos = (npos + 1) / (npos + 2), tneg = 1 / (nneg + 2);
+    double a = 1, b = 0;
+    if (npos < 5 || nneg < 5) { /* too few rows to calibrate: identity */
+        *pa = 1, *pb = 0;
+        return;
+    }
+    for (int it = 0; it < 100; it++) {
+        double ga = 0, gb = 0, haa = 1e-9, hab = 0, hbb = 1e-9;
+        for (size_t i = 0; i < n; i++) {
+            double t = y[i] ? tpos : tneg;
+            double p = 1 / (1 + exp(-(a * z[i] + b)));
+            double d = p - t, w = p * (1 - p);
+            ga += d * z[i];
+            gb += d;
+            haa += w * z[i] * z[i];
+            hab += w * z[i];
+            hbb += w;
+        }
+        double det = haa * hbb - hab * hab;
+        if (fabs(det) < 1e-12)
+            break;
+        double da = (hbb * ga - hab * gb) / det, db = (haa * gb - hab * ga) / det;
+        a -= da;
+        b -= db;
+        if (fabs(da) < 1e-9 && fabs(db) < 1e-9)
+            break;
+    }
+    if (!(a > 0) || !isfinite(a) || !isfinite(b)) { /* calibration must keep the ranking */
+        a = 1;
+        b = 0;
+    }
+    *pa = (float)a;
+    *pb = (float)b;
+}
+
+int custos_train_harm(const custos_train_opts_t *o, char *err, size_t errlen)
+{
+    int rc = 0;
+    rows_t rows = {0};
+    trainer_t tr = {0};
+    custos_safety_scratch_t sc;
+    custos_safety_scratch_init(&sc, 0);
+    int8_t *q = NULL;
+    size_t *order = NULL;
+    char *aug = NULL;
+    float *zs = NULL;
+    int8_t *ys = NULL;
+    void *ser = NULL;
+    custos_model_t *m = NULL;
+    FILE *dev = NULL;
+    custos_model_header_t h;
+    memset(&h, 0, sizeof(h));
+    h.hash_bits = o->hash_bits ? o->hash_bits : 19;
+    h.hash_seed = o->seed ? o->seed : 1;
+    h.norm_flags = CUSTOS_NORM_ALL;
+    h.word_ngrams = 2;
+    h.char_min = 3;
+    h.char_max = 5;
+    h.n_heads = CUSTOS_HARM_NCAT;
+    if (h.hash_bits < 16 || h.hash_bits > 22) {
+        snprintf(err, errlen, "hash bits must be 16..22");
+        return CUSTOS_EINVAL;
+    }
+    custos_harm_fcfg_t cfg = {h.hash_bits, h.hash_seed, h.norm_flags, h.word_ngrams, h.char_min, h.char_max};
+
+    logf_(o, "reading %s (commercial_ok = yes only)\n", o->data_dir);
+    if ((rc = load_manifest(o, &rows, &sc, h.norm_flags, err, errlen)) < 0)
+        goto fail;
+    for (int i = 0; i < 4 && o->extra[i]; i++)
+        if ((rc = load_file(o->extra[i], "extra", 0, 1, 0, 3, &rows, &sc, h.norm_flags, o)) < 0) {
+            snprintf(err, errlen, "cannot read %s", o->extra[i]);
+            goto fail;
+        }
+    if (rows.n == 0) {
+        snprintf(err, errlen, "no labelled rows found");
+        rc = CUSTOS_EINVAL;
+        goto fail;
+    }
+
+    size_t cnt[3][CUSTOS_HARM_NCAT][2] = {{{0}}};
+    for (size_t i = 0; i < rows.n; i++)
+        for (int c = 0; c < CUSTOS_HARM_NCAT; c++)
+            if (rows.v[i].y[c] >= 0)
+                cnt[rows.v[i].split][c][rows.v[i].y[c]]++;
+    for (int c = 0; c < CUSTOS_HARM_NCAT; c++) {
+        double npos = (double)cnt[SPLIT_TRAIN][c][1], nneg = (double)cnt[SPLIT_TRAIN][c][0], tot = npos + nneg;
+        tr.cw[c][1] = npos ? (float)fmin(20.0, tot / (2 * npos)) : 1;
+        tr.cw[c][0] = nneg ? (float)fmin(20.0, tot / (2 * nneg)) : 1;
+        logf_(o, "%-10s train %zu+/%zu-  dev %zu+/%zu-  cal %zu+/%zu-\n", custos_harm_category_name(c), cnt[0][c][1],
+              cnt[0][c][0], cnt[1][c][1], cnt[1][c][0], cnt[2][c][1], cnt[2][c][0]);
+    }
+
+    size_t buckets = (size_t)1 << h.hash_bits;
+    tr.w = calloc(buckets * 4, sizeof(float));
+    tr.g = calloc(buckets * 4, sizeof(float));
+    tr.mask = buckets - 1;
+    tr.lr = o->lr > 0 ? o->lr : 0.2f;
+    size_t ntrain = 0;
+    for (size_t i = 0; i < rows.n; i++)
+        ntrain += rows.v[i].split == SPLIT_TRAIN;
+    order = malloc((ntrain ? ntrain : 1) * sizeof(size_t));
+    size_t aug_cap = MAX_LINE * 8 + 64;
+    aug = malloc(aug_cap);
+    if (!tr.w || !tr.g || !order || !aug) {
+        rc = CUSTOS_ENOMEM;
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0, k = 0; i < rows.n; i++)
+        if (rows.v[i].split == SPLIT_TRAIN)
+            order[k++] = i;
+    uint64_t rng = 0x9e3779b97f4a7c15ULL ^ h.hash_seed;
+    unsigned aug_pct = (unsigned)((o->aug_frac >= 0 && o->aug_frac <= 1 ? o->aug_frac : 0.3f) * 100 + 0.5f);
+    uint32_t epochs = o->epochs ? o->epochs : 6;
+    for (uint32_t e = 0; e < epochs; e++) {
+        for (size_t i = ntrain; i > 1; i--) { /* Fisher-Yates with a fixed seed */
+            size_t j = (size_t)(rng_next(&rng) % i);
+            size_t t = order[i - 1];
+            order[i - 1] = order[j];
+            order[j] = t;
+        }
+        for (size_t k = 0; k < ntrain; k++) {
+            row_t *r = &rows.v[order[k]];
+            if (r->y[0] < 0 && r->y[1] < 0 && r->y[2] < 0 && r->y[3] < 0)
+                continue;
+            if ((rc = train_row(&tr, &cfg, r->text, r->len, r->y, r->weight, &sc)) < 0 && rc != CUSTOS_ETOOBIG)
+                goto fail;
+            int pos = 0;
+            for (int c = 0; c < CUSTOS_HARM_NCAT; c++)
+                pos |= r->y[c] == 1;
+            if (pos && rng_next(&rng) % 100 < aug_pct && r->len <= MAX_LINE) {
+                size_t al = obfuscate(r->text, r->len, &rng, aug, aug_cap);
+                if ((rc = train_row(&tr, &cfg, aug, al, r->y, r->weight, &sc)) < 0 && rc != CUSTOS_ETOOBIG)
+                    goto fail;
+            }
+        }
+        rc = 0;
+        logf_(o, "epoch %u/%u done\n", e + 1, epochs);
+    }
+
+    /* quantise to int8 with one scale per head */
+    q = malloc(buckets * 4);
+    if (!q) {
+        rc = CUSTOS_ENOMEM;
+        goto fail;
+    }
+    static const char *const names[CUSTOS_HARM_NCAT] = {"hate", "sexual", "violence", "self_harm"};
+    for (int c = 0; c < CUSTOS_HARM_NCAT; c++) {
+        float mx = 0;
+        for (size_t b = 0; b < buckets; b++)
+            mx = fmaxf(mx, fabsf(tr.w[b * 4 + c]));
+        float scale = mx > 0 ? mx / 127.0f : 1.0f;
+        for (size_t b = 0; b < buckets; b++) {
+            long v = lrintf(tr.w[b * 4 + c] / scale);
+            q[b * 4 + c] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+        }
+        custos_model_head_t *hd = &h.heads[c];
+        snprintf(hd->name, sizeof(hd->name), "%s", names[c]);
+        hd->scale = scale;
+        hd->bias = tr.bias[c];
+        hd->platt_a = 1;
+        hd->platt_b = 0;
+        memcpy(hd->bands, severity_bands, sizeof(severity_bands));
+    }
+
+    /* Platt calibration on the calibration split, using the quantised model */
+    size_t len = 0;
+    if ((rc = custos_model_serialize(&h, q, &ser, &len)) < 0 ||
+        (rc = custos_model_from_buffer(ser, len, &m, err, errlen)) < 0)
+        goto fail;
+    zs = malloc(rows.n * sizeof(float));
+    ys = malloc(rows.n);
+    if (!zs || !ys) {
+        rc = CUSTOS_ENOMEM;
+        goto fail;
+    }
+    for (int c = 0; c < CUSTOS_HARM_NCAT; c++) {
+        size_t k = 0;
+        for (size_t i = 0; i < rows.n; i++) {
+            row_t *r = &rows.v[i];
+            if (r->split != SPLIT_CAL || r->y[c] < 0)
+                continue;
+            custos_harm_result_t res;
+            if (custos_harm_score(m, r->text, r->len, &res, &sc) < 0)
+                continue;
+            zs[k] = res.logit[c];
+            ys[k++] = r->y[c];
+        }
+        platt_fit(zs, ys, k, &h.heads[c].platt_a, &h.heads[c].platt_b);
+        logf_(o, "%-10s calibration rows %zu: a=%.4f b=%.4f\n", names[c], k, h.heads[c].platt_a, h.heads[c].platt_b);
+    }
+    if ((rc = custos_model_write(o->out, &h, q)) < 0) {
+        snprintf(err, errlen, "cannot write %s", o->out);
+        goto fail;
+    }
+    if (o->dev_out) {
+        dev = fopen(o->dev_out, "w");
+        if (!dev) {
+            snprintf(err, errlen, "cannot write %s", o->dev_out);
+            rc = CUSTOS_EIO;
+            goto fail;
+        }
+        for (size_t i = 0; i < rows.n; i++)
+            if (rows.v[i].split == SPLIT_DEV && rows.v[i].line)
+                fprintf(dev, "%s\n", rows.v[i].line);
+        if (fclose(dev) != 0)
+            rc = CUSTOS_EIO;
+        dev = NULL;
+    }
+    logf_(o, "wrote %s (%zu bytes)\n", o->out, len);
+fail:
+    if (dev)
+        fclose(dev);
+    custos_model_free(m);
+    free(ser);
+    free(zs);
+    free(ys);
+    free(q);
+    free(order);
+    free(aug);
+    free(tr.w);
+    free(tr.g);
+    for (size_t i = 0; i < rows.n; i++) {
+        free(rows.v[i].text);
+        free(rows.v[i].line);
+    }
+    free(rows.v);
+    custos_safety_scratch_dispose(&sc);
+    return rc;
+}
