@@ -16,21 +16,22 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage:\n"
-               "  custos serve -c FILE        run the gateway with the configuration in FILE\n"
-               "  custos config check FILE    validate FILE and print a summary (exit 0 if valid, 1 if not)\n"
-               "  custos audit verify [--expect-head HASH] [--genesis HASH] FILE\n"
-               "                              verify a governance log's hash chain (exit 0 intact, 1 tampered)\n"
-               "  custos audit repair FILE    remove a torn (partial) last line of a governance log\n"
-               "  custos keys create -c FILE --principal ID --role ROLE[,ROLE] [--scope /deployments/NAME]\n"
-               "                  [--expires-in DAYS] [--name NAME]   create an API key (printed once)\n"
-               "  custos keys list -c FILE    list stored API keys (never the keys themselves)\n"
-               "  custos keys revoke -c FILE ID\n"
-               "                              revoke a stored key (a running custos applies it on SIGHUP)\n"
-               "%s"
-               "  custos version              print the version\n"
-               "Signals while serving: SIGHUP reloads FILE and TLS certificates; SIGTERM/SIGINT drain and exit.\n"
-               "Configuration reference: docs/config.md\n",
+    fprintf(f,
+            "usage:\n"
+            "  custos serve -c FILE        run the gateway with the configuration in FILE\n"
+            "  custos config check FILE    validate FILE and print a summary (exit 0 if valid, 1 if not)\n"
+            "  custos audit verify [--expect-head HASH] [--genesis HASH] FILE\n"
+            "                              verify a governance log's hash chain (exit 0 intact, 1 tampered)\n"
+            "  custos audit repair FILE    remove a torn (partial) last line of a governance log\n"
+            "  custos keys create -c FILE --principal ID --role ROLE[,ROLE] [--scope /deployments/NAME]\n"
+            "                  [--expires-in DAYS] [--name NAME]   create an API key (printed once)\n"
+            "  custos keys list -c FILE    list stored API keys (never the keys themselves)\n"
+            "  custos keys revoke -c FILE ID\n"
+            "                              revoke a stored key (a running custos applies it on SIGHUP)\n"
+            "%s"
+            "  custos version              print the version\n"
+            "Signals while serving: SIGHUP reloads FILE and TLS certificates; SIGTERM/SIGINT drain and exit.\n"
+            "Configuration reference: docs/config.md\n",
             custos_cli_safety_usage);
 }
 

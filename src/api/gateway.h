@@ -20,15 +20,15 @@ typedef struct custos_gateway custos_gateway_t;
 /* Metric families the gateway records (see docs/metrics.md). */
 typedef struct custos_gateway_metrics {
     custos_metrics_t *reg;
-    custos_metric_family_t *requests;         /* counter {route, deployment, status} */
-    custos_metric_family_t *duration;         /* histogram {route} seconds, whole request */
-    custos_metric_family_t *overhead;         /* histogram {route} seconds, total minus upstream time */
-    custos_metric_family_t *upstream_errors;  /* counter {backend, kind} */
-    custos_metric_family_t *upstream_retries; /* counter {deployment} */
-    custos_metric_family_t *tokens;           /* counter {deployment, type=prompt|completion} */
-    custos_metric_family_t *conns;            /* gauge {} client connections open */
-    custos_metric_family_t *up_conns;         /* gauge {} upstream connections open */
-    custos_metric_family_t *ttfb;             /* histogram {route} seconds to first byte sent to the client */
+    custos_metric_family_t *requests;                  /* counter {route, deployment, status} */
+    custos_metric_family_t *duration;                  /* histogram {route} seconds, whole request */
+    custos_metric_family_t *overhead;                  /* histogram {route} seconds, total minus upstream time */
+    custos_metric_family_t *upstream_errors;           /* counter {backend, kind} */
+    custos_metric_family_t *upstream_retries;          /* counter {deployment} */
+    custos_metric_family_t *tokens;                    /* counter {deployment, type=prompt|completion} */
+    custos_metric_family_t *conns;                     /* gauge {} client connections open */
+    custos_metric_family_t *up_conns;                  /* gauge {} upstream connections open */
+    custos_metric_family_t *ttfb;                      /* histogram {route} seconds to first byte sent to the client */
     custos_metric_family_t *network_denied;            /* counter {} network ACL 403s (api/access.c) */
     custos_metric_family_t *network_forwarded_invalid; /* counter {} bad forwarding headers from trusted proxies */
     custos_metric_family_t *mtls_requests;             /* counter {principal} requests with a client certificate */
@@ -43,7 +43,7 @@ typedef struct custos_worker {
     custos_loop_t *loop;
     custos_http_server_t *http;
     custos_upstream_t *up;
-    custos_config_t *cfg; /* this worker's reference to the current snapshot */
+    custos_config_t *cfg;        /* this worker's reference to the current snapshot */
     struct custos_idsnap *ident; /* this worker's reference to the identity snapshot (api/authn.h) */
     custos_timer_t publish_timer;
     int64_t published_conns, published_up_conns;
@@ -51,7 +51,7 @@ typedef struct custos_worker {
 } custos_worker_t;
 
 struct custos_gateway {
-    custos_config_t *cfg; /* main thread's reference; replaced under ident_lock */
+    custos_config_t *cfg;        /* main thread's reference; replaced under ident_lock */
     struct custos_idsnap *ident; /* newest identity snapshot (api/authn.h); under ident_lock */
     pthread_mutex_t ident_lock;  /* serialises identity rebuilds (startup, SIGHUP, admin API); never on requests */
     uint64_t ident_gen;          /* generation of the newest snapshot */

@@ -151,8 +151,8 @@ static int reload_event(const custos_gateway_t *gw, const siginfo_t *si, const c
                      "{\"trigger\":\"SIGHUP\",\"sender_pid\":%ld,\"sender_uid\":%ld,"
                      "\"config_sha256\":\"%s\"",
                      si ? (long)si->si_pid : -1L, si ? (long)si->si_uid : -1L, sha);
-    if (reason)
-        snprintf(details + n, sizeof(details) - (size_t)n, ",\"reason\":\"%s\"}", reason);
+    if (reason || !nc)
+        snprintf(details + n, sizeof(details) - (size_t)n, ",\"reason\":\"%s\"}", reason ? reason : "unknown");
     else
         snprintf(details + n, sizeof(details) - (size_t)n, ",\"deployments\":%zu,\"backends\":%zu}", nc->n_deployments,
                  nc->n_backends);

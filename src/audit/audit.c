@@ -540,7 +540,7 @@ void custos_audit_free(custos_audit_t *a)
 {
     if (!a)
         return;
-    for (size_t i = 0; i < a->n; i++) {
+    for (size_t i = 0; a->sinks && i < a->n; i++) {
         sink_t *s = &a->sinks[i];
         if (!s->started)
             continue;
@@ -549,14 +549,14 @@ void custos_audit_free(custos_audit_t *a)
         pthread_cond_signal(&s->cv);
         pthread_mutex_unlock(&s->mu);
     }
-    for (size_t i = 0; i < a->n; i++) {
+    for (size_t i = 0; a->sinks && i < a->n; i++) {
         sink_t *s = &a->sinks[i];
         if (s->started)
             pthread_join(s->thread, NULL);
         uint64_t d = atomic_load(&s->dropped);
         if (d)
             CUSTOS_WARN("audit sink %s: %" PRIu64 " record(s) dropped in total", s->cfg ? s->cfg->name : "?", d);
-        if (s->spool && !custos_spool_empty(s->spool))
+        if (s->spool && s->cfg && !custos_spool_empty(s->spool))
             CUSTOS_INFO("audit sink %s: %" PRIu64 " bytes left in the spool, replayed at the next start", s->cfg->name,
                         custos_spool_bytes(s->spool));
         if (s->cfg)
@@ -651,7 +651,7 @@ int custos_audit_new_with(const custos_audit_options_t *opts, const custos_audit
         custos_buf_init(&s->enc, 0);
         s->cfg = &sinks[i];
     }
-    if ((rc = register_metrics(a)) != 0)
+    if (register_metrics(a) != 0)
         goto oom;
     for (size_t i = 0; i < n; i++) {
         sink_t *s = &a->sinks[i];
@@ -707,7 +707,7 @@ oom:
 fail:
     if (a) {
         /* sinks without cfg were never initialised */
-        for (size_t i = 0; i < a->n; i++)
+        for (size_t i = 0; a->sinks && i < a->n; i++)
             if (!a->sinks[i].cfg)
                 a->n = i;
     }

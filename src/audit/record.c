@@ -67,10 +67,9 @@ void custos_audit_set_api_version(custos_audit_record_t *r, const char *v, size_
     if (!v)
         return;
     bool ok = false;
-    if ((len == 7 && memcmp(v, "preview", 7) == 0) || (len == 6 && memcmp(v, "latest", 6) == 0))
-        ok = true;
-    else if ((len == 10 || (len == 18 && memcmp(v + 10, "-preview", 8) == 0)) && digits(v, 4) && v[4] == '-' &&
-             digits(v + 5, 2) && v[7] == '-' && digits(v + 8, 2))
+    if ((len == 7 && memcmp(v, "preview", 7) == 0) || (len == 6 && memcmp(v, "latest", 6) == 0) ||
+        ((len == 10 || (len == 18 && memcmp(v + 10, "-preview", 8) == 0)) && digits(v, 4) && v[4] == '-' &&
+         digits(v + 5, 2) && v[7] == '-' && digits(v + 8, 2)))
         ok = true;
     if (ok) {
         memcpy(r->api_version, v, len);

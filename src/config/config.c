@@ -647,6 +647,8 @@ static int is_pchar(unsigned char c)
 /* Parses an http(s) base URL into b. Returns NULL or a reason. */
 static const char *parse_url(const char *s, custos_backend_config_t *b)
 {
+    if (!s)
+        return "missing URL";
     const char *p;
     if (strncasecmp(s, "http://", 7) == 0) {
         b->https = false;
@@ -1531,6 +1533,8 @@ fail:
 /* identity.oidc and backends[].auth.oauth2 URLs: https://, or http:// to a loopback host (tests). */
 static int valid_fetch_url(const char *s)
 {
+    if (!s)
+        return 0;
     const char *h;
     if (strncmp(s, "https://", 8) == 0)
         h = s + 8;
@@ -1704,8 +1708,14 @@ static void free_identity_oidc(custos_identity_config_t *id)
 
 static int parse_identity(vctx_t *v, json_object *root, custos_config_t *c)
 {
-    static const char *const keys[] = {"api_keys", "disable_local_auth", "role_assignments", "role_map",
-                                       "conditional_access", "client_certificates", "oidc", NULL};
+    static const char *const keys[] = {"api_keys",
+                                       "disable_local_auth",
+                                       "role_assignments",
+                                       "role_map",
+                                       "conditional_access",
+                                       "client_certificates",
+                                       "oidc",
+                                       NULL};
     static const char *const kkeys[] = {"name", "sha256", "key_env", "key_file", "principal", "roles", "scope", NULL};
     static const char *const need = "at least one key is required (custos is never open by default)";
     json_object *m, *seq;
@@ -1831,6 +1841,8 @@ fail:
 
 static int valid_header_value(const char *s, size_t len)
 {
+    if (!s)
+        return 0;
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
             return 0;
@@ -1915,6 +1927,8 @@ static int parse_backend_auth(vctx_t *v, json_object *m, const char *path, custo
 
 static int valid_token(const char *s, const char *extra)
 {
+    if (!s)
+        return 0;
     for (; *s; s++)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || strchr(extra, *s)))
             return 0;
@@ -2332,6 +2346,8 @@ static int parse_sink(vctx_t *v, json_object *m, const char *path, size_t idx, j
     case CUSTOS_AUDIT_SINK_SYSLOG: {
         if ((rc = get_str(v, m, path, "address", 1, 512, &str, &at)) != 0)
             return rc;
+        if (!str)
+            return CUSTOS_EINVAL;
         if ((rc = dup_str(str, &s->address)) != 0)
             return rc;
         join(fp, sizeof(fp), path, "address");
@@ -2619,8 +2635,8 @@ static void config_free(custos_config_t *c)
 
 static int validate(vctx_t *v, json_object *root, custos_config_t *c)
 {
-    static const char *const top[] = {"server",   "listeners", "limits",      "upstream",   "identity",
-                                      "backends", "deployments", "diagnostics", "storage", "network", NULL};
+    static const char *const top[] = {"server",      "listeners",   "limits",  "upstream", "identity", "backends",
+                                      "deployments", "diagnostics", "storage", "network",  NULL};
     int rc;
     if (!root || !json_object_is_type(root, json_type_object))
         return verr(v, root ? custos_ytree_mark(root) : (custos_ymark_t){1, 1},
@@ -2882,8 +2898,8 @@ int custos_config_dump_summary(const custos_config_t *c, FILE *f)
         fprintf(f, "%s %s", i ? "," : "", c->identity.api_keys[i].name);
     fprintf(f, "\n");
     fprintf(f, "identity: API keys %s, %zu role assignments, %zu role map entries, %zu conditional access policies\n",
-            c->identity.disable_local_auth ? "DISABLED (disable_local_auth)" : "enabled", c->identity.n_role_assignments,
-            c->identity.n_role_map, c->identity.n_ca_policies);
+            c->identity.disable_local_auth ? "DISABLED (disable_local_auth)" : "enabled",
+            c->identity.n_role_assignments, c->identity.n_role_map, c->identity.n_ca_policies);
     if (c->storage.path)
         fprintf(f, "storage: %s\n", c->storage.path);
     for (size_t i = 0; i < c->identity.n_oidc; i++)

@@ -155,14 +155,14 @@ typedef struct custos_storage_config {
 
 /* identity.oidc[]: one trusted token issuer (see docs/config.md "Identity: OIDC"). */
 typedef struct custos_oidc_issuer_config {
-    char *issuer;      /* exact `iss` value, https:// URL (http:// only for loopback) */
-    char **audiences;  /* accepted `aud` values, at least one */
+    char *issuer;     /* exact `iss` value, https:// URL (http:// only for loopback) */
+    char **audiences; /* accepted `aud` values, at least one */
     size_t n_audiences;
-    char *jwks;        /* "file:/abs/path" or "https://..." ; NULL = discovery from issuer */
-    char *ca_file;     /* CA bundle for fetching (resolved); NULL = system store */
-    char *principal_claim; /* default "oid" (then "sub") */
-    char *roles_claim;     /* default "roles" */
-    char *groups_claim;    /* default "groups" */
+    char *jwks;               /* "file:/abs/path" or "https://..." ; NULL = discovery from issuer */
+    char *ca_file;            /* CA bundle for fetching (resolved); NULL = system store */
+    char *principal_claim;    /* default "oid" (then "sub") */
+    char *roles_claim;        /* default "roles" */
+    char *groups_claim;       /* default "groups" */
     uint32_t clock_skew_s;    /* 0..600, default 60 */
     size_t max_token_bytes;   /* 1024..65536, default 16384 */
     uint32_t refresh_s;       /* 60..86400, default 3600 */
@@ -221,12 +221,12 @@ typedef enum {
 
 /* backends[].auth.oauth2: client-credentials grant (the managed-identity analogue). */
 typedef struct custos_oauth2_client_config {
-    char *token_url;     /* https:// (http:// only for loopback) */
+    char *token_url; /* https:// (http:// only for loopback) */
     char *client_id;
     char *client_secret; /* from client_secret_env / client_secret_file; zeroed on free. Never log it. */
     size_t client_secret_len;
-    char *scope;         /* NULL = none sent */
-    char *ca_file;       /* resolved; NULL = system store */
+    char *scope;   /* NULL = none sent */
+    char *ca_file; /* resolved; NULL = system store */
 } custos_oauth2_client_config_t;
 
 typedef struct custos_backend_config {
@@ -246,18 +246,18 @@ typedef struct custos_backend_config {
                           zeroed on free. Never log it. */
     size_t api_key_len;
     custos_backend_auth_kind_t auth_kind; /* which of auth.{api_key_*, bearer_*, oauth2} was given */
-    char *bearer;      /* auth.bearer_env / bearer_file: static token sent as Authorization: Bearer; zeroed on
-                          free; NULL otherwise. Never log it. */
+    char *bearer; /* auth.bearer_env / bearer_file: static token sent as Authorization: Bearer; zeroed on
+                     free; NULL otherwise. Never log it. */
     size_t bearer_len;
     custos_oauth2_client_config_t *oauth2; /* auth.oauth2, NULL otherwise */
-    char *region;             /* [a-z0-9-]{1,64} or NULL */
-    char *data_zone;          /* [a-z0-9-]{1,64} or NULL */
-    bool no_training;         /* attributes.no_training */
-    bool zero_data_retention; /* attributes.zero_data_retention */
-    char *ca_file;            /* https: CA bundle path (resolved); NULL = system default store */
-    bool tls_verify;          /* https: verify the server certificate (default true) */
-    int priority;             /* lower is tried first; -1000..1000 */
-    unsigned max_connections; /* per worker */
+    char *region;                          /* [a-z0-9-]{1,64} or NULL */
+    char *data_zone;                       /* [a-z0-9-]{1,64} or NULL */
+    bool no_training;                      /* attributes.no_training */
+    bool zero_data_retention;              /* attributes.zero_data_retention */
+    char *ca_file;                         /* https: CA bundle path (resolved); NULL = system default store */
+    bool tls_verify;                       /* https: verify the server certificate (default true) */
+    int priority;                          /* lower is tried first; -1000..1000 */
+    unsigned max_connections;              /* per worker */
 } custos_backend_config_t;
 
 typedef enum {
@@ -287,7 +287,11 @@ typedef enum {
 } custos_audit_sink_type_t;
 
 typedef enum { CUSTOS_SYSLOG_UDP = 0, CUSTOS_SYSLOG_TCP, CUSTOS_SYSLOG_TLS } custos_syslog_transport_t;
-typedef enum { CUSTOS_HTTP_SINK_NDJSON = 0, CUSTOS_HTTP_SINK_SPLUNK_HEC, CUSTOS_HTTP_SINK_ELASTICSEARCH } custos_http_sink_format_t;
+typedef enum {
+    CUSTOS_HTTP_SINK_NDJSON = 0,
+    CUSTOS_HTTP_SINK_SPLUNK_HEC,
+    CUSTOS_HTTP_SINK_ELASTICSEARCH
+} custos_http_sink_format_t;
 
 #define CUSTOS_CONFIG_MAX_SINKS 16
 #define CUSTOS_CONFIG_MAX_SINK_PROPERTIES 64
@@ -300,47 +304,47 @@ typedef struct custos_audit_sink_config {
     unsigned batch_max_records; /* records per deliver() call, 1..10000; default 500 (all types) */
     uint32_t flush_ms;          /* longest a record waits for a batch to fill, 0..60000; default 1000 (http), 0 */
     /* file */
-    char *path;          /* resolved against the config file's directory */
-    uint64_t max_bytes;  /* rotate when the file would exceed this; 4096..2^40, default 104857600 */
-    unsigned max_files;  /* rotated files kept (path.1 .. path.N), 0..1000, default 10 */
-    uint32_t max_age_s;  /* rotate when the file is older than this; 0 = never, default 86400 */
+    char *path;         /* resolved against the config file's directory */
+    uint64_t max_bytes; /* rotate when the file would exceed this; 4096..2^40, default 104857600 */
+    unsigned max_files; /* rotated files kept (path.1 .. path.N), 0..1000, default 10 */
+    uint32_t max_age_s; /* rotate when the file is older than this; 0 = never, default 86400 */
     /* syslog */
-    char *address;       /* as written: "udp://host:port", "tcp://host:port", "tls://host:port" */
+    char *address; /* as written: "udp://host:port", "tcp://host:port", "tls://host:port" */
     custos_syslog_transport_t transport;
-    char *host;          /* syslog and http: without brackets (contains ':' iff an IPv6 literal) */
-    uint16_t port;       /* syslog and http */
-    char *app_name;      /* RFC 5424 APP-NAME, default "custos" */
-    unsigned facility;   /* RFC 5424 facility number 0..23 (from a name: kern..local7), default 16 (local0) */
-    char *hostname;      /* RFC 5424 HOSTNAME; NULL = gethostname() */
+    char *host;        /* syslog and http: without brackets (contains ':' iff an IPv6 literal) */
+    uint16_t port;     /* syslog and http */
+    char *app_name;    /* RFC 5424 APP-NAME, default "custos" */
+    unsigned facility; /* RFC 5424 facility number 0..23 (from a name: kern..local7), default 16 (local0) */
+    char *hostname;    /* RFC 5424 HOSTNAME; NULL = gethostname() */
     /* syslog tls and http */
-    char *ca_file;       /* CA bundle path (resolved); NULL = system default store */
+    char *ca_file; /* CA bundle path (resolved); NULL = system default store */
     /* http */
-    char *url;           /* as written: http:// or https://, no query or fragment; host and port above are filled
-                            from it (port 80/443 when absent) */
-    bool https;          /* url scheme is https */
-    char *url_path;      /* path of url without trailing slash; "" if none */
+    char *url;      /* as written: http:// or https://, no query or fragment; host and port above are filled
+                       from it (port 80/443 when absent) */
+    bool https;     /* url scheme is https */
+    char *url_path; /* path of url without trailing slash; "" if none */
     custos_http_sink_format_t format; /* default ndjson */
-    char *token;         /* secret from token_env or token_file (NUL-terminated, zeroed on free) or NULL. Never log. */
+    char *token; /* secret from token_env or token_file (NUL-terminated, zeroed on free) or NULL. Never log. */
     size_t token_len;
     char *index;         /* splunk_hec: index; elasticsearch: _index; NULL = none */
     bool gzip;           /* default true */
     uint32_t timeout_ms; /* per request, 100..600000, default 10000 */
     /* kafka */
-    char *brokers;       /* "host:port,host:port" */
+    char *brokers; /* "host:port,host:port" */
     char *topic;
-    char *client_id;     /* default "custos" */
+    char *client_id;        /* default "custos" */
     char **property_keys;   /* extra librdkafka properties (`properties:` string map), in source order */
     char **property_values; /* may contain secrets (sasl.password): never log values */
     size_t n_properties;
 } custos_audit_sink_config_t;
 
 typedef struct custos_diagnostics_config {
-    bool mask_client_ip;         /* default true: last IPv4 octet / IPv6 beyond /64 zeroed */
-    char *spool_dir;             /* resolved against the config file's directory; default "spool" */
-    char *governance_log;        /* governance log file (docs/governance-log.md), resolved like spool_dir; default
-                                    "governance.jsonl"; read at start-up only */
-    uint64_t spool_max_bytes;    /* per sink, 1 MiB..2^44, default 1 GiB */
-    unsigned queue_max_records;  /* per sink, in memory, 16..10000000, default 65536 */
+    bool mask_client_ip;        /* default true: last IPv4 octet / IPv6 beyond /64 zeroed */
+    char *spool_dir;            /* resolved against the config file's directory; default "spool" */
+    char *governance_log;       /* governance log file (docs/governance-log.md), resolved like spool_dir; default
+                                   "governance.jsonl"; read at start-up only */
+    uint64_t spool_max_bytes;   /* per sink, 1 MiB..2^44, default 1 GiB */
+    unsigned queue_max_records; /* per sink, in memory, 16..10000000, default 65536 */
     custos_audit_sink_config_t *sinks;
     size_t n_sinks;
 } custos_diagnostics_config_t;

@@ -84,7 +84,7 @@ int custos_url_parse(const char *url, custos_url_t *u)
         if (v < 1 || v > 65535)
             return CUSTOS_EINVAL;
     } else {
-        strcpy(u->port, u->https ? "443" : "80");
+        snprintf(u->port, sizeof(u->port), "%s", u->https ? "443" : "80");
     }
     size_t pathl = strlen(auth_end);
     if (pathl >= sizeof(u->path))

@@ -114,6 +114,7 @@ int custos_model_open(const char *path, custos_model_t **out, char *err, size_t 
     if (rc == 0 && !(m = calloc(1, sizeof(*m))))
         rc = CUSTOS_ENOMEM, snprintf(msg, sizeof(msg), "out of memory");
     if (rc < 0) {
+        free(m);
         munmap(base, (size_t)st.st_size);
         if (err && errlen)
             snprintf(err, errlen, "%s: %s", path, msg);

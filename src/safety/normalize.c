@@ -108,7 +108,7 @@ static const unsigned char ascii_cls[128] = {
     ['7'] = C_WORD | C_LEET,
     ['8'] = C_WORD,
     ['9'] = C_WORD,
-#define L(c) [c] = C_WORD | C_LETTER
+#define L(c) [c] = C_WORD | C_LETTER /* NOLINT(bugprone-macro-parentheses): a designator cannot be parenthesised */
     L('a'),
     L('b'),
     L('c'),

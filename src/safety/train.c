@@ -287,6 +287,8 @@ static int load_manifest(const custos_train_opts_t *o, rows_t *rows, custos_safe
         char *fields[32];
         int nfld = 0;
         char *p = line;
+        if (!p)
+            break;
         while (nfld < 32) {
             fields[nfld++] = p;
             char *tab = strchr(p, '\t');
@@ -575,7 +577,6 @@ int custos_train_harm(const custos_train_opts_t *o, char *err, size_t errlen)
                     goto fail;
             }
         }
-        rc = 0;
         logf_(o, "epoch %u/%u done\n", e + 1, epochs);
     }
 
