@@ -2,6 +2,7 @@
  * `custos keys create|list|revoke`: API keys in the store named by the configuration (storage.path),
  * or by --db PATH. The key is printed once, alone on stdout; only its SHA-256 is stored. */
 #include "api/admin.h"
+#include "audit/govlog.h"
 #include "auth/keystore.h"
 #include "config/config.h"
 #include "util/err.h"
@@ -81,6 +82,16 @@ static unsigned parse_roles(const char *s)
     return roles;
 }
 
+/* Store commit hook: the governance record is written inside the store transaction (ud = action name). */
+static int cli_gov_hook(void *ud, const char *id)
+{
+    int rc = custos_governance_event("cli", (const char *)ud, id, NULL);
+    if (rc < 0)
+        fprintf(stderr, "custos keys: the change could not be recorded in the governance log (%s); rolled back\n",
+                custos_strerror(rc));
+    return rc;
+}
+
 int custos_keys_cli(int argc, char **argv)
 {
     if (argc < 2)
@@ -126,6 +137,7 @@ int custos_keys_cli(int argc, char **argv)
         return 2;
     }
     custos_config_t *cfg = NULL;
+    bool govlog = false;
     if (!db) {
         char err[1024];
         if (custos_config_load_file(cfgpath, &cfg, err, sizeof(err)) < 0) {
@@ -133,6 +145,18 @@ int custos_keys_cli(int argc, char **argv)
             return 1;
         }
         db = cfg->storage.path;
+        /* Key changes are governance events: append them to the same log the server writes (appends are locked
+         * per record, so this is safe while custos is serving). A change that cannot be recorded is rolled back. */
+        if (strcmp(sub, "list") != 0) {
+            int grc = custos_govlog_open_global(cfg->diagnostics.governance_log);
+            if (grc < 0) {
+                fprintf(stderr, "custos keys: governance log %s: %s\n", cfg->diagnostics.governance_log,
+                        custos_strerror(grc));
+                custos_config_unref(cfg);
+                return 1;
+            }
+            govlog = true;
+        }
     }
     int status = 1, rc;
     custos_keystore_t *ks = NULL;
@@ -153,7 +177,8 @@ int custos_keys_cli(int argc, char **argv)
         custos_key_record_t rec;
         rc = custos_keystore_open(db, true, &ks);
         if (rc == 0)
-            rc = custos_keystore_key_create(ks, &spec, (int64_t)time(NULL), NULL, NULL, key, &rec);
+            rc = custos_keystore_key_create(ks, &spec, (int64_t)time(NULL), govlog ? cli_gov_hook : NULL,
+                                            (void *)"key.create", key, &rec);
         if (rc == CUSTOS_EINVAL) {
             fprintf(stderr, "custos keys create: invalid principal or name (name: [A-Za-z0-9._-]{1,64})\n");
             status = 2;
@@ -194,7 +219,8 @@ int custos_keys_cli(int argc, char **argv)
         }
         rc = custos_keystore_open(db, false, &ks);
         if (rc == 0)
-            rc = custos_keystore_key_revoke(ks, id, (int64_t)time(NULL), NULL, NULL);
+            rc = custos_keystore_key_revoke(ks, id, (int64_t)time(NULL), govlog ? cli_gov_hook : NULL,
+                                            (void *)"key.revoke");
         if (rc == CUSTOS_ENOTFOUND) {
             fprintf(stderr, "custos keys revoke: no active key %s\n", id);
             goto out;
@@ -210,6 +236,8 @@ int custos_keys_cli(int argc, char **argv)
     }
 out:
     custos_keystore_close(ks);
+    if (govlog)
+        custos_govlog_close_global();
     custos_config_unref(cfg);
     return status;
 }

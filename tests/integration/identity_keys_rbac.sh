@@ -185,6 +185,12 @@ if [ -n "$GOV" ]; then
     check_contains "governance log has $a" "\"action\":\"$a\"" "$(cat "$GOV")"
   done
   check_contains "governance actor is the admin principal" '"actor":"ops-admin"' "$(cat "$GOV")"
+  # keys created and revoked with the CLI are recorded too (actor "cli"), and the chain stays valid
+  n_cli=$(grep -c '"actor":"cli"' "$GOV" || true)
+  if [ "$n_cli" -ge 5 ]; then ok "CLI key changes are in the governance log ($n_cli)"; else fail "CLI key changes logged" "only $n_cli cli records"; fi
+  check_contains "CLI revoke is in the governance log" "\"actor\":\"cli\",\"action\":\"key.revoke\"" "$(cat "$GOV")"
+  vout=$("$CUSTOS_BIN" audit verify "$GOV" 2>&1) && vrc=0 || vrc=$?
+  check "governance log verifies after CLI and admin changes" 0 "$vrc"
   if grep -q "sk-custos-" "$GOV"; then fail "no key in the governance log"; else ok "no key in the governance log"; fi
 else
   fail "governance log written" "no *.jsonl in $T"
