@@ -83,6 +83,8 @@ typedef struct proxy {
     bool finished;
     bool first_byte_recorded;
     uint64_t streamed_bytes; /* SSE bytes relayed to the client (request record) */
+    const char *principal;   /* authenticated principal id (arena copy), for the request record */
+    const char *auth_type;   /* static */
 } proxy_t;
 
 /* ---------- request record (audit/record.h: metadata only) ---------- */
@@ -121,7 +123,9 @@ static void audit_request(custos_worker_t *w, const custos_http_req_t *req, cust
         }
         q = amp ? amp + 1 : end;
     }
-    custos_audit_set_caller(&r, (const struct sockaddr *)&req->peer, req->peer_len, custos_audit_mask_ip(a));
+    /* the client address after the network ACL resolved trusted proxies (X-Forwarded-For / Forwarded) */
+    custos_audit_set_caller(&r, (const struct sockaddr *)&req->client_addr, (socklen_t)sizeof(req->client_addr),
+                            custos_audit_mask_ip(a));
     /* only configured deployment names: a client's unknown name is never recorded */
     const custos_deployment_config_t *d =
         deployment && *deployment ? custos_config_find_deployment(w->cfg, deployment) : NULL;
@@ -136,6 +140,11 @@ static void audit_request(custos_worker_t *w, const custos_http_req_t *req, cust
     for (size_t i = 0; i < req->nheaders; i++)
         custos_audit_note_header(&r, req->headers[i].name, req->headers[i].name_len);
     proxy_t *p = req->on_abort == proxy_on_abort ? req->handler_data : NULL;
+    const char *principal = p ? p->principal : w->cur_principal;
+    const char *auth_type = p ? p->auth_type : w->cur_auth_type;
+    custos_audit_copy_name(r.principal_id, sizeof(r.principal_id), principal);
+    if (auth_type)
+        snprintf(r.auth_type, sizeof(r.auth_type), "%s", auth_type);
     if (p && !p->finished && p->dep == d && d) {
         if (p->attempt > 0) {
             const custos_backend_config_t *b = p->cands[p->cand_idx];
@@ -823,9 +832,31 @@ static bool content_type_is_json(const custos_http_req_t *req)
     return l >= 16 && strncasecmp(ct, "application/json", 16) == 0 && (l == 16 || ct[16] == ';' || ct[16] == ' ');
 }
 
+static void handle(custos_http_req_t *req, custos_worker_t *w);
+
 void custos_gateway_handle(custos_http_req_t *req, void *ud)
 {
     custos_worker_t *w = ud;
+    w->cur_principal = w->cur_auth_type = NULL;
+    handle(req, w);
+    w->cur_principal = w->cur_auth_type = NULL;
+}
+
+static const char *auth_type_name(custos_caller_kind_t k)
+{
+    switch (k) {
+    case CUSTOS_CALLER_KEY:
+        return "api_key";
+    case CUSTOS_CALLER_TOKEN:
+        return "oidc_token";
+    case CUSTOS_CALLER_CERT:
+        return "client_certificate";
+    }
+    return "";
+}
+
+static void handle(custos_http_req_t *req, custos_worker_t *w)
+{
     if (custos_access_gate(w, req)) /* network ACL (403) before anything else; sets req->client_addr */
         return;
     if (custos_admin_path(req->path, req->path_len)) {
@@ -871,6 +902,8 @@ void custos_gateway_handle(custos_http_req_t *req, void *ud)
         answer_error(w, req, r.op, "", ae.status, ae.code, ae.message);
         return;
     }
+    w->cur_principal = caller.principal;
+    w->cur_auth_type = auth_type_name(caller.kind);
     if (r.op == CUSTOS_OP_MODELS_LIST || r.op == CUSTOS_OP_MODELS_GET) {
         handle_models(w, req, &r, &caller);
         return;
@@ -955,6 +988,8 @@ void custos_gateway_handle(custos_http_req_t *req, void *ud)
     p->dep = dep;
     p->body = body;
     p->stream = stream;
+    p->principal = caller.principal ? custos_arena_strdup(req->arena, caller.principal) : NULL;
+    p->auth_type = auth_type_name(caller.kind);
     p->retry_after_ms = -1;
     custos_buf_init(&p->resp, p->cfg->limits.max_response_bytes);
     custos_timer_init(&p->retry_timer, proxy_retry_timer, p);

@@ -48,6 +48,10 @@ typedef struct custos_worker {
     custos_timer_t publish_timer;
     int64_t published_conns, published_up_conns;
     bool draining;
+    /* Identity of the request being handled synchronously right now (for its request record); set after
+     * authentication, cleared when custos_gateway_handle returns. Borrowed strings. */
+    const char *cur_principal;
+    const char *cur_auth_type;
 } custos_worker_t;
 
 struct custos_gateway {

@@ -224,6 +224,9 @@ for i in (14, 15):  # unknown deployments: not recorded
     assert by[ids[i]]["properties"]["modelDeploymentName"] is None, by[ids[i]]
     assert by[ids[i]]["resultSignature"] == "404"
 PY
+# authenticated requests carry the principal id and auth type (an id, never the key)
+n_pr=$(grep -c '"principalId":"key:test","authType":"api_key"' "$GW/sinks/syslog.log" 2>/dev/null || echo 0)
+[ "$n_pr" -ge 1 ] && ok "records carry principalId and authType ($n_pr)" || fail "principal in records" "none"
 n_http=$(python3 -c 'import json,sys; print(sum(len(json.loads(l)["body"].splitlines()) for l in open(sys.argv[1]) if json.loads(l)["status"] == 200))' "$GW/sinks/http.jsonl" 2>/dev/null || echo 0)
 check "http sink: every record arrived" "$SENT" "$n_http"
 n_sys=$(grep -c 'RequestResponse' "$GW/sinks/syslog.log" 2>/dev/null || echo 0)
