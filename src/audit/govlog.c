@@ -5,6 +5,7 @@
 
 #include "util/buf.h"
 #include "util/err.h"
+#include "util/hex.h"
 #include "util/json.h"
 #include "util/log.h"
 #include "util/time.h"
@@ -50,24 +51,13 @@ static void hex_encode(const unsigned char *h, char *out)
     out[CUSTOS_GOVLOG_HEX] = 0;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes exactly 64 hex chars (lower_only: reject upper case, the canonical form). */
 static int hex_decode(const char *s, size_t len, bool lower_only, unsigned char *out)
 {
     if (len != CUSTOS_GOVLOG_HEX)
         return CUSTOS_EINVAL;
     for (int i = 0; i < HASH_LEN; i++) {
-        int a = hexval((unsigned char)s[2 * i]), b = hexval((unsigned char)s[2 * i + 1]);
+        int a = custos_hex_value((unsigned char)s[2 * i]), b = custos_hex_value((unsigned char)s[2 * i + 1]);
         if (a < 0 || b < 0 ||
             (lower_only && ((s[2 * i] >= 'A' && s[2 * i] <= 'F') || (s[2 * i + 1] >= 'A' && s[2 * i + 1] <= 'F'))))
             return CUSTOS_EINVAL;

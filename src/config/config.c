@@ -23,6 +23,7 @@
 #include "util/buf.h"
 #include "util/cidr.h"
 #include "util/err.h"
+#include "util/hex.h"
 #include "util/tz.h"
 
 #define KEY_FILE_MAX 65536 /* bytes: api key files larger than this are refused */
@@ -912,17 +913,6 @@ static int parse_upstream(vctx_t *v, json_object *root, custos_config_t *c)
     return 0;
 }
 
-static int hex_nibble(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int sha256_of(const char *s, size_t len, unsigned char out[32])
 {
     unsigned int mdlen = 0;
@@ -1787,7 +1777,7 @@ static int parse_identity(vctx_t *v, json_object *root, custos_config_t *c)
                 goto fail;
             }
             for (size_t b = 0; b < 32; b++) {
-                int hi = hex_nibble(hex[2 * b]), lo = hex_nibble(hex[2 * b + 1]);
+                int hi = custos_hex_value(hex[2 * b]), lo = custos_hex_value(hex[2 * b + 1]);
                 if (hi < 0 || lo < 0) {
                     rc = verr(v, at, "%s: expected 64 hexadecimal digits", join(fp, sizeof(fp), path, "sha256"));
                     goto fail;

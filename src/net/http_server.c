@@ -8,6 +8,7 @@
 #include "net/tls.h"
 #include "util/buf.h"
 #include "util/err.h"
+#include "util/hex.h"
 #include "util/log.h"
 #include "util/time.h"
 
@@ -1299,17 +1300,6 @@ const char *custos_http_req_header(const custos_http_req_t *req, const char *nam
     return NULL;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 static char *pct_decode(custos_arena_t *a, const char *s, size_t n)
 {
     char *o = custos_arena_alloc(a, n + 1);
@@ -1317,8 +1307,8 @@ static char *pct_decode(custos_arena_t *a, const char *s, size_t n)
         return NULL;
     size_t j = 0;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            o[j++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+        if (s[i] == '%' && i + 2 < n && custos_hex_value(s[i + 1]) >= 0 && custos_hex_value(s[i + 2]) >= 0) {
+            o[j++] = (char)(custos_hex_value(s[i + 1]) * 16 + custos_hex_value(s[i + 2]));
             i += 2;
         } else if (s[i] == '+') {
             o[j++] = ' ';
