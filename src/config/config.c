@@ -68,10 +68,10 @@ static const char *shown(const char *s, char *out, size_t outlen)
 
 static const char *join(char *buf, size_t n, const char *path, const char *key)
 {
-    if (path && path[0])
-        snprintf(buf, n, "%s.%s", path, key);
-    else
-        snprintf(buf, n, "%s", key);
+    /* a path longer than buf is cut (messages only); the return value is checked to say so deliberately */
+    int r = path && path[0] ? snprintf(buf, n, "%s.%s", path, key) : snprintf(buf, n, "%s", key);
+    if (r < 0 && n)
+        buf[0] = 0;
     return buf;
 }
 
