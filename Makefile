@@ -27,12 +27,16 @@ check: deps
 bench: all
 	bench/proxy
 
-# Rebuilds the shipped harm model (deterministic) and prints its dev-split and benign-sensitive metrics.
+# Rebuilds the shipped harm and shields models (deterministic) and prints their dev-split and hard-negative metrics.
 models: all
 	$(BUILD)/custos train harm --data $(DATA) --out models/harm.model --dev-out $(BUILD)/harm-dev.jsonl \
 		--extra models/data/benign_sensitive.jsonl
 	$(BUILD)/custos eval --task harm --model models/harm.model $(BUILD)/harm-dev.jsonl
 	$(BUILD)/custos eval --task harm --model models/harm.model models/data/benign_sensitive_heldout.jsonl
+	$(BUILD)/custos train shields --data $(DATA) --out models/shields.model --dev-out $(BUILD)/shields-dev.jsonl \
+		--extra models/data/shields_benign_trigger.jsonl
+	$(BUILD)/custos eval --task attacks --model models/shields.model $(BUILD)/shields-dev.jsonl
+	$(BUILD)/custos eval --task attacks --model models/shields.model models/data/shields_benign_trigger_heldout.jsonl
 
 fuzz: deps
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCUSTOS_FUZZ=ON >/dev/null

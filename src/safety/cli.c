@@ -2,7 +2,9 @@
  * custos check (the batch-screening contract of PRODUCT.md), custos eval --task harm and custos train harm. */
 #include "safety/cli.h"
 
+#include "safety/pii_cli.h"
 #include "safety/safety.h"
+#include "safety/shields.h"
 #include "safety/train.h"
 #include "util/err.h"
 
@@ -21,8 +23,14 @@ const char custos_cli_safety_usage[] =
     "(docs/models/harm.md)\n"
     "  custos eval --task harm [--model FILE] FILE.jsonl\n"
     "                              per-category AUPRC, F1 and false-positive rates on labelled harm JSONL\n"
+    "  custos eval --task pii [--mrn-format FMT] FILE.jsonl\n"
+    "                              span precision, recall and F2 per PII type, exact and overlap (docs/models/pii.md)\n"
     "  custos train harm --data DIR --out FILE [--dev-out FILE] [--extra FILE]... [--bits N] [--epochs N] [--seed N]\n"
-    "                              train the harm model (deterministic) from DIR/MANIFEST.tsv commercial_ok sets\n";
+    "                              train the harm model (deterministic) from DIR/MANIFEST.tsv commercial_ok sets\n"
+    "  custos eval --task attacks [--model FILE] FILE.jsonl\n"
+    "                              prompt-shield recall, FPR and AUPRC per role and source (docs/models/shields.md)\n"
+    "  custos train shields --data DIR --out FILE [--dev-out FILE] [--extra FILE]...\n"
+    "                              train the prompt-shield model (jailbreak, indirect_attack) from DIR attacks/\n";
 
 /* Bounded line reader: lines longer than max are reported as too long and skipped to their end. */
 typedef struct lreader {
@@ -172,6 +180,25 @@ static const char *parse_input(json_tokener *tok, const char *line, size_t len, 
     return NULL;
 }
 
+/* Appends the fixed-shape prompt-shield fields: jailbreak scored for role user (the default), indirect_attack for role
+ * document; the other field is {score 0, detected false}. No shields model: both zero. */
+static void put_shields(FILE *out, const custos_safety_t *s, json_object *obj, const char *text, size_t tlen,
+                        custos_safety_scratch_t *sc)
+{
+    custos_shield_result_t r[CUSTOS_SHIELD_NHEADS] = {0};
+    const custos_model_t *sm = custos_safety_shields(s);
+    json_object *role;
+    const char *rs = json_object_object_get_ex(obj, "role", &role) && role ? json_object_get_string(role) : "user";
+    int head = strcmp(rs, "user") == 0       ? CUSTOS_SHIELD_JAILBREAK
+               : strcmp(rs, "document") == 0 ? CUSTOS_SHIELD_INDIRECT
+                                             : -1;
+    if (sm && head >= 0 && custos_shields_score(sm, head, text, tlen, &r[head], sc) < 0)
+        memset(&r[head], 0, sizeof(r[head]));
+    for (int c = 0; c < CUSTOS_SHIELD_NHEADS; c++)
+        fprintf(out, ",\"%s\":{\"score\":%.4f,\"detected\":%s}", custos_shield_name(c), (double)r[c].score,
+                r[c].detected ? "true" : "false");
+}
+
 int custos_cli_check(int argc, char **argv, FILE *in, FILE *out)
 {
     const char *model = NULL;
@@ -236,6 +263,8 @@ int custos_cli_check(int argc, char **argv, FILE *in, FILE *out)
             for (int c = 0; c < CUSTOS_HARM_NCAT; c++)
                 fprintf(out, ",\"%s\":{\"score\":%.4f,\"severity\":%d}", custos_harm_category_name(c),
                         (double)res.score[c], res.severity[c]);
+            put_shields(out, s, obj, text, tlen, &sc);
+            custos_pii_write_json(out, NULL, text, tlen, &sc); /* fixed shape: type, start, end (code points) */
             fputs("}\n", out);
         }
         json_object_put(obj);
@@ -341,6 +370,9 @@ static int cmp_double(const void *a, const void *b)
 
 int custos_cli_eval(int argc, char **argv, FILE *out)
 {
+    for (int i = 0; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--task") == 0 && strcmp(argv[i + 1], "pii") == 0)
+            return custos_pii_cli_eval(argc, argv, out);
     const char *model = NULL, *task = NULL, *file = NULL;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
@@ -354,8 +386,10 @@ int custos_cli_eval(int argc, char **argv, FILE *out)
             return 2;
         }
     }
+    if (task && strcmp(task, "attacks") == 0 && file)
+        return custos_cli_eval_attacks(model, file, out);
     if (!task || strcmp(task, "harm") != 0 || !file) {
-        fprintf(stderr, "usage: custos eval --task harm [--model FILE] FILE.jsonl\n");
+        fprintf(stderr, "usage: custos eval --task harm|attacks [--model FILE] FILE.jsonl\n");
         return 2;
     }
     FILE *in = fopen(file, "r");
@@ -546,8 +580,9 @@ out_nolr:
 
 int custos_cli_train(int argc, char **argv, FILE *out)
 {
-    if (argc < 1 || strcmp(argv[0], "harm") != 0) {
-        fprintf(stderr, "usage: custos train harm --data DIR --out FILE [--dev-out FILE] [--extra FILE]...\n");
+    int shields = argc >= 1 && strcmp(argv[0], "shields") == 0;
+    if (argc < 1 || (strcmp(argv[0], "harm") != 0 && !shields)) {
+        fprintf(stderr, "usage: custos train harm|shields --data DIR --out FILE [--dev-out FILE] [--extra FILE]...\n");
         return 2;
     }
     custos_train_opts_t o = {.log = out, .aug_frac = -1};
@@ -591,7 +626,7 @@ int custos_cli_train(int argc, char **argv, FILE *out)
         return 2;
     }
     char err[512] = "";
-    int rc = custos_train_harm(&o, err, sizeof(err));
+    int rc = shields ? custos_train_shields(&o, err, sizeof(err)) : custos_train_harm(&o, err, sizeof(err));
     if (rc < 0) {
         fprintf(stderr, "custos train harm: %s\n", err[0] ? err : custos_strerror(rc));
         return 1;

@@ -11,6 +11,10 @@ int custos_cli_check(int argc, char **argv, FILE *in, FILE *out);
 int custos_cli_eval(int argc, char **argv, FILE *out);
 int custos_cli_train(int argc, char **argv, FILE *out);
 
+/* custos eval --task attacks (eval_attacks.c): scores attacks-format JSONL (text, role, attack, src) with the shield
+ * model (model = path or NULL for the default) and prints recall / FPR / AUPRC per role and per source. */
+int custos_cli_eval_attacks(const char *model, const char *file, FILE *out);
+
 /* Usage lines for main's help text. */
 extern const char custos_cli_safety_usage[];
 

@@ -2,6 +2,8 @@
  * Loaded safety models shared by workers (safety.h). */
 #include "safety/safety.h"
 
+#include "safety/shields.h"
+
 #include "util/err.h"
 
 #include <limits.h>
@@ -12,6 +14,7 @@
 
 struct custos_safety {
     custos_model_t *harm;
+    custos_model_t *shields; /* may be NULL */
 };
 
 const char *custos_safety_default_model(const char *name, char *buf, size_t cap)
@@ -56,6 +59,16 @@ int custos_safety_new(const custos_safety_opts_t *opts, custos_safety_t **out, c
         snprintf(err, errlen, "%s: not a harm model (heads must be hate, sexual, violence, self_harm)", p);
         goto fail;
     }
+    if (opts && opts->shields_model)
+        p = opts->shields_model;
+    else if (access((p = custos_safety_default_model("shields.model", path, sizeof(path))), R_OK) != 0)
+        p = NULL; /* optional when not asked for explicitly */
+    if (p && (rc = custos_model_open(p, &s->shields, err, errlen)) < 0)
+        goto fail;
+    if (p && (rc = custos_shields_model_check(s->shields)) < 0) {
+        snprintf(err, errlen, "%s: not a shields model (heads must be jailbreak, indirect_attack)", p);
+        goto fail;
+    }
     *out = s;
     return 0;
 fail:
@@ -68,10 +81,16 @@ void custos_safety_free(custos_safety_t *s)
     if (!s)
         return;
     custos_model_free(s->harm);
+    custos_model_free(s->shields);
     free(s);
 }
 
 const custos_harm_model_t *custos_safety_harm(const custos_safety_t *s)
 {
     return s->harm;
+}
+
+const custos_model_t *custos_safety_shields(const custos_safety_t *s)
+{
+    return s->shields;
 }

@@ -11,7 +11,8 @@
 typedef struct custos_safety custos_safety_t;
 
 typedef struct custos_safety_opts {
-    const char *harm_model; /* path; NULL = custos_safety_default_model("harm.model") */
+    const char *harm_model;    /* path; NULL = custos_safety_default_model("harm.model") */
+    const char *shields_model; /* path; NULL = default "shields.model", which may be absent (no shields) */
 } custos_safety_opts_t;
 
 /* Loads the models. Returns 0 or an error with a one-line reason in err. The result is immutable and thread-safe
@@ -21,6 +22,9 @@ void custos_safety_free(custos_safety_t *s);
 
 /* The harm model (never NULL for a successfully created object). */
 const custos_harm_model_t *custos_safety_harm(const custos_safety_t *s);
+
+/* The prompt-shield model (shields.h); NULL when no shields.model was found at the default path. */
+const custos_model_t *custos_safety_shields(const custos_safety_t *s);
 
 /* Resolves the default path of a shipped model file NAME into buf: $CUSTOS_MODEL_DIR/NAME, else
  * <dir of the running binary>/../models/NAME, <dir of the binary>/models/NAME, ./models/NAME (first that exists;

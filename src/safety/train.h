@@ -23,4 +23,9 @@ typedef struct custos_train_opts {
  * a reason in err. */
 int custos_train_harm(const custos_train_opts_t *opts, char *err, size_t errlen);
 
+/* Trains the two-head prompt-shield model (shields.h) from attacks/ (commercial_ok = yes) plus opts->extra files
+ * (attacks format, training only, weight 12); uses data_dir, out, dev_out, extra, hash_bits (default 18), epochs
+ * (default 5), seed, lr. Deterministic like custos_train_harm. */
+int custos_train_shields(const custos_train_opts_t *opts, char *err, size_t errlen);
+
 #endif

@@ -89,6 +89,6 @@ check_contains "eval per-category table" "AUPRC" "$(cat "$T/eval.txt")"
 check_contains "eval any row" "any " "$(cat "$T/eval.txt")"
 check_contains "eval throughput" "MB/s" "$(cat "$T/eval.txt")"
 check_contains "eval per source" "tiny" "$(cat "$T/eval.txt")"
-rc=0; "$CUSTOS_BIN" eval --task pii x.jsonl >/dev/null 2>&1 || rc=$?
+rc=0; "$CUSTOS_BIN" eval --task nosuch x.jsonl >/dev/null 2>&1 || rc=$?
 check "eval unknown task" 2 "$rc"
 finish

@@ -1,0 +1,502 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * Shield-model trainer (custos train shields): reads the commercial_ok attacks/ sets (user rows -> jailbreak head,
+ * document rows -> indirect_attack head) and hand-written hard negatives, trains the same hashed logistic model as
+ * the harm trainer (AdaGrad, int8, Platt), and picks each head's detection threshold on the calibration split. */
+#include "safety/shields.h"
+#include "safety/train.h"
+
+#include "safety/harm.h"
+#include "util/err.h"
+
+#include <json-c/json.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SPLIT_TRAIN 0
+#define SPLIT_DEV 1
+#define SPLIT_CAL 2
+#define NH CUSTOS_SHIELD_NHEADS
+#define MAX_TEXT (256u * 1024)
+
+/* Target false-positive rates on the calibration split's benign rows when choosing the detection thresholds. */
+static const float target_fpr[NH] = {0.01f, 0.03f};
+
+typedef struct srow {
+    char *text;
+    size_t len;
+    char *line; /* dev rows only */
+    uint8_t head, y, split, weight;
+} srow_t;
+
+typedef struct srows {
+    srow_t *v;
+    size_t n, cap;
+} srows_t;
+
+static void logf_(const custos_train_opts_t *o, const char *fmt, ...)
+{
+    if (!o->log)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(o->log, fmt, ap);
+    va_end(ap);
+}
+
+static uint64_t mix64(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ULL;
+    k ^= k >> 33;
+    return k;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545f4914f6cdd1dULL;
+}
+
+/* Split key: word characters of the normalised text, so spacing / punctuation variants share a split. */
+static uint64_t split_key(const char *text, size_t len, custos_safety_scratch_t *sc)
+{
+    custos_norm_t n;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    if (custos_normalize(text, len, CUSTOS_NORM_ALL, sc, &n) < 0)
+        return mix64(len);
+    for (size_t i = 0; i < n.len; i++)
+        if (custos_norm_is_word(n.cp[i]))
+            h = (h ^ n.cp[i]) * 0x100000001b3ULL;
+    return mix64(h);
+}
+
+static int push(srows_t *rows, const srow_t *r)
+{
+    if (rows->n == rows->cap) {
+        size_t nc = rows->cap ? rows->cap * 2 : 4096;
+        srow_t *nv = realloc(rows->v, nc * sizeof(srow_t));
+        if (!nv)
+            return CUSTOS_ENOMEM;
+        rows->v = nv;
+        rows->cap = nc;
+    }
+    rows->v[rows->n++] = *r;
+    return 0;
+}
+
+/* Byte offset of code point cp in UTF-8 text (clamped to len). */
+static size_t cp_to_byte(const char *t, size_t len, size_t cp)
+{
+    size_t i = 0;
+    while (i < len && cp > 0) {
+        i++;
+        while (i < len && ((unsigned char)t[i] & 0xC0) == 0x80)
+            i++;
+        cp--;
+    }
+    return i;
+}
+
+/* Loads one attacks-format JSONL file. train_only: every row is a training row (hand-written extras). */
+static int load_file(const char *path, int train_only, unsigned weight, srows_t *rows, custos_safety_scratch_t *sc,
+                     const custos_train_opts_t *o)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return CUSTOS_EIO;
+    char *buf = NULL;
+    size_t cap = 0, kept = 0;
+    ssize_t got;
+    int rc = 0;
+    while ((got = getline(&buf, &cap, f)) > 0) {
+        json_object *j = json_tokener_parse(buf);
+        json_object *t, *role, *attack;
+        if (!j || !json_object_object_get_ex(j, "text", &t) || !json_object_is_type(t, json_type_string) ||
+            !json_object_object_get_ex(j, "role", &role) || !json_object_object_get_ex(j, "attack", &attack)) {
+            json_object_put(j);
+            continue;
+        }
+        const char *rs = json_object_get_string(role);
+        int head = strcmp(rs, "user") == 0       ? CUSTOS_SHIELD_JAILBREAK
+                   : strcmp(rs, "document") == 0 ? CUSTOS_SHIELD_INDIRECT
+                                                 : -1;
+        size_t tlen = (size_t)json_object_get_string_len(t);
+        if (head < 0 || tlen == 0 || tlen > MAX_TEXT) {
+            json_object_put(j);
+            continue;
+        }
+        const char *text = json_object_get_string(t);
+        srow_t r = {0};
+        r.head = (uint8_t)head;
+        r.y = json_object_get_int(attack) > 0;
+        r.weight = (uint8_t)weight;
+        unsigned b = (unsigned)(split_key(text, tlen, sc) % 100);
+        r.split = train_only ? SPLIT_TRAIN : b < 80 ? SPLIT_TRAIN : b < 90 ? SPLIT_DEV : SPLIT_CAL;
+        r.text = malloc(tlen + 1);
+        r.len = tlen;
+        if (r.text)
+            memcpy(r.text, text, tlen + 1);
+        if (r.split == SPLIT_DEV) {
+            while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r'))
+                buf[--got] = 0;
+            r.line = strdup(buf);
+        }
+        /* constructed injections carry the attack's span: train on the bare span as well (training split only) */
+        json_object *span;
+        srow_t sr = {0};
+        if (r.split == SPLIT_TRAIN && r.y && json_object_object_get_ex(j, "attack_span", &span) &&
+            json_object_is_type(span, json_type_array) && json_object_array_length(span) == 2) {
+            size_t sa = cp_to_byte(text, tlen, (size_t)json_object_get_int(json_object_array_get_idx(span, 0)));
+            size_t sb = cp_to_byte(text, tlen, (size_t)json_object_get_int(json_object_array_get_idx(span, 1)));
+            if (sb > sa + 8) {
+                sr = r;
+                sr.len = sb - sa;
+                sr.text = strndup(text + sa, sb - sa);
+            }
+        }
+        json_object_put(j);
+        if (sr.text && push(rows, &sr) < 0)
+            free(sr.text);
+        if (!r.text || (r.split == SPLIT_DEV && !r.line) || push(rows, &r) < 0) {
+            free(r.text);
+            free(r.line);
+            rc = CUSTOS_ENOMEM;
+            break;
+        }
+        kept++;
+    }
+    free(buf);
+    fclose(f);
+    logf_(o, "  %s: %zu rows\n", path, kept);
+    return rc;
+}
+
+/* Reads MANIFEST.tsv and loads every attacks/ file with commercial_ok = yes. */
+static int load_manifest(const custos_train_opts_t *o, srows_t *rows, custos_safety_scratch_t *sc, char *err,
+                         size_t errlen)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/MANIFEST.tsv", o->data_dir);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot open %s", path);
+        return CUSTOS_EIO;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    int col_file = -1, col_ok = -1, rc = 0, first = 1;
+    ssize_t got;
+    while ((got = getline(&line, &cap, f)) > 0) {
+        while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r'))
+            line[--got] = 0;
+        char *fields[32];
+        int nfld = 0;
+        char *p = line;
+        while (nfld < 32) {
+            fields[nfld++] = p;
+            char *tab = strchr(p, '\t');
+            if (!tab)
+                break;
+            *tab = 0;
+            p = tab + 1;
+        }
+        if (first) {
+            first = 0;
+            for (int i = 0; i < nfld; i++) {
+                if (strcmp(fields[i], "file") == 0)
+                    col_file = i;
+                else if (strcmp(fields[i], "commercial_ok") == 0)
+                    col_ok = i;
+            }
+            if (col_file < 0 || col_ok < 0) {
+                snprintf(err, errlen, "%s: no file / commercial_ok columns", path);
+                rc = CUSTOS_EINVAL;
+                break;
+            }
+            continue;
+        }
+        if (col_file >= nfld || col_ok >= nfld || strcmp(fields[col_ok], "yes") != 0 ||
+            strncmp(fields[col_file], "attacks/", 8) != 0)
+            continue;
+        char fp[4096];
+        snprintf(fp, sizeof(fp), "%s/%s", o->data_dir, fields[col_file]);
+        if ((rc = load_file(fp, 0, 1, rows, sc, o)) < 0) {
+            snprintf(err, errlen, "cannot read %s: %s", fp, custos_strerror(rc));
+            break;
+        }
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+typedef struct trainer {
+    float *w, *g; /* buckets * NH */
+    float bias[NH], gb[NH];
+    float cw[NH][2];
+    uint64_t mask;
+    float lr;
+} trainer_t;
+
+static int train_row(trainer_t *tr, const custos_harm_fcfg_t *cfg, const srow_t *r, custos_safety_scratch_t *sc)
+{
+    custos_norm_t n;
+    size_t cnt = 0;
+    int rc = custos_normalize(r->text, r->len, cfg->norm_flags, sc, &n);
+    if (rc < 0 || (rc = custos_harm_features(cfg, &n, sc, &cnt)) < 0)
+        return rc;
+    if (!cnt)
+        return 0;
+    int c = r->head;
+    float x = 1.0f / sqrtf((float)cnt);
+    double z = tr->bias[c];
+    for (size_t i = 0; i < cnt; i++) {
+        float s = (sc->feat[i] >> 63) ? -x : x;
+        z += s * tr->w[(sc->feat[i] & tr->mask) * NH + c];
+    }
+    double p = 1.0 / (1.0 + exp(-z));
+    float gr = (float)((p - r->y) * tr->cw[c][r->y] * r->weight);
+    tr->gb[c] += gr * gr;
+    tr->bias[c] -= tr->lr * gr / sqrtf(tr->gb[c] + 1e-6f);
+    for (size_t i = 0; i < cnt; i++) {
+        size_t k = (sc->feat[i] & tr->mask) * NH + c;
+        float d = gr * ((sc->feat[i] >> 63) ? -x : x);
+        tr->g[k] += d * d;
+        tr->w[k] -= tr->lr * d / sqrtf(tr->g[k] + 1e-6f);
+    }
+    return 0;
+}
+
+/* Fits p = sigmoid(a z + b) by Newton's method with Platt's smoothed targets (as the harm trainer). */
+static void platt_fit(const float *z, const uint8_t *y, size_t n, float *pa, float *pb)
+{
+    double npos = 0, nneg = 0;
+    for (size_t i = 0; i < n; i++)
+        y[i] ? npos++ : nneg++;
+    double tpos = (npos + 1) / (npos + 2), tneg = 1 / (nneg + 2), a = 1, b = 0;
+    if (npos < 5 || nneg < 5) {
+        *pa = 1, *pb = 0;
+        return;
+    }
+    for (int it = 0; it < 100; it++) {
+        double ga = 0, gb = 0, haa = 1e-9, hab = 0, hbb = 1e-9;
+        for (size_t i = 0; i < n; i++) {
+            double t = y[i] ? tpos : tneg, p = 1 / (1 + exp(-(a * z[i] + b)));
+            double d = p - t, w = p * (1 - p);
+            ga += d * z[i];
+            gb += d;
+            haa += w * z[i] * z[i];
+            hab += w * z[i];
+            hbb += w;
+        }
+        double det = haa * hbb - hab * hab;
+        if (fabs(det) < 1e-12)
+            break;
+        double da = (hbb * ga - hab * gb) / det, db = (haa * gb - hab * ga) / det;
+        a -= da;
+        b -= db;
+        if (fabs(da) < 1e-9 && fabs(db) < 1e-9)
+            break;
+    }
+    if (!(a > 0) || !isfinite(a) || !isfinite(b))
+        a = 1, b = 0;
+    *pa = (float)a;
+    *pb = (float)b;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+int custos_train_shields(const custos_train_opts_t *o, char *err, size_t errlen)
+{
+    srows_t rows = {0};
+    custos_safety_scratch_t sc;
+    custos_safety_scratch_init(&sc, 0);
+    trainer_t tr = {0};
+    custos_model_header_t h = {0};
+    int8_t *q = NULL;
+    size_t *order = NULL;
+    void *ser = NULL;
+    custos_model_t *m = NULL;
+    float *zs = NULL;
+    uint8_t *ys = NULL;
+    FILE *dev = NULL;
+    int rc;
+    h.hash_bits = o->hash_bits ? o->hash_bits : 18;
+    h.hash_seed = o->seed ? o->seed : 1;
+    h.norm_flags = CUSTOS_NORM_ALL;
+    h.word_ngrams = 2;
+    h.char_min = 3;
+    h.char_max = 5;
+    h.n_heads = NH;
+    custos_harm_fcfg_t cfg = {h.hash_bits, h.hash_seed, h.norm_flags, h.word_ngrams, h.char_min, h.char_max};
+    logf_(o, "reading %s (commercial_ok = yes only)\n", o->data_dir);
+    if ((rc = load_manifest(o, &rows, &sc, err, errlen)) < 0)
+        goto fail;
+    for (int i = 0; i < 4 && o->extra[i]; i++)
+        if ((rc = load_file(o->extra[i], 1, 12, &rows, &sc, o)) < 0) {
+            snprintf(err, errlen, "cannot read %s", o->extra[i]);
+            goto fail;
+        }
+    size_t cnt[NH][2] = {{0}};
+    for (size_t i = 0; i < rows.n; i++)
+        if (rows.v[i].split == SPLIT_TRAIN)
+            cnt[rows.v[i].head][rows.v[i].y]++;
+    for (int c = 0; c < NH; c++) {
+        size_t tot = cnt[c][0] + cnt[c][1];
+        for (int y = 0; y < 2; y++)
+            tr.cw[c][y] = cnt[c][y] ? (float)tot / (2.0f * (float)cnt[c][y]) : 1.0f;
+        logf_(o, "%-16s train rows: %zu attacks, %zu benign\n", custos_shield_name(c), cnt[c][1], cnt[c][0]);
+    }
+    size_t buckets = (size_t)1 << h.hash_bits;
+    tr.mask = buckets - 1;
+    tr.lr = o->lr > 0 ? o->lr : 0.2f;
+    tr.w = calloc(buckets * NH, sizeof(float));
+    tr.g = calloc(buckets * NH, sizeof(float));
+    order = malloc((rows.n + 1) * sizeof(size_t));
+    if (!tr.w || !tr.g || !order) {
+        rc = CUSTOS_ENOMEM;
+        goto fail;
+    }
+    size_t ntrain = 0;
+    for (size_t i = 0; i < rows.n; i++)
+        if (rows.v[i].split == SPLIT_TRAIN)
+            order[ntrain++] = i;
+    uint64_t rng = 0x9e3779b97f4a7c15ULL ^ h.hash_seed;
+    unsigned epochs = o->epochs ? o->epochs : 5;
+    for (unsigned e = 0; e < epochs; e++) {
+        for (size_t i = ntrain; i > 1; i--) {
+            size_t j = (size_t)(rng_next(&rng) % i), t = order[i - 1];
+            order[i - 1] = order[j];
+            order[j] = t;
+        }
+        for (size_t k = 0; k < ntrain; k++)
+            if ((rc = train_row(&tr, &cfg, &rows.v[order[k]], &sc)) < 0 && rc != CUSTOS_ETOOBIG)
+                goto fail;
+        logf_(o, "epoch %u/%u done\n", e + 1, epochs);
+    }
+    q = malloc(buckets * NH);
+    if (!q) {
+        rc = CUSTOS_ENOMEM;
+        goto fail;
+    }
+    for (int c = 0; c < NH; c++) {
+        float mx = 0;
+        for (size_t b = 0; b < buckets; b++)
+            mx = fmaxf(mx, fabsf(tr.w[b * NH + c]));
+        float scale = mx > 0 ? mx / 127.0f : 1.0f;
+        for (size_t b = 0; b < buckets; b++) {
+            long v = lrintf(tr.w[b * NH + c] / scale);
+            q[b * NH + c] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+        }
+        custos_model_head_t *hd = &h.heads[c];
+        snprintf(hd->name, sizeof(hd->name), "%s", custos_shield_name(c));
+        hd->scale = scale;
+        hd->bias = tr.bias[c];
+        hd->platt_a = 1;
+        for (int k = 0; k < 7; k++)
+            hd->bands[k] = 0.5f;
+    }
+    /* Platt calibration, then the detection threshold (bands[0..6], all equal) at the target FPR */
+    size_t len = 0;
+    if ((rc = custos_model_serialize(&h, q, &ser, &len)) < 0 ||
+        (rc = custos_model_from_buffer(ser, len, &m, err, errlen)) < 0)
+        goto fail;
+    zs = malloc((rows.n + 1) * sizeof(float));
+    ys = malloc(rows.n + 1);
+    if (!zs || !ys) {
+        rc = CUSTOS_ENOMEM;
+        goto fail;
+    }
+    for (int c = 0; c < NH; c++) {
+        size_t k = 0;
+        for (size_t i = 0; i < rows.n; i++) {
+            srow_t *r = &rows.v[i];
+            float s;
+            if (r->split != SPLIT_CAL || r->head != c || custos_shields_raw(m, c, r->text, r->len, &s, &sc) < 0)
+                continue;
+            s = fminf(fmaxf(s, 1e-7f), 1 - 1e-7f); /* identity calibration: back to the logit */
+            zs[k] = logf(s / (1 - s));
+            ys[k++] = r->y;
+        }
+        custos_model_head_t *hd = &h.heads[c];
+        platt_fit(zs, ys, k, &hd->platt_a, &hd->platt_b);
+    }
+    /* thresholds: full scoring pipeline (decoding, windows, signals) of the calibrated model on the benign rows */
+    custos_model_free(m);
+    m = NULL;
+    free(ser);
+    ser = NULL;
+    if ((rc = custos_model_serialize(&h, q, &ser, &len)) < 0 ||
+        (rc = custos_model_from_buffer(ser, len, &m, err, errlen)) < 0)
+        goto fail;
+    for (int c = 0; c < NH; c++) {
+        custos_model_head_t *hd = &h.heads[c];
+        size_t nn = 0, k = 0;
+        for (size_t i = 0; i < rows.n; i++) {
+            srow_t *r = &rows.v[i];
+            custos_shield_result_t res;
+            if (r->split != SPLIT_CAL || r->head != c)
+                continue;
+            k++;
+            if (!r->y && custos_shields_score(m, c, r->text, r->len, &res, &sc) == 0)
+                zs[nn++] = res.score;
+        }
+        qsort(zs, nn, sizeof(float), cmp_desc);
+        size_t at = (size_t)(target_fpr[c] * (float)nn);
+        float thr = nn && at < nn ? zs[at] + 1e-4f : 0.5f;
+        thr = fminf(fmaxf(thr, 0.2f), 0.9f);
+        for (int b = 0; b < 7; b++)
+            hd->bands[b] = thr;
+        logf_(o, "%-16s calibration rows %zu: a=%.4f b=%.4f threshold %.4f\n", hd->name, k, hd->platt_a, hd->platt_b,
+              thr);
+    }
+    if ((rc = custos_model_write(o->out, &h, q)) < 0) {
+        snprintf(err, errlen, "cannot write %s", o->out);
+        goto fail;
+    }
+    if (o->dev_out) {
+        dev = fopen(o->dev_out, "w");
+        if (!dev) {
+            snprintf(err, errlen, "cannot write %s", o->dev_out);
+            rc = CUSTOS_EIO;
+            goto fail;
+        }
+        for (size_t i = 0; i < rows.n; i++)
+            if (rows.v[i].split == SPLIT_DEV && rows.v[i].line)
+                fprintf(dev, "%s\n", rows.v[i].line);
+        if (fclose(dev) != 0)
+            rc = CUSTOS_EIO;
+        dev = NULL;
+    }
+    logf_(o, "wrote %s (%zu bytes)\n", o->out, len);
+fail:
+    if (dev)
+        fclose(dev);
+    custos_model_free(m);
+    free(ser);
+    free(zs);
+    free(ys);
+    free(q);
+    free(order);
+    free(tr.w);
+    free(tr.g);
+    for (size_t i = 0; i < rows.n; i++) {
+        free(rows.v[i].text);
+        free(rows.v[i].line);
+    }
+    free(rows.v);
+    custos_safety_scratch_dispose(&sc);
+    return rc;
+}
