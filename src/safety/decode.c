@@ -228,13 +228,11 @@ void custos_decode_signals(const char *text, size_t len, custos_decode_signals_t
             sig->tag_chars++;
             run++;
             i += 4;
-        } else if (c == 0xE2 && i + 2 < len &&
-                   ((t[i + 1] == 0x80 && t[i + 2] >= 0x8B && t[i + 2] <= 0x8F) ||
-                    (t[i + 1] == 0x81 && t[i + 2] >= 0xA0 && t[i + 2] <= 0xA4))) {
-            run++; /* U+200B..200F, U+2060..2064 */
-            i += 3;
-        } else if (c == 0xEF && i + 2 < len && t[i + 1] == 0xBB && t[i + 2] == 0xBF) {
-            run++; /* U+FEFF */
+        } else if ((c == 0xE2 && i + 2 < len &&
+                    ((t[i + 1] == 0x80 && t[i + 2] >= 0x8B && t[i + 2] <= 0x8F) ||
+                     (t[i + 1] == 0x81 && t[i + 2] >= 0xA0 && t[i + 2] <= 0xA4))) ||
+                   (c == 0xEF && i + 2 < len && t[i + 1] == 0xBB && t[i + 2] == 0xBF)) {
+            run++; /* U+200B..200F, U+2060..2064, U+FEFF */
             i += 3;
         } else {
             run = 0;
@@ -249,13 +247,13 @@ void custos_decode_signals(const char *text, size_t len, custos_decode_signals_t
                 }
                 if (q >= 2)
                     sig->exfil_links++;
-            } else if ((c | 0x20) == 'd' && i + 12 <= len && strncasecmp(text + i, "display:none", 12) == 0)
+            } else if (((c | 0x20) == 'd' && i + 12 <= len && strncasecmp(text + i, "display:none", 12) == 0) ||
+                       ((c | 0x20) == 'f' && i + 11 <= len && strncasecmp(text + i, "font-size:0", 11) == 0) ||
+                       ((c | 0x20) == 'c' && i + 11 <= len &&
+                        (strncasecmp(text + i, "color:white", 11) == 0 ||
+                         strncasecmp(text + i, "color:#fff", 10) == 0))) {
                 sig->hidden_html++;
-            else if ((c | 0x20) == 'f' && i + 11 <= len && strncasecmp(text + i, "font-size:0", 11) == 0)
-                sig->hidden_html++;
-            else if ((c | 0x20) == 'c' && i + 11 <= len &&
-                     (strncasecmp(text + i, "color:white", 11) == 0 || strncasecmp(text + i, "color:#fff", 10) == 0))
-                sig->hidden_html++;
+            }
             i++;
         }
         if (run > sig->zw_run_max)

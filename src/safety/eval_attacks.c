@@ -84,8 +84,7 @@ int custos_cli_eval_attacks(const char *model, const char *file, FILE *out)
         fprintf(stderr, "custos eval: cannot open %s\n", file);
         goto done;
     }
-    ssize_t got;
-    while ((got = getline(&line, &lcap, in)) > 0) {
+    while (getline(&line, &lcap, in) > 0) {
         json_object *j = json_tokener_parse(line), *t, *role, *attack, *src;
         if (!j || !json_object_object_get_ex(j, "text", &t) || !json_object_object_get_ex(j, "role", &role) ||
             !json_object_object_get_ex(j, "attack", &attack)) {
@@ -107,9 +106,11 @@ int custos_cli_eval_attacks(const char *model, const char *file, FILE *out)
         if (nus < MAX_TIMED && tl > 0) /* microseconds per KB */
             us[nus++] =
                 ((double)(tb.tv_sec - ta.tv_sec) * 1e6 + (double)(tb.tv_nsec - ta.tv_nsec) / 1e3) * 1024.0 / (double)tl;
-        const char *sn = json_object_object_get_ex(j, "src", &src) ? json_object_get_string(src) : "?";
+        const char *sn = json_object_object_get_ex(j, "src", &src) ? json_object_get_string(src) : NULL;
+        if (!sn)
+            sn = "?";
         size_t si = 0;
-        while (si < nsrc && strcmp(srcs[si], sn) != 0)
+        while (si < nsrc && (!srcs[si] || strcmp(srcs[si], sn) != 0))
             si++;
         if (si == nsrc && nsrc < MAX_SRC)
             srcs[nsrc++] = strdup(sn);
@@ -167,7 +168,7 @@ int custos_cli_eval_attacks(const char *model, const char *file, FILE *out)
                 }
             if (!pos && !neg)
                 continue;
-            fprintf(out, "%-40s %-16s %7zu ", srcs[si], custos_shield_name(hd), pos);
+            fprintf(out, "%-40s %-16s %7zu ", srcs[si] ? srcs[si] : "?", custos_shield_name(hd), pos);
             pos ? fprintf(out, "%8.4f ", (double)tp / (double)pos) : fprintf(out, "%8s ", "-");
             fprintf(out, "%7zu ", neg);
             neg ? fprintf(out, "%8.4f\n", (double)fp / (double)neg) : fprintf(out, "%8s\n", "-");

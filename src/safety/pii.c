@@ -645,9 +645,8 @@ static void classify(const scan_t *s, size_t i, const groups_t *g, int k, cand_t
             shaped = 0;
         else if (k == 3 + off && g->glen[off] == 3 && g->glen[off + 1] == 3 && g->glen[off + 2] == 4)
             shaped = g->paren || same_seps(g, k, "-. ");
-        else if (k == 2 && g->paren && g->glen[0] == 3 && g->glen[1] == 7)
-            shaped = 1;
-        else if (g->paren && k == 3 && g->glen[0] == 3 && g->glen[1] == 3 && g->glen[2] == 4)
+        else if ((k == 2 && g->paren && g->glen[0] == 3 && g->glen[1] == 7) ||
+                 (g->paren && k == 3 && g->glen[0] == 3 && g->glen[1] == 3 && g->glen[2] == 4))
             shaped = 1;
         offer(best, end, CUSTOS_PII_PHONE, (shaped ? 0.7f : 0.2f) + pc + (shaped ? 0 : pc) - pen);
     }

@@ -147,7 +147,9 @@ int custos_pii_cli_eval(int argc, char **argv, FILE *out)
                     !json_object_object_get_ex(sp, "end", &en))
                     continue;
                 const char *tn = json_object_get_string(ty);
-                int gt = gold_type(tn ? tn : "");
+                if (!tn)
+                    continue;
+                int gt = gold_type(tn);
                 if (gt < 0) {
                     int o2 = 0;
                     while (o2 < nother && strcmp(other[o2], tn) != 0)
