@@ -17,12 +17,7 @@ const char *custos_harm_category_name(int c)
 
 int custos_harm_model_check(const custos_harm_model_t *m)
 {
-    if (!m || m->h->n_heads != CUSTOS_HARM_NCAT)
-        return CUSTOS_EINVAL;
-    for (int c = 0; c < CUSTOS_HARM_NCAT; c++)
-        if (strcmp(m->h->heads[c].name, cat_names[c]) != 0)
-            return CUSTOS_EINVAL;
-    return 0;
+    return custos_model_check_heads(m, cat_names, CUSTOS_HARM_NCAT);
 }
 
 static inline uint64_t fmix64(uint64_t k)

@@ -215,3 +215,13 @@ fail:
     free(buf);
     return rc;
 }
+
+int custos_model_check_heads(const custos_model_t *m, const char *const *names, int n)
+{
+    if (!m || m->h->n_heads != (uint32_t)n)
+        return CUSTOS_EINVAL;
+    for (int c = 0; c < n; c++)
+        if (strcmp(m->h->heads[c].name, names[c]) != 0)
+            return CUSTOS_EINVAL;
+    return 0;
+}

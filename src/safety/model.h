@@ -68,4 +68,7 @@ int custos_model_serialize(const custos_model_header_t *h, const int8_t *w, void
 /* Writes a model atomically (temporary file + rename). */
 int custos_model_write(const char *path, const custos_model_header_t *h, const int8_t *w);
 
+/* 0 if m has exactly n heads named names[0..n) in that order, else CUSTOS_EINVAL (also for m == NULL). */
+int custos_model_check_heads(const custos_model_t *m, const char *const *names, int n);
+
 #endif

@@ -19,12 +19,7 @@ const char *custos_shield_name(int head)
 
 int custos_shields_model_check(const custos_model_t *m)
 {
-    if (!m || m->h->n_heads != CUSTOS_SHIELD_NHEADS)
-        return CUSTOS_EINVAL;
-    for (int c = 0; c < CUSTOS_SHIELD_NHEADS; c++)
-        if (strcmp(m->h->heads[c].name, head_names[c]) != 0)
-            return CUSTOS_EINVAL;
-    return 0;
+    return custos_model_check_heads(m, head_names, CUSTOS_SHIELD_NHEADS);
 }
 
 float custos_shield_threshold(const custos_model_t *m, int head)
