@@ -191,10 +191,9 @@ int custos_harm_severity(const custos_harm_model_t *m, int c, float score)
     return sev;
 }
 
-int custos_harm_score(const custos_harm_model_t *m, const char *text, size_t len, custos_harm_result_t *out,
-                      custos_safety_scratch_t *scratch)
+int custos_model_text_logits(const custos_model_t *m, const char *text, size_t len, float logit[CUSTOS_MODEL_MAX_HEADS],
+                             custos_safety_scratch_t *scratch)
 {
-    memset(out, 0, sizeof(*out));
     const custos_model_header_t *h = m->h;
     custos_norm_t n;
     int rc = custos_normalize(text, len, h->norm_flags, scratch, &n);
@@ -206,8 +205,19 @@ int custos_harm_score(const custos_harm_model_t *m, const char *text, size_t len
         return rc;
     if (count == 0)
         return 0;
-    float logit[CUSTOS_MODEL_MAX_HEADS];
     custos_harm_logits(m, scratch->feat, count, logit);
+    return 1;
+}
+
+int custos_harm_score(const custos_harm_model_t *m, const char *text, size_t len, custos_harm_result_t *out,
+                      custos_safety_scratch_t *scratch)
+{
+    memset(out, 0, sizeof(*out));
+    const custos_model_header_t *h = m->h;
+    float logit[CUSTOS_MODEL_MAX_HEADS];
+    int rc = custos_model_text_logits(m, text, len, logit, scratch);
+    if (rc <= 0)
+        return rc;
     for (int c = 0; c < CUSTOS_HARM_NCAT && c < (int)h->n_heads; c++) {
         out->logit[c] = logit[c];
         out->score[c] = custos_harm_calibrate(m, c, logit[c]);

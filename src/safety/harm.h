@@ -33,6 +33,12 @@ int custos_harm_model_check(const custos_harm_model_t *m);
 
 /* Scores text[0..len) (any bytes). Thread-safe for a shared m; scratch is per thread. Returns 0,
  * CUSTOS_ETOOBIG (text larger than the scratch's max_input) or CUSTOS_ENOMEM. Empty text scores 0 / severity 0. */
+/* Normalises text, hashes its features with m's feature settings and computes every head's raw logit (any model in
+ * the hashed-linear format: harm, shields). Returns 1 with logit[0..n_heads) filled, 0 when the text has no
+ * features (logit untouched), or a negative code. */
+int custos_model_text_logits(const custos_model_t *m, const char *text, size_t len, float logit[CUSTOS_MODEL_MAX_HEADS],
+                             custos_safety_scratch_t *scratch);
+
 int custos_harm_score(const custos_harm_model_t *m, const char *text, size_t len, custos_harm_result_t *out,
                       custos_safety_scratch_t *scratch);
 

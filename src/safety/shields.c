@@ -31,19 +31,10 @@ int custos_shields_raw(const custos_model_t *m, int head, const char *text, size
                        custos_safety_scratch_t *scratch)
 {
     *score = 0;
-    const custos_model_header_t *h = m->h;
-    custos_norm_t n;
-    int rc = custos_normalize(text, len, h->norm_flags, scratch, &n);
-    if (rc < 0)
-        return rc;
-    custos_harm_fcfg_t cfg = {h->hash_bits, h->hash_seed, h->norm_flags, h->word_ngrams, h->char_min, h->char_max};
-    size_t count = 0;
-    if ((rc = custos_harm_features(&cfg, &n, scratch, &count)) < 0)
-        return rc;
-    if (count == 0)
-        return 0;
     float logit[CUSTOS_MODEL_MAX_HEADS];
-    custos_harm_logits(m, scratch->feat, count, logit);
+    int rc = custos_model_text_logits(m, text, len, logit, scratch);
+    if (rc <= 0)
+        return rc;
     *score = custos_harm_calibrate(m, head, logit[head]);
     return 0;
 }
