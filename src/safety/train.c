@@ -3,6 +3,7 @@
  * normalised text (or the source's group key), trains one class-weighted logistic head per category with AdaGrad
  * on signed hashed features, quantises to int8, fits Platt calibration and writes the model. Deterministic. */
 #include "safety/train.h"
+#include "safety/train_internal.h"
 
 #include "safety/harm.h"
 #include "util/err.h"
@@ -34,45 +35,16 @@ typedef struct rows {
 
 static const float severity_bands[7] = {0.20f, 0.35f, 0.50f, 0.65f, 0.80f, 0.90f, 0.97f};
 
-static void logf_(const custos_train_opts_t *o, const char *fmt, ...)
-{
-    if (!o->log)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(o->log, fmt, ap);
-    va_end(ap);
-}
-
-static uint64_t mix64(uint64_t k)
-{
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33;
-    k *= 0xc4ceb9fe1a85ec53ULL;
-    k ^= k >> 33;
-    return k;
-}
-
 static uint64_t hash_bytes(const void *p, size_t n, uint64_t h)
 {
     const unsigned char *s = p;
     h ^= 0xcbf29ce484222325ULL;
     for (size_t i = 0; i < n; i++)
         h = (h ^ s[i]) * 0x100000001b3ULL;
-    return mix64(h);
+    return custos_train_mix64(h);
 }
 
 /* xorshift64* PRNG */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545f4914f6cdd1dULL;
-}
 
 static int read_line(FILE *f, char **buf, size_t *cap, size_t *len)
 {
@@ -140,7 +112,7 @@ static uint64_t split_key(const char *src, json_object *orig, const char *text, 
     for (size_t i = 0; i < n.len; i++)
         if (custos_norm_is_word(n.cp[i]))
             h = (h ^ n.cp[i]) * 0x100000001b3ULL;
-    return mix64(h);
+    return custos_train_mix64(h);
 }
 
 /* benign_pct > 0: an attacks/ file of ordinary requests: only kind = benign rows, a deterministic benign_pct % sample,
@@ -204,7 +176,7 @@ static int load_file(const char *path, const char *src_default, int graded, int 
         const char *text = json_object_get_string(t);
         size_t tlen = (size_t)json_object_get_string_len(t);
         uint64_t key = split_key(src, orig, text, tlen, sc, norm_flags);
-        if (benign_pct && mix64(key ^ 0x5eed) % 100 >= benign_pct) {
+        if (benign_pct && custos_train_mix64(key ^ 0x5eed) % 100 >= benign_pct) {
             json_object_put(j);
             continue;
         }
@@ -249,7 +221,7 @@ static int load_file(const char *path, const char *src_default, int graded, int 
     }
     free(buf);
     fclose(f);
-    logf_(o, "  %s: %zu labelled rows\n", path, kept);
+    custos_train_log(o, "  %s: %zu labelled rows\n", path, kept);
     return rc;
 }
 
@@ -338,11 +310,11 @@ static int load_manifest(const custos_train_opts_t *o, rows_t *rows, custos_safe
 /* Obfuscates an ASCII-ish text the way evaders do (leet, spacing, homoglyphs, zero-width, repeats). */
 static size_t obfuscate(const char *t, size_t n, uint64_t *rng, char *out, size_t cap)
 {
-    unsigned mode = (unsigned)(rng_next(rng) % 5);
+    unsigned mode = (unsigned)(custos_train_rng_next(rng) % 5);
     size_t o = 0;
     for (size_t i = 0; i < n && o + 16 < cap; i++) {
         unsigned char c = (unsigned char)t[i];
-        unsigned r = (unsigned)(rng_next(rng) % 100);
+        unsigned r = (unsigned)(custos_train_rng_next(rng) % 100);
         int lower = c >= 'a' && c <= 'z';
         switch (mode) {
         case 0: { /* leet */
@@ -436,45 +408,6 @@ static int train_row(trainer_t *tr, const custos_harm_fcfg_t *cfg, const char *t
 }
 
 /* Fits p = sigmoid(a z + b) by Newton's method on (z, y) with Platt's smoothed targets. */
-static void platt_fit(const float *z, const int8_t *y, size_t n, float *pa, float *pb)
-{
-    double npos = 0, nneg = 0;
-    for (size_t i = 0; i < n; i++)
-        y[i] ? npos++ : nneg++;
-    double tpos = (npos + 1) / (npos + 2), tneg = 1 / (nneg + 2);
-    double a = 1, b = 0;
-    if (npos < 5 || nneg < 5) { /* too few rows to calibrate: identity */
-        *pa = 1, *pb = 0;
-        return;
-    }
-    for (int it = 0; it < 100; it++) {
-        double ga = 0, gb = 0, haa = 1e-9, hab = 0, hbb = 1e-9;
-        for (size_t i = 0; i < n; i++) {
-            double t = y[i] ? tpos : tneg;
-            double p = 1 / (1 + exp(-(a * z[i] + b)));
-            double d = p - t, w = p * (1 - p);
-            ga += d * z[i];
-            gb += d;
-            haa += w * z[i] * z[i];
-            hab += w * z[i];
-            hbb += w;
-        }
-        double det = haa * hbb - hab * hab;
-        if (fabs(det) < 1e-12)
-            break;
-        double da = (hbb * ga - hab * gb) / det, db = (haa * gb - hab * ga) / det;
-        a -= da;
-        b -= db;
-        if (fabs(da) < 1e-9 && fabs(db) < 1e-9)
-            break;
-    }
-    if (!(a > 0) || !isfinite(a) || !isfinite(b)) { /* calibration must keep the ranking */
-        a = 1;
-        b = 0;
-    }
-    *pa = (float)a;
-    *pb = (float)b;
-}
 
 int custos_train_harm(const custos_train_opts_t *o, char *err, size_t errlen)
 {
@@ -506,7 +439,7 @@ int custos_train_harm(const custos_train_opts_t *o, char *err, size_t errlen)
     }
     custos_harm_fcfg_t cfg = {h.hash_bits, h.hash_seed, h.norm_flags, h.word_ngrams, h.char_min, h.char_max};
 
-    logf_(o, "reading %s (commercial_ok = yes only)\n", o->data_dir);
+    custos_train_log(o, "reading %s (commercial_ok = yes only)\n", o->data_dir);
     if ((rc = load_manifest(o, &rows, &sc, h.norm_flags, err, errlen)) < 0)
         goto fail;
     for (int i = 0; i < 4 && o->extra[i]; i++)
@@ -529,8 +462,8 @@ int custos_train_harm(const custos_train_opts_t *o, char *err, size_t errlen)
         double npos = (double)cnt[SPLIT_TRAIN][c][1], nneg = (double)cnt[SPLIT_TRAIN][c][0], tot = npos + nneg;
         tr.cw[c][1] = npos ? (float)fmin(20.0, tot / (2 * npos)) : 1;
         tr.cw[c][0] = nneg ? (float)fmin(20.0, tot / (2 * nneg)) : 1;
-        logf_(o, "%-10s train %zu+/%zu-  dev %zu+/%zu-  cal %zu+/%zu-\n", custos_harm_category_name(c), cnt[0][c][1],
-              cnt[0][c][0], cnt[1][c][1], cnt[1][c][0], cnt[2][c][1], cnt[2][c][0]);
+        custos_train_log(o, "%-10s train %zu+/%zu-  dev %zu+/%zu-  cal %zu+/%zu-\n", custos_harm_category_name(c),
+                         cnt[0][c][1], cnt[0][c][0], cnt[1][c][1], cnt[1][c][0], cnt[2][c][1], cnt[2][c][0]);
     }
 
     size_t buckets = (size_t)1 << h.hash_bits;
@@ -557,7 +490,7 @@ int custos_train_harm(const custos_train_opts_t *o, char *err, size_t errlen)
     uint32_t epochs = o->epochs ? o->epochs : 6;
     for (uint32_t e = 0; e < epochs; e++) {
         for (size_t i = ntrain; i > 1; i--) { /* Fisher-Yates with a fixed seed */
-            size_t j = (size_t)(rng_next(&rng) % i);
+            size_t j = (size_t)(custos_train_rng_next(&rng) % i);
             size_t t = order[i - 1];
             order[i - 1] = order[j];
             order[j] = t;
@@ -571,13 +504,13 @@ int custos_train_harm(const custos_train_opts_t *o, char *err, size_t errlen)
             int pos = 0;
             for (int c = 0; c < CUSTOS_HARM_NCAT; c++)
                 pos |= r->y[c] == 1;
-            if (pos && rng_next(&rng) % 100 < aug_pct && r->len <= MAX_LINE) {
+            if (pos && custos_train_rng_next(&rng) % 100 < aug_pct && r->len <= MAX_LINE) {
                 size_t al = obfuscate(r->text, r->len, &rng, aug, aug_cap);
                 if ((rc = train_row(&tr, &cfg, aug, al, r->y, r->weight, &sc)) < 0 && rc != CUSTOS_ETOOBIG)
                     goto fail;
             }
         }
-        logf_(o, "epoch %u/%u done\n", e + 1, epochs);
+        custos_train_log(o, "epoch %u/%u done\n", e + 1, epochs);
     }
 
     /* quantise to int8 with one scale per head */
@@ -628,8 +561,9 @@ int custos_train_harm(const custos_train_opts_t *o, char *err, size_t errlen)
             zs[k] = res.logit[c];
             ys[k++] = r->y[c];
         }
-        platt_fit(zs, ys, k, &h.heads[c].platt_a, &h.heads[c].platt_b);
-        logf_(o, "%-10s calibration rows %zu: a=%.4f b=%.4f\n", names[c], k, h.heads[c].platt_a, h.heads[c].platt_b);
+        custos_train_platt_fit(zs, (const unsigned char *)ys, k, &h.heads[c].platt_a, &h.heads[c].platt_b);
+        custos_train_log(o, "%-10s calibration rows %zu: a=%.4f b=%.4f\n", names[c], k, h.heads[c].platt_a,
+                         h.heads[c].platt_b);
     }
     if ((rc = custos_model_write(o->out, &h, q)) < 0) {
         snprintf(err, errlen, "cannot write %s", o->out);
@@ -649,7 +583,7 @@ int custos_train_harm(const custos_train_opts_t *o, char *err, size_t errlen)
             rc = CUSTOS_EIO;
         dev = NULL;
     }
-    logf_(o, "wrote %s (%zu bytes)\n", o->out, len);
+    custos_train_log(o, "wrote %s (%zu bytes)\n", o->out, len);
 fail:
     if (dev)
         fclose(dev);

@@ -4,6 +4,7 @@
  * the harm trainer (AdaGrad, int8, Platt), and picks each head's detection threshold on the calibration split. */
 #include "safety/shields.h"
 #include "safety/train.h"
+#include "safety/train_internal.h"
 
 #include "safety/harm.h"
 #include "util/err.h"
@@ -35,47 +36,17 @@ typedef struct srows {
     size_t n, cap;
 } srows_t;
 
-static void logf_(const custos_train_opts_t *o, const char *fmt, ...)
-{
-    if (!o->log)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(o->log, fmt, ap);
-    va_end(ap);
-}
-
-static uint64_t mix64(uint64_t k)
-{
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33;
-    k *= 0xc4ceb9fe1a85ec53ULL;
-    k ^= k >> 33;
-    return k;
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545f4914f6cdd1dULL;
-}
-
 /* Split key: word characters of the normalised text, so spacing / punctuation variants share a split. */
 static uint64_t split_key(const char *text, size_t len, custos_safety_scratch_t *sc)
 {
     custos_norm_t n;
     uint64_t h = 0xcbf29ce484222325ULL;
     if (custos_normalize(text, len, CUSTOS_NORM_ALL, sc, &n) < 0)
-        return mix64(len);
+        return custos_train_mix64(len);
     for (size_t i = 0; i < n.len; i++)
         if (custos_norm_is_word(n.cp[i]))
             h = (h ^ n.cp[i]) * 0x100000001b3ULL;
-    return mix64(h);
+    return custos_train_mix64(h);
 }
 
 static int push(srows_t *rows, const srow_t *r)
@@ -175,7 +146,7 @@ static int load_file(const char *path, int train_only, unsigned weight, srows_t 
     }
     free(buf);
     fclose(f);
-    logf_(o, "  %s: %zu rows\n", path, kept);
+    custos_train_log(o, "  %s: %zu rows\n", path, kept);
     return rc;
 }
 
@@ -276,41 +247,6 @@ static int train_row(trainer_t *tr, const custos_harm_fcfg_t *cfg, const srow_t 
 }
 
 /* Fits p = sigmoid(a z + b) by Newton's method with Platt's smoothed targets (as the harm trainer). */
-static void platt_fit(const float *z, const uint8_t *y, size_t n, float *pa, float *pb)
-{
-    double npos = 0, nneg = 0;
-    for (size_t i = 0; i < n; i++)
-        y[i] ? npos++ : nneg++;
-    double tpos = (npos + 1) / (npos + 2), tneg = 1 / (nneg + 2), a = 1, b = 0;
-    if (npos < 5 || nneg < 5) {
-        *pa = 1, *pb = 0;
-        return;
-    }
-    for (int it = 0; it < 100; it++) {
-        double ga = 0, gb = 0, haa = 1e-9, hab = 0, hbb = 1e-9;
-        for (size_t i = 0; i < n; i++) {
-            double t = y[i] ? tpos : tneg, p = 1 / (1 + exp(-(a * z[i] + b)));
-            double d = p - t, w = p * (1 - p);
-            ga += d * z[i];
-            gb += d;
-            haa += w * z[i] * z[i];
-            hab += w * z[i];
-            hbb += w;
-        }
-        double det = haa * hbb - hab * hab;
-        if (fabs(det) < 1e-12)
-            break;
-        double da = (hbb * ga - hab * gb) / det, db = (haa * gb - hab * ga) / det;
-        a -= da;
-        b -= db;
-        if (fabs(da) < 1e-9 && fabs(db) < 1e-9)
-            break;
-    }
-    if (!(a > 0) || !isfinite(a) || !isfinite(b))
-        a = 1, b = 0;
-    *pa = (float)a;
-    *pb = (float)b;
-}
 
 static int cmp_desc(const void *a, const void *b)
 {
@@ -341,7 +277,7 @@ int custos_train_shields(const custos_train_opts_t *o, char *err, size_t errlen)
     h.char_max = 5;
     h.n_heads = NH;
     custos_harm_fcfg_t cfg = {h.hash_bits, h.hash_seed, h.norm_flags, h.word_ngrams, h.char_min, h.char_max};
-    logf_(o, "reading %s (commercial_ok = yes only)\n", o->data_dir);
+    custos_train_log(o, "reading %s (commercial_ok = yes only)\n", o->data_dir);
     if ((rc = load_manifest(o, &rows, &sc, err, errlen)) < 0)
         goto fail;
     for (int i = 0; i < 4 && o->extra[i]; i++)
@@ -357,7 +293,7 @@ int custos_train_shields(const custos_train_opts_t *o, char *err, size_t errlen)
         size_t tot = cnt[c][0] + cnt[c][1];
         for (int y = 0; y < 2; y++)
             tr.cw[c][y] = cnt[c][y] ? (float)tot / (2.0f * (float)cnt[c][y]) : 1.0f;
-        logf_(o, "%-16s train rows: %zu attacks, %zu benign\n", custos_shield_name(c), cnt[c][1], cnt[c][0]);
+        custos_train_log(o, "%-16s train rows: %zu attacks, %zu benign\n", custos_shield_name(c), cnt[c][1], cnt[c][0]);
     }
     size_t buckets = (size_t)1 << h.hash_bits;
     tr.mask = buckets - 1;
@@ -377,14 +313,14 @@ int custos_train_shields(const custos_train_opts_t *o, char *err, size_t errlen)
     unsigned epochs = o->epochs ? o->epochs : 5;
     for (unsigned e = 0; e < epochs; e++) {
         for (size_t i = ntrain; i > 1; i--) {
-            size_t j = (size_t)(rng_next(&rng) % i), t = order[i - 1];
+            size_t j = (size_t)(custos_train_rng_next(&rng) % i), t = order[i - 1];
             order[i - 1] = order[j];
             order[j] = t;
         }
         for (size_t k = 0; k < ntrain; k++)
             if ((rc = train_row(&tr, &cfg, &rows.v[order[k]], &sc)) < 0 && rc != CUSTOS_ETOOBIG)
                 goto fail;
-        logf_(o, "epoch %u/%u done\n", e + 1, epochs);
+        custos_train_log(o, "epoch %u/%u done\n", e + 1, epochs);
     }
     q = malloc(buckets * NH);
     if (!q) {
@@ -431,7 +367,7 @@ int custos_train_shields(const custos_train_opts_t *o, char *err, size_t errlen)
             ys[k++] = r->y;
         }
         custos_model_head_t *hd = &h.heads[c];
-        platt_fit(zs, ys, k, &hd->platt_a, &hd->platt_b);
+        custos_train_platt_fit(zs, ys, k, &hd->platt_a, &hd->platt_b);
     }
     /* thresholds: full scoring pipeline (decoding, windows, signals) of the calibrated model on the benign rows */
     custos_model_free(m);
@@ -459,8 +395,8 @@ int custos_train_shields(const custos_train_opts_t *o, char *err, size_t errlen)
         thr = fminf(fmaxf(thr, 0.2f), 0.9f);
         for (int b = 0; b < 7; b++)
             hd->bands[b] = thr;
-        logf_(o, "%-16s calibration rows %zu: a=%.4f b=%.4f threshold %.4f\n", hd->name, k, hd->platt_a, hd->platt_b,
-              thr);
+        custos_train_log(o, "%-16s calibration rows %zu: a=%.4f b=%.4f threshold %.4f\n", hd->name, k, hd->platt_a,
+                         hd->platt_b, thr);
     }
     if ((rc = custos_model_write(o->out, &h, q)) < 0) {
         snprintf(err, errlen, "cannot write %s", o->out);
@@ -480,7 +416,7 @@ int custos_train_shields(const custos_train_opts_t *o, char *err, size_t errlen)
             rc = CUSTOS_EIO;
         dev = NULL;
     }
-    logf_(o, "wrote %s (%zu bytes)\n", o->out, len);
+    custos_train_log(o, "wrote %s (%zu bytes)\n", o->out, len);
 fail:
     if (dev)
         fclose(dev);
