@@ -30,13 +30,15 @@ bench: all
 # Rebuilds the shipped harm and shields models (deterministic) and prints their dev-split and hard-negative metrics.
 models: all
 	$(BUILD)/custos train harm --data $(DATA) --out models/harm.model --dev-out $(BUILD)/harm-dev.jsonl \
-		--extra models/data/benign_sensitive.jsonl
+		--extra models/data/benign_sensitive.jsonl --extra models/data/everyday.jsonl
 	$(BUILD)/custos eval --task harm --model models/harm.model $(BUILD)/harm-dev.jsonl
 	$(BUILD)/custos eval --task harm --model models/harm.model models/data/benign_sensitive_heldout.jsonl
+	$(BUILD)/custos eval --task harm --model models/harm.model models/data/everyday_heldout.jsonl
 	$(BUILD)/custos train shields --data $(DATA) --out models/shields.model --dev-out $(BUILD)/shields-dev.jsonl \
-		--extra models/data/shields_benign_trigger.jsonl
+		--extra models/data/shields_benign_trigger.jsonl --extra models/data/everyday.jsonl
 	$(BUILD)/custos eval --task attacks --model models/shields.model $(BUILD)/shields-dev.jsonl
 	$(BUILD)/custos eval --task attacks --model models/shields.model models/data/shields_benign_trigger_heldout.jsonl
+	$(BUILD)/custos eval --task attacks --model models/shields.model models/data/everyday_heldout.jsonl
 
 fuzz: deps
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCUSTOS_FUZZ=ON >/dev/null

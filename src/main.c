@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  * custos command line: serve, config check, version. */
 #include "api/admin.h"
+#include "api/cli_store.h"
 #include "api/gateway.h"
 #include "audit/govlog.h"
 #include "config/config.h"
@@ -27,7 +28,14 @@ static void usage(FILE *f)
             "                  [--expires-in DAYS] [--name NAME]   create an API key (printed once)\n"
             "  custos keys list -c FILE    list stored API keys (never the keys themselves)\n"
             "  custos keys revoke -c FILE ID\n"
-            "                              revoke a stored key (a running custos applies it on SIGHUP)\n"
+            "                              revoke a stored key (a running custos applies it within\n"
+            "                              storage.poll_interval_ms, or on SIGHUP)\n"
+            "  custos kek list|rotate|rewrap -c FILE\n"
+            "  custos kek destroy -c FILE VERSION --yes\n"
+            "                              key-encryption-key versions: rotate, re-wrap, crypto-shred (docs/keys.md)\n"
+            "  custos purge -c FILE        apply retention.content now\n"
+            "  custos secrets put|delete -c FILE NAME, custos secrets list -c FILE\n"
+            "                              backend credentials sealed in the store (value on stdin)\n"
             "%s"
             "  custos version              print the version\n"
             "Signals while serving: SIGHUP reloads FILE and TLS certificates; SIGTERM/SIGINT drain and exit.\n"
@@ -100,6 +108,9 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    /* backends[].auth.*_secret: resolved from the store where backends are called or checked */
+    bool resolve = strcmp(cmd, "serve") == 0 || strcmp(cmd, "config") == 0;
+    custos_config_set_secret_resolver(resolve ? custos_store_secret_resolve : custos_store_secret_placeholder);
     if (strcmp(cmd, "serve") == 0) {
         const char *path = NULL;
         for (int i = 2; i < argc; i++) {
@@ -123,6 +134,12 @@ int main(int argc, char **argv)
         return cmd_audit(argc, argv);
     if (strcmp(cmd, "keys") == 0)
         return custos_keys_cli(argc - 1, argv + 1);
+    if (strcmp(cmd, "kek") == 0)
+        return custos_kek_cli(argc - 1, argv + 1);
+    if (strcmp(cmd, "purge") == 0)
+        return custos_purge_cli(argc - 1, argv + 1);
+    if (strcmp(cmd, "secrets") == 0)
+        return custos_secrets_cli(argc - 1, argv + 1);
     if (strcmp(cmd, "check") == 0)
         return custos_cli_check(argc - 2, argv + 2, stdin, stdout);
     if (strcmp(cmd, "eval") == 0)

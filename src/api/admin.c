@@ -249,7 +249,7 @@ static void keys_create(custos_worker_t *w, custos_http_req_t *req, const custos
         goto out;
     }
     custos_key_record_t rec;
-    rc = custos_keystore_open(w->cfg->storage.path, true, &ks);
+    rc = custos_keystore_open_config(&w->cfg->storage, false, &ks, NULL, 0); /* the store is made at start-up */
     if (rc == 0)
         rc = custos_keystore_key_create(ks, &spec, now_s(), gov_hook, &g, key, &rec);
     if (rc == CUSTOS_EINVAL) {
@@ -258,7 +258,7 @@ static void keys_create(custos_worker_t *w, custos_http_req_t *req, const custos
         goto out;
     }
     if (rc != 0) {
-        CUSTOS_ERROR("admin: key.create failed: %s", custos_strerror(rc));
+        CUSTOS_ERROR("admin: key.create failed: %s (%s)", custos_strerror(rc), custos_keystore_errmsg(ks));
         error(req, 500, "InternalServerError", "The key could not be created.");
         goto out;
     }
@@ -292,14 +292,14 @@ static void keys_list(custos_worker_t *w, custos_http_req_t *req)
     custos_buf_t b;
     custos_buf_init(&b, 0);
     int rc = custos_buf_append_lit(&b, "{\"object\":\"list\",\"data\":[");
-    int orc = custos_keystore_open(w->cfg->storage.path, false, &ks);
+    int orc = custos_keystore_open_config(&w->cfg->storage, false, &ks, NULL, 0);
     if (rc == 0 && orc == 0)
         rc = custos_keystore_key_list(ks, list_key, &b);
     else if (orc != CUSTOS_ENOTFOUND)
         rc = orc;
     rc = rc ? rc : custos_buf_append_lit(&b, "]}");
     if (rc != 0) {
-        CUSTOS_ERROR("admin: listing keys failed: %s", custos_strerror(rc));
+        CUSTOS_ERROR("admin: listing keys failed: %s (%s)", custos_strerror(rc), custos_keystore_errmsg(ks));
         error(req, 500, "InternalServerError", "The keys could not be listed.");
     } else {
         reply(req, 200, &b);
@@ -313,13 +313,13 @@ static void keys_revoke(custos_worker_t *w, custos_http_req_t *req, const custos
     custos_keystore_t *ks = NULL;
     gov_t g = {caller->principal, "key.revoke", {0}};
     custos_buf_init(&g.details, 0);
-    int rc = custos_keystore_open(w->cfg->storage.path, false, &ks);
+    int rc = custos_keystore_open_config(&w->cfg->storage, false, &ks, NULL, 0);
     if (rc == 0)
         rc = custos_keystore_key_revoke(ks, id, now_s(), gov_hook, &g);
     if (rc == CUSTOS_ENOTFOUND) {
         error(req, 404, "NotFound", "No active key with this id.");
     } else if (rc != 0) {
-        CUSTOS_ERROR("admin: key.revoke failed: %s", custos_strerror(rc));
+        CUSTOS_ERROR("admin: key.revoke failed: %s (%s)", custos_strerror(rc), custos_keystore_errmsg(ks));
         error(req, 500, "InternalServerError", "The key could not be revoked.");
     } else {
         custos_gateway_identity_reload(w->gw, w);
@@ -386,7 +386,7 @@ static void ras_create(custos_worker_t *w, custos_http_req_t *req, const custos_
     rc = rc ? rc : put_str(&g.details, rec.scope);
     rc = rc ? rc : custos_buf_append_lit(&g.details, "}");
     if (rc == 0)
-        rc = custos_keystore_open(w->cfg->storage.path, true, &ks);
+        rc = custos_keystore_open_config(&w->cfg->storage, false, &ks, NULL, 0); /* the store is made at start-up */
     if (rc == 0)
         rc = custos_keystore_ra_create(ks, &rec, now_s(), gov_hook, &g);
     if (rc == CUSTOS_EINVAL) {
@@ -394,7 +394,7 @@ static void ras_create(custos_worker_t *w, custos_http_req_t *req, const custos_
         goto out;
     }
     if (rc != 0) {
-        CUSTOS_ERROR("admin: role_assignment.create failed: %s", custos_strerror(rc));
+        CUSTOS_ERROR("admin: role_assignment.create failed: %s (%s)", custos_strerror(rc), custos_keystore_errmsg(ks));
         error(req, 500, "InternalServerError", "The role assignment could not be created.");
         goto out;
     }
@@ -431,14 +431,15 @@ static void ras_list(custos_worker_t *w, custos_http_req_t *req)
         rc = i ? custos_buf_append_lit(&b, ",") : 0;
         rc = rc ? rc : put_ra(&b, NULL, a->kind, a->subject, a->role, a->scope, 0, "config");
     }
-    int orc = rc ? rc : custos_keystore_open(w->cfg->storage.path, false, &ks);
+    int orc = rc ? rc : custos_keystore_open_config(&w->cfg->storage, false, &ks, NULL, 0);
     if (rc == 0 && orc == 0)
         rc = custos_keystore_ra_list(ks, list_ra, &b);
     else if (rc == 0 && orc != CUSTOS_ENOTFOUND)
         rc = orc;
     rc = rc ? rc : custos_buf_append_lit(&b, "]}");
     if (rc != 0) {
-        CUSTOS_ERROR("admin: listing role assignments failed: %s", custos_strerror(rc));
+        CUSTOS_ERROR("admin: listing role assignments failed: %s (%s)", custos_strerror(rc),
+                     custos_keystore_errmsg(ks));
         error(req, 500, "InternalServerError", "The role assignments could not be listed.");
     } else {
         reply(req, 200, &b);
@@ -452,7 +453,7 @@ static void ras_delete(custos_worker_t *w, custos_http_req_t *req, const custos_
     custos_keystore_t *ks = NULL;
     gov_t g = {caller->principal, "role_assignment.delete", {0}};
     custos_buf_init(&g.details, 0);
-    int rc = custos_keystore_open(w->cfg->storage.path, false, &ks);
+    int rc = custos_keystore_open_config(&w->cfg->storage, false, &ks, NULL, 0);
     if (rc == 0)
         rc = custos_keystore_ra_delete(ks, id, gov_hook, &g);
     if (rc == CUSTOS_ENOTFOUND) {
@@ -460,7 +461,7 @@ static void ras_delete(custos_worker_t *w, custos_http_req_t *req, const custos_
               "No stored role assignment with this id (assignments from the config file are "
               "changed there).");
     } else if (rc != 0) {
-        CUSTOS_ERROR("admin: role_assignment.delete failed: %s", custos_strerror(rc));
+        CUSTOS_ERROR("admin: role_assignment.delete failed: %s (%s)", custos_strerror(rc), custos_keystore_errmsg(ks));
         error(req, 500, "InternalServerError", "The role assignment could not be deleted.");
     } else {
         custos_gateway_identity_reload(w->gw, w);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0
- * `custos keys create|list|revoke`: API keys in the store named by the configuration (storage.path),
+ * `custos keys create|list|revoke`: API keys in the store named by the configuration (storage),
  * or by --db PATH. The key is printed once, alone on stdout; only its SHA-256 is stored. */
 #include "api/admin.h"
 #include "audit/govlog.h"
@@ -21,7 +21,8 @@ static int usage(void)
                     "  custos keys list   (-c FILE | --db PATH)\n"
                     "  custos keys revoke (-c FILE | --db PATH) ID\n"
                     "roles: inference.user, contributor, reviewer, auditor, admin. A running custos picks up\n"
-                    "changes made here on SIGHUP (changes made through the admin API apply at once).\n");
+                    "changes made here within storage.poll_interval_ms (default 2 s) or on SIGHUP (changes made\n"
+                    "through the admin API apply at once on that process).\n");
     return 2;
 }
 
@@ -92,6 +93,14 @@ static int cli_gov_hook(void *ud, const char *id)
     return rc;
 }
 
+/* The store named by cfg (either driver) or, without a configuration, the SQLite file db. */
+static int open_ks(const custos_config_t *cfg, const char *db, bool create, custos_keystore_t **ks)
+{
+    if (cfg)
+        return custos_keystore_open_config(&cfg->storage, create, ks, NULL, 0);
+    return custos_keystore_open(db, create, ks);
+}
+
 int custos_keys_cli(int argc, char **argv)
 {
     if (argc < 2)
@@ -144,7 +153,7 @@ int custos_keys_cli(int argc, char **argv)
             fprintf(stderr, "%s\n", err);
             return 1;
         }
-        db = cfg->storage.path;
+        db = cfg->storage.driver == CUSTOS_STORAGE_POSTGRES ? "postgres store" : cfg->storage.path;
         /* Key changes are governance events: append them to the same log the server writes (appends are locked
          * per record, so this is safe while custos is serving). A change that cannot be recorded is rolled back. */
         if (strcmp(sub, "list") != 0) {
@@ -175,7 +184,7 @@ int custos_keys_cli(int argc, char **argv)
         custos_key_spec_t spec = {name, principal, roles, scope, (int64_t)days * 86400};
         char key[CUSTOS_KEY_TEXT_LEN + 1];
         custos_key_record_t rec;
-        rc = custos_keystore_open(db, true, &ks);
+        rc = open_ks(cfg, db, true, &ks);
         if (rc == 0)
             rc = custos_keystore_key_create(ks, &spec, (int64_t)time(NULL), govlog ? cli_gov_hook : NULL,
                                             (void *)"key.create", key, &rec);
@@ -185,7 +194,7 @@ int custos_keys_cli(int argc, char **argv)
             goto out;
         }
         if (rc != 0) {
-            fprintf(stderr, "custos keys create: %s: %s\n", db, custos_strerror(rc));
+            fprintf(stderr, "custos keys create: %s: %s (%s)\n", db, custos_strerror(rc), custos_keystore_errmsg(ks));
             goto out;
         }
         printf("%s\n", key);
@@ -200,7 +209,7 @@ int custos_keys_cli(int argc, char **argv)
                 rec.id, rec.name, rec.principal, rs, rec.scope, exp);
         status = 0;
     } else if (strcmp(sub, "list") == 0) {
-        rc = custos_keystore_open(db, false, &ks);
+        rc = open_ks(cfg, db, false, &ks);
         if (rc == CUSTOS_ENOTFOUND) {
             status = 0; /* no store yet: no keys */
             goto out;
@@ -208,7 +217,7 @@ int custos_keys_cli(int argc, char **argv)
         if (rc == 0)
             rc = custos_keystore_key_list(ks, print_key, NULL);
         if (rc != 0) {
-            fprintf(stderr, "custos keys list: %s: %s\n", db, custos_strerror(rc));
+            fprintf(stderr, "custos keys list: %s: %s (%s)\n", db, custos_strerror(rc), custos_keystore_errmsg(ks));
             goto out;
         }
         status = 0;
@@ -217,7 +226,7 @@ int custos_keys_cli(int argc, char **argv)
             status = usage();
             goto out;
         }
-        rc = custos_keystore_open(db, false, &ks);
+        rc = open_ks(cfg, db, false, &ks);
         if (rc == 0)
             rc = custos_keystore_key_revoke(ks, id, (int64_t)time(NULL), govlog ? cli_gov_hook : NULL,
                                             (void *)"key.revoke");
@@ -226,10 +235,11 @@ int custos_keys_cli(int argc, char **argv)
             goto out;
         }
         if (rc != 0) {
-            fprintf(stderr, "custos keys revoke: %s: %s\n", db, custos_strerror(rc));
+            fprintf(stderr, "custos keys revoke: %s: %s (%s)\n", db, custos_strerror(rc), custos_keystore_errmsg(ks));
             goto out;
         }
-        fprintf(stderr, "revoked %s (send SIGHUP to a running custos to apply it now)\n", id);
+        fprintf(stderr,
+                "revoked %s (running custos processes apply it within storage.poll_interval_ms, or on SIGHUP)\n", id);
         status = 0;
     } else {
         status = usage();

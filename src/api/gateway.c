@@ -7,12 +7,16 @@
 #include "api/access.h"
 #include "api/admin.h"
 #include "api/authn.h"
+#include "api/contentfilter.h"
+#include "api/contentsafety.h"
 #include "api/gateway.h"
+#include "api/quota_gate.h"
 #include "api/routes.h"
 #include "auth/apikey.h"
 #include "audit/audit.h"
 #include "auth/upstream_cred.h"
 #include "net/sse.h"
+#include "route/balance.h"
 #include "route/router.h"
 #include "util/buf.h"
 #include "util/err.h"
@@ -82,9 +86,18 @@ typedef struct proxy {
     int64_t prompt_tokens, completion_tokens;
     bool finished;
     bool first_byte_recorded;
+    custos_route_table_t *rt;   /* routing table reference (route/balance.h); NULL only before routing */
+    custos_route_attempt_t att; /* the current attempt's hold on its backend (in-flight count, trial) */
+    uint64_t tried;             /* eligible indices (bit i) already tried in this round */
+    uint64_t key_hash;          /* sticky header value hash, when has_key */
+    bool has_key;
+
     uint64_t streamed_bytes; /* SSE bytes relayed to the client (request record) */
+    custos_cf_t *cf;         /* content filtering state (api/contentfilter.h); NULL when the op is not filtered */
     const char *principal;   /* authenticated principal id (arena copy), for the request record */
     const char *auth_type;   /* static */
+    /* quota admission (api/quota_gate.h), settled in proxy_release */
+    custos_quota_ticket_t quota;
 } proxy_t;
 
 /* ---------- request record (audit/record.h: metadata only) ---------- */
@@ -158,6 +171,20 @@ static void audit_request(custos_worker_t *w, const custos_http_req_t *req, cust
         r.prompt_tokens = p->prompt_tokens > 0 ? p->prompt_tokens : -1;
         r.completion_tokens = p->completion_tokens > 0 ? p->completion_tokens : -1;
     }
+    const custos_cf_summary_t *cs = p && p->cf ? custos_cf_summary(p->cf) : w->cur_cf;
+    if (cs) {
+        r.safety_screened = true;
+        memcpy(r.prompt_severity, cs->prompt_severity, sizeof(r.prompt_severity));
+        memcpy(r.completion_severity, cs->completion_severity, sizeof(r.completion_severity));
+        r.prompt_filtered = cs->prompt_filtered;
+        r.completion_filtered = cs->completion_filtered;
+        r.jailbreak_detected = cs->jailbreak_detected;
+        r.indirect_attack_detected = cs->indirect_attack_detected;
+        r.filter_error = cs->error;
+        r.pii_prompt = cs->pii_prompt;
+        r.pii_completion = cs->pii_completion;
+        r.blocklist_hits = cs->blocklist_hits;
+    }
     custos_audit_submit(a, &r);
 }
 
@@ -181,6 +208,24 @@ static void record_request(custos_worker_t *w, const custos_http_req_t *req, cus
     s = custos_metrics_series(m->overhead, lr);
     if (s)
         custos_metrics_observe(s, w->idx, (double)ov / 1e9);
+    /* content filtering outcome per direction: passed | filtered | error (a check that could not run) */
+    const proxy_t *p = req->on_abort == proxy_on_abort ? req->handler_data : NULL;
+    const custos_cf_summary_t *cs = p && p->cf ? custos_cf_summary(p->cf) : w->cur_cf;
+    if (cs && deployment) {
+        const char *lp[3] = {deployment, "prompt", cs->prompt_filtered ? "filtered" : "passed"};
+        if ((s = custos_metrics_series(m->content_filter, lp)) != NULL)
+            custos_metrics_inc(s, w->idx, 1);
+        if (cs->completion_screened) {
+            const char *lc[3] = {deployment, "completion", cs->completion_filtered ? "filtered" : "passed"};
+            if ((s = custos_metrics_series(m->content_filter, lc)) != NULL)
+                custos_metrics_inc(s, w->idx, 1);
+        }
+        if (cs->error) {
+            const char *le[3] = {deployment, "any", "error"};
+            if ((s = custos_metrics_series(m->content_filter, le)) != NULL)
+                custos_metrics_inc(s, w->idx, 1);
+        }
+    }
     audit_request(w, req, op, deployment, status, total, upstream_ns);
 }
 
@@ -248,16 +293,37 @@ static void handle_models(custos_worker_t *w, custos_http_req_t *req, const cust
     custos_buf_dispose(&b);
 }
 
+/* /readyz: ready, with each backend's health state (route/health.h). */
+static void respond_readyz(custos_worker_t *w, custos_http_req_t *req)
+{
+    custos_buf_t b;
+    custos_buf_init(&b, 0);
+    int rc = custos_buf_append_lit(&b, "{\"status\":\"ready\",\"backends\":");
+    if (!rc)
+        rc = w->gw->health ? custos_health_render_json(w->gw->health, w->cfg, custos_now_ms(), &b)
+                           : custos_buf_append_lit(&b, "{}");
+    if (!rc)
+        rc = custos_buf_append_lit(&b, "}");
+    if (rc)
+        respond_json(req, 200, "{\"status\":\"ready\"}", 18);
+    else
+        respond_json(req, 200, custos_buf_peek(&b), custos_buf_size(&b));
+    custos_buf_dispose(&b);
+}
+
 static void handle_metrics(custos_worker_t *w, custos_http_req_t *req)
 {
     custos_buf_t b;
     custos_buf_init(&b, 0);
     if (custos_metrics_render(w->gw->m.reg, &b) < 0 ||
-        (w->gw->audit && custos_metrics_render(custos_audit_metrics(w->gw->audit), &b) < 0)) {
+        (w->gw->audit && custos_metrics_render(custos_audit_metrics(w->gw->audit), &b) < 0) ||
+        (w->gw->quota && custos_metrics_render(custos_quota_metrics(w->gw->quota), &b) < 0)) {
         custos_buf_dispose(&b);
         answer_error(w, req, CUSTOS_OP_METRICS, "", 500, "internal_error", "Could not render metrics.");
         return;
     }
+    if (w->gw->health) /* backend health (route/health.h), read at scrape time */
+        custos_health_render_metrics(w->gw->health, w->cfg, custos_now_ms(), &b);
     /* process-level gauges, read at scrape time */
     long pages = 0, rss = 0;
     FILE *f = fopen("/proc/self/statm", "r");
@@ -281,11 +347,47 @@ static void handle_metrics(custos_worker_t *w, custos_http_req_t *req)
 
 static void proxy_start_attempt(proxy_t *p);
 
+/* ---------- backend selection and health feedback (route/balance.h) ---------- */
+
+/* This worker's routing table for its current config (rebuilt after a reload), with a reference for the caller. */
+static custos_route_table_t *route_table(custos_worker_t *w)
+{
+    if (!w->gw->health)
+        return NULL;
+    if (!w->rt || custos_route_table_config(w->rt) != w->cfg) {
+        custos_route_table_t *t = NULL;
+        if (custos_route_table_new(w->cfg, w->gw->health, &t) < 0)
+            return NULL;
+        custos_route_table_unref(w->rt);
+        w->rt = t;
+    }
+    return custos_route_table_ref(w->rt);
+}
+
+/* What an attempt's end says about its backend (passive outlier detection). */
+static custos_outcome_t attempt_outcome(int rc, int status)
+{
+    if (rc == CUSTOS_EUNAVAIL || rc == CUSTOS_ENOMEM || rc == CUSTOS_ETOOBIG)
+        return CUSTOS_OUTCOME_NEUTRAL; /* our own limits */
+    if (rc != 0)
+        return CUSTOS_OUTCOME_FAILURE;
+    if (status == 429)
+        return CUSTOS_OUTCOME_NEUTRAL;
+    return status >= 500 ? CUSTOS_OUTCOME_FAILURE : CUSTOS_OUTCOME_SUCCESS;
+}
+
+static void route_end(proxy_t *p, custos_outcome_t o)
+{
+    if (p->rt)
+        custos_route_attempt_end(p->rt, &p->att, o, custos_now_ms());
+}
+
 static void proxy_release(proxy_t *p)
 {
     if (p->finished)
         return;
     p->finished = true;
+    route_end(p, CUSTOS_OUTCOME_NEUTRAL); /* an attempt still running was cancelled */
     custos_loop_t *loop = p->w->loop;
     custos_timer_stop(loop, &p->retry_timer);
     if (p->up) {
@@ -308,6 +410,10 @@ static void proxy_release(proxy_t *p)
         if (s && p->completion_tokens > 0)
             custos_metrics_inc(s, p->w->idx, (uint64_t)p->completion_tokens);
     }
+    custos_quota_gate_settle(p->w, &p->quota, p->prompt_tokens, p->completion_tokens);
+    custos_route_table_unref(p->rt);
+    p->rt = NULL;
+    custos_cf_release(p->cf);
     custos_config_unref(p->cfg);
     p->cfg = NULL;
 }
@@ -412,17 +518,26 @@ static void scan_usage(proxy_t *p, const char *s, size_t n)
     p->completion_tokens = usage_field(q, e, "\"completion_tokens\"");
 }
 
+static void proxy_fail(proxy_t *p, int status, const char *code, const char *msg);
+
 /* Sends the buffered upstream answer (status, content type, passed headers, body) to the client. */
 static void proxy_send_buffered(proxy_t *p)
 {
-    custos_http_header_t h[MAX_PASS_HEADERS + 1];
+    custos_http_header_t h[MAX_PASS_HEADERS + 3];
     size_t n = 0;
     const char *ct = p->content_type[0] ? p->content_type : "application/json";
     h[n++] = (custos_http_header_t){"content-type", 12, ct, strlen(ct)};
     for (size_t i = 0; i < p->npass && n < MAX_PASS_HEADERS + 1; i++)
         h[n++] = p->pass[i];
-    if (p->status >= 200 && p->status < 300)
+    n = custos_quota_gate_headers(p->req, &p->quota, h, n, MAX_PASS_HEADERS + 3);
+    if (p->status >= 200 && p->status < 300) {
+        /* the completion screened and annotated (api/contentfilter.h) before anything reaches the client */
+        if (p->cf && custos_cf_response(p->cf, &p->resp) < 0) {
+            proxy_fail(p, 500, "content_filter_error", "The content filter could not process the response.");
+            return;
+        }
         scan_usage(p, custos_buf_peek(&p->resp), custos_buf_size(&p->resp));
+    }
     note_ttfb(p);
     custos_http_req_t *req = p->req;
     int status = p->status;
@@ -440,7 +555,9 @@ static void proxy_fail(proxy_t *p, int status, const char *code, const char *msg
     custos_worker_t *w = p->w;
     custos_op_t op = p->route.op;
     const char *dep = p->dep->name;
-    custos_http_respond_error(req, status, code, msg, NULL, 0);
+    custos_http_header_t qh[2];
+    size_t nq = custos_quota_gate_headers(req, &p->quota, qh, 0, 2);
+    custos_http_respond_error(req, status, code, msg, qh, nq);
     record_request(w, req, op, dep, status, upns);
     proxy_release(p);
 }
@@ -454,6 +571,20 @@ static int proxy_on_sse(void *ud, const custos_sse_event_t *ev)
     } else if (ev->data_len > 0) {
         scan_usage(p, ev->data, ev->data_len);
     }
+    if (p->cf) {
+        /* windows released only once screened (or annotated after the fact in asynchronous_filter mode) */
+        custos_buf_t out;
+        custos_buf_init(&out, 0);
+        int rc = custos_cf_stream_event(p->cf, ev->data, ev->data_len, &out);
+        if (rc >= 0 && custos_buf_size(&out) &&
+            custos_http_stream_write(p->req, custos_buf_peek(&out), custos_buf_size(&out)) < 0)
+            rc = CUSTOS_ECLOSED;
+        p->streamed_bytes += custos_buf_size(&out);
+        custos_buf_dispose(&out);
+        if (rc == 1)
+            return CUSTOS_ECLOSED; /* the stream ended for the client: stop reading the upstream */
+        return rc < 0 ? rc : 0;
+    }
     if (custos_http_stream_write(p->req, ev->raw, ev->raw_len) < 0)
         return CUSTOS_ECLOSED;
     p->streamed_bytes += ev->raw_len;
@@ -464,6 +595,8 @@ static int proxy_on_head(void *ud, int status, const custos_http_header_t *h, si
 {
     proxy_t *p = ud;
     p->status = status;
+    if (p->rt && attempt_outcome(0, status) == CUSTOS_OUTCOME_SUCCESS) /* a half-open trial succeeded: re-admit now */
+        custos_route_attempt_answered(p->rt, &p->att, custos_now_ms());
     p->content_type[0] = 0;
     p->npass = 0;
     p->retry_after_ms = -1;
@@ -494,19 +627,31 @@ static int proxy_on_head(void *ud, int status, const custos_http_header_t *h, si
     }
     if (p->stream && status == 200 && event_stream) {
         /* Commit: from here on the client sees this attempt's answer; no more retries. */
-        custos_http_header_t out[MAX_PASS_HEADERS + 3];
+        custos_http_header_t out[MAX_PASS_HEADERS + 5];
         size_t k = 0;
         out[k++] = (custos_http_header_t){"content-type", 12, "text/event-stream; charset=utf-8", 32};
         out[k++] = (custos_http_header_t){"cache-control", 13, "no-cache", 8};
         out[k++] = (custos_http_header_t){"x-accel-buffering", 17, "no", 2};
         for (size_t i = 0; i < p->npass; i++)
             out[k++] = p->pass[i];
+        k = custos_quota_gate_headers(p->req, &p->quota, out, k, MAX_PASS_HEADERS + 5);
         if (custos_sse_init(&p->sse, p->cfg->limits.max_sse_event_bytes, proxy_on_sse, p) < 0)
             return CUSTOS_ENOMEM;
         p->sse_init = true;
         if (custos_http_stream_start(p->req, 200, out, k) < 0)
             return CUSTOS_ECLOSED;
         p->streaming = true;
+        if (p->cf) { /* the first frame carries the prompt annotations */
+            custos_buf_t f;
+            custos_buf_init(&f, 0);
+            int rc = custos_cf_stream_first(p->cf, &f);
+            if (rc == 0)
+                rc = custos_http_stream_write(p->req, custos_buf_peek(&f), custos_buf_size(&f));
+            p->streamed_bytes += custos_buf_size(&f);
+            custos_buf_dispose(&f);
+            if (rc < 0)
+                return CUSTOS_ECLOSED;
+        }
         note_ttfb(p);
     }
     return 0;
@@ -620,10 +765,10 @@ static void proxy_attempt_failed(proxy_t *p, bool have_response)
         }
         return;
     }
-    size_t next = (p->cand_idx + 1) % p->ncands;
     uint64_t delay = 0;
-    if (next == 0) {
-        /* every candidate was tried in this round: back off before the next one */
+    if (!custos_route_any_selectable(p->rt, p->dep, p->tried, custos_now_ms())) {
+        /* every selectable candidate was tried in this round: back off before the next one */
+        p->tried = 0;
         p->round++;
         delay = jitter_backoff(uc, p->round);
         if (have_response && p->retry_after_ms > 0) {
@@ -636,7 +781,6 @@ static void proxy_attempt_failed(proxy_t *p, bool have_response)
                 delay = (uint64_t)p->retry_after_ms;
         }
     }
-    p->cand_idx = next;
     const char *lv[1] = {p->dep->name};
     custos_metric_series_t *s = custos_metrics_series(p->w->gw->m.upstream_retries, lv);
     if (s)
@@ -658,10 +802,23 @@ static void proxy_on_done(void *ud, int rc)
     p->upstream_ns += custos_now_ns() - p->up_started_ns;
     p->paused = false;
     const custos_backend_config_t *b = p->cands[p->cand_idx];
+    route_end(p, attempt_outcome(rc, p->status));
 
     if (p->streaming) {
         int frc = custos_sse_finish(&p->sse);
-        if (rc != 0 || frc != 0 || !p->saw_done) {
+        bool cf_done = p->cf && custos_cf_stream_done(p->cf);
+        if (p->cf && !cf_done) {
+            /* what is still held is screened and released; [DONE] only after a complete upstream answer */
+            custos_buf_t out;
+            custos_buf_init(&out, 0);
+            bool complete = rc == 0 && frc == 0 && p->saw_done;
+            if (custos_cf_stream_end(p->cf, complete, &out) == 0 && custos_buf_size(&out))
+                custos_http_stream_write(p->req, custos_buf_peek(&out), custos_buf_size(&out));
+            p->streamed_bytes += custos_buf_size(&out);
+            custos_buf_dispose(&out);
+            cf_done = custos_cf_stream_done(p->cf);
+        }
+        if (!cf_done && (rc != 0 || frc != 0 || !p->saw_done)) {
             /* The backend went away mid-stream. Tell the client in-band and end the stream cleanly, so
              * it neither hangs nor mistakes a cut answer for a complete one. */
             record_upstream_error(p->w, b->name, rc ? error_kind(rc) : "incomplete_stream");
@@ -732,8 +889,42 @@ static int build_upstream_path(proxy_t *p, const custos_backend_config_t *b, cus
     return rc ? rc : custos_buf_append_str(path, suffix);
 }
 
+/* Picks the backend of the next attempt: inside the boundary, meeting the requirements, healthy, by priority
+ * group and balancing policy (route/balance.h). False: none is selectable, and the request was answered 503
+ * naming the boundary -- it is never sent outside it. */
+static bool route_next(proxy_t *p)
+{
+    uint64_t now = custos_now_ms();
+    int i = custos_route_pick(p->rt, p->dep, p->tried, p->has_key, p->key_hash, now, &p->att);
+    if (i < 0 && p->tried) { /* the untried ones went down meanwhile: a new round */
+        p->tried = 0;
+        i = custos_route_pick(p->rt, p->dep, p->tried, p->has_key, p->key_hash, now, &p->att);
+    }
+    if (i >= 0) {
+        p->cand_idx = (size_t)i;
+        p->tried |= 1ULL << i;
+        return true;
+    }
+    char where[256], msg[600];
+    custos_route_describe_boundary(p->dep, where, sizeof(where));
+    if (p->attempt == 0)
+        snprintf(msg, sizeof(msg),
+                 "No healthy backend of deployment '%s' is available inside its residency boundary (%s); the "
+                 "request was not sent outside the boundary.",
+                 p->dep->name, where);
+    else
+        snprintf(msg, sizeof(msg),
+                 "No healthy backend of deployment '%s' is left inside its residency boundary (%s) after %u "
+                 "attempts (last error: %s); the request was not sent outside the boundary.",
+                 p->dep->name, where, p->attempt, p->last_error ? p->last_error : "unknown");
+    proxy_fail(p, 503, "ServiceUnavailable", msg);
+    return false;
+}
+
 static void proxy_start_attempt(proxy_t *p)
 {
+    if (!route_next(p))
+        return;
     const custos_backend_config_t *b = p->cands[p->cand_idx];
     custos_arena_t *a = p->req->arena;
     p->attempt++;
@@ -770,6 +961,7 @@ static void proxy_start_attempt(proxy_t *p)
         custos_buf_dispose(&path);
         record_upstream_error(p->w, b->name, "credential");
         p->last_error = "no upstream credential is available for the backend";
+        route_end(p, CUSTOS_OUTCOME_NEUTRAL);
         proxy_attempt_failed(p, false);
         return;
     }
@@ -817,6 +1009,7 @@ static void proxy_start_attempt(proxy_t *p)
         p->up = NULL;
         record_upstream_error(p->w, b->name, error_kind(rc));
         p->last_error = error_text(rc);
+        route_end(p, attempt_outcome(rc, 0));
         proxy_attempt_failed(p, false);
     }
 }
@@ -838,8 +1031,10 @@ void custos_gateway_handle(custos_http_req_t *req, void *ud)
 {
     custos_worker_t *w = ud;
     w->cur_principal = w->cur_auth_type = NULL;
+    w->cur_cf = NULL;
     handle(req, w);
     w->cur_principal = w->cur_auth_type = NULL;
+    w->cur_cf = NULL;
 }
 
 static const char *auth_type_name(custos_caller_kind_t k)
@@ -863,6 +1058,10 @@ static void handle(custos_http_req_t *req, custos_worker_t *w)
         custos_admin_handle(w, req); /* authenticates and authorizes (admin) itself */
         return;
     }
+    if (custos_contentsafety_path(req->path, req->path_len)) {
+        custos_contentsafety_handle(w, req); /* Azure Content Safety data plane: authenticates itself */
+        return;
+    }
     custos_route_t r;
     int rc = custos_route_match(req->method, req->path, req->path_len, &r);
     if (rc == CUSTOS_ENOTFOUND) {
@@ -883,7 +1082,7 @@ static void handle(custos_http_req_t *req, custos_worker_t *w)
         if (w->draining)
             respond_json(req, 503, "{\"status\":\"draining\"}", 21);
         else
-            respond_json(req, 200, "{\"status\":\"ready\"}", 18);
+            respond_readyz(w, req);
         return;
     case CUSTOS_OP_METRICS:
         handle_metrics(w, req);
@@ -974,8 +1173,21 @@ static void handle(custos_http_req_t *req, custos_worker_t *w)
         return;
     }
 
+    /* Prompt safety (api/contentfilter.h): harm, shields, PII under the deployment's rai_policy; a blocked prompt is
+     * answered here (400 content_filter) and never reaches a backend. */
+    custos_cf_t *cf = NULL;
+    int cf_status = 0;
+    if (custos_cf_prompt(w, req, dep, r.op, body, stream, &cf, &cf_status) == CUSTOS_CF_ANSWERED) {
+        json_object_put(body);
+        w->cur_cf = cf ? custos_cf_summary(cf) : NULL;
+        record_request(w, req, r.op, dep->name, cf_status, 0);
+        custos_cf_release(cf);
+        return;
+    }
+
     proxy_t *p = custos_arena_alloc(req->arena, sizeof(*p));
     if (!p) {
+        custos_cf_release(cf);
         json_object_put(body);
         answer_error(w, req, r.op, "", 503, "server_busy", "Out of memory.");
         return;
@@ -988,17 +1200,33 @@ static void handle(custos_http_req_t *req, custos_worker_t *w)
     p->dep = dep;
     p->body = body;
     p->stream = stream;
+    p->cf = cf;
     p->principal = caller.principal ? custos_arena_strdup(req->arena, caller.principal) : NULL;
     p->auth_type = auth_type_name(caller.kind);
     p->retry_after_ms = -1;
     custos_buf_init(&p->resp, p->cfg->limits.max_response_bytes);
     custos_timer_init(&p->retry_timer, proxy_retry_timer, p);
-    p->ncands = custos_route_candidates(dep, p->cands, MAX_CANDIDATES);
+    p->rt = route_table(w);
+    p->ncands = p->rt ? custos_route_table_eligible(p->rt, dep, p->cands, MAX_CANDIDATES) : 0;
+    if (p->ncands && dep->sticky_header) {
+        size_t kl = 0;
+        const char *kv = custos_http_req_header(req, dep->sticky_header, &kl);
+        if (kv && kl) {
+            p->has_key = true;
+            p->key_hash = custos_route_key_hash(kv, kl);
+        }
+    }
     req->handler_data = p;
     req->on_abort = proxy_on_abort;
     req->on_writable = proxy_on_writable;
     if (p->ncands == 0) {
         proxy_fail(p, 503, "ServiceUnavailable", "The deployment has no backend inside its residency boundary.");
+        return;
+    }
+    if (!custos_quota_gate_admit(w, r.op, dep, p->principal, body, &p->quota)) { /* 429 (docs/quotas.md) */
+        int st = custos_quota_gate_reject(req, r.op, &p->quota);
+        record_request(w, req, r.op, dep->name, st, 0);
+        proxy_release(p);
         return;
     }
     proxy_start_attempt(p);
@@ -1050,6 +1278,11 @@ int custos_gateway_metrics_init(custos_gateway_metrics_t *m, unsigned nshards)
     rc = rc ? rc
             : custos_metrics_gauge(m->reg, "custos_upstream_connections", "Backend connections open.", NULL, 0,
                                    &m->up_conns);
+    static const char *const l_dsr[] = {"deployment", "source", "result"};
+    rc = rc ? rc
+            : custos_metrics_counter(m->reg, "custos_content_filter_total",
+                                     "Screened requests by direction and result (passed, filtered, error).", l_dsr, 3,
+                                     &m->content_filter);
     rc = rc ? rc : custos_access_metrics_init(m->reg, m);
     return rc;
 }

@@ -9,6 +9,8 @@
 #include "core/loop.h"
 #include "metrics/metrics.h"
 #include "net/http_server.h"
+#include "safety/blocklist.h"
+#include "safety/normalize.h"
 #include "upstream/client.h"
 
 #include <pthread.h>
@@ -32,6 +34,8 @@ typedef struct custos_gateway_metrics {
     custos_metric_family_t *network_denied;            /* counter {} network ACL 403s (api/access.c) */
     custos_metric_family_t *network_forwarded_invalid; /* counter {} bad forwarding headers from trusted proxies */
     custos_metric_family_t *mtls_requests;             /* counter {principal} requests with a client certificate */
+    custos_metric_family_t
+        *content_filter; /* counter {deployment, source, result} screened requests (contentfilter.h) */
 } custos_gateway_metrics_t;
 
 /* One worker thread: its loop, HTTP server, upstream client and metrics shard. All fields are owned
@@ -52,6 +56,11 @@ typedef struct custos_worker {
      * authentication, cleared when custos_gateway_handle returns. Borrowed strings. */
     const char *cur_principal;
     const char *cur_auth_type;
+    struct custos_route_table *rt;          /* routing table for `cfg` (route/balance.h), rebuilt lazily after a swap */
+    custos_safety_scratch_t scratch;        /* classifier scratch (safety/normalize.h), this thread's only */
+    const struct custos_cf_summary *cur_cf; /* content-filter outcome of a request answered synchronously (record) */
+    custos_blocklist_scratch_t bl_scratch;  /* blocklist scanning scratch (safety/blocklist.h), this thread's only */
+    custos_blocklist_view_t bl_view;        /* this thread's reference to gw->blocklists' newest set */
 } custos_worker_t;
 
 struct custos_gateway {
@@ -67,7 +76,12 @@ struct custos_gateway {
     atomic_bool draining;
     atomic_uint drained;
     uint64_t started_ms;
-    struct custos_audit *audit; /* request records (audit/audit.h); NULL when no sink is configured */
+    struct custos_audit *audit;   /* request records (audit/audit.h); NULL when no sink is configured */
+    struct custos_health *health; /* backend health shared by all workers (route/health.h), lives to the end */
+    struct custos_prober *prober; /* active health checks thread (api/probe.h) */
+    struct custos_safety *safety; /* in-process models (safety/safety.h), loaded at start, read-only, shared */
+    struct custos_blocklist_hub *blocklists; /* compiled blocklists (api/contentsafety.h); get via w->bl_view */
+    struct custos_quota *quota; /* quota counters shared by all workers (quota/quota.h), lives to the end */
 };
 
 /* The per-request handler installed on every worker's HTTP server (ud = custos_worker_t *). */

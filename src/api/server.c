@@ -5,12 +5,19 @@
  *   SIGTERM/SIGINT → stop accepting, let requests finish up to server.drain_timeout_ms, exit. */
 #include "api/gateway.h"
 #include "api/authn.h"
+#include "api/contentsafety.h"
+#include "api/probe.h"
+#include "api/store_sync.h"
 #include "auth/identity.h"
 #include "auth/jwt.h"
 #include "audit/audit.h"
 #include "audit/govlog.h"
 #include "net/listener.h"
 #include "net/tls.h"
+#include "quota/quota.h"
+#include "route/balance.h"
+#include "route/health.h"
+#include "safety/safety.h"
 #include "util/err.h"
 #include "util/json.h"
 #include "util/log.h"
@@ -173,6 +180,12 @@ static void reload(custos_gateway_t *gw, listener_rt_t *ls, const siginfo_t *si)
         reload_event(gw, si, "invalid_config", NULL);
         return;
     }
+    if (custos_quota_prepare(gw->quota, nc, err, sizeof(err)) < 0) { /* tokenizers a new quota needs */
+        CUSTOS_ERROR("reload: %s; keeping the running configuration", err);
+        reload_event(gw, si, "invalid_config", NULL);
+        custos_config_unref(nc);
+        return;
+    }
     if (!listeners_equal(gw->cfg, nc)) {
         CUSTOS_ERROR("reload: listener addresses or TLS on/off changed; that needs a restart. Keeping the running "
                      "configuration");
@@ -209,7 +222,9 @@ static void reload(custos_gateway_t *gw, listener_rt_t *ls, const siginfo_t *si)
     if (custos_audit_config_changed(&gw->cfg->diagnostics, &nc->diagnostics))
         CUSTOS_WARN("reload: diagnostics settings changed; sinks are not re-created on reload, restart to apply");
     custos_gateway_set_config(gw, nc);
+    custos_prober_set_config(gw->prober, nc); /* health checks of the new backend set; health state is kept */
     custos_gateway_identity_reload(gw, NULL); /* keys and role assignments: config and store, re-read */
+    custos_contentsafety_reload(gw);          /* blocklists: store re-read (changes by other processes) */
     custos_oidc_sync(nc, 0); /* new OIDC issuers / upstream OAuth2 clients: fetched in the background */
     CUSTOS_INFO("reload: configuration %s applied (%zu deployments, %zu backends)", gw->config_path, nc->n_deployments,
                 nc->n_backends);
@@ -336,7 +351,10 @@ int custos_gateway_serve(const char *config_path)
     int status = 1;
     /* Identity snapshot (API keys and role assignments from the config and the store): fail closed when the
      * store cannot be read. */
-    if (custos_gateway_identity_init(&gw, err, sizeof(err)) < 0) {
+    /* The store and its encryption key (docs/keys.md): a store that cannot be opened or a key that cannot be
+     * reached (wrong HSM PIN, missing key file) stops start-up. */
+    if (custos_store_sync_check(gw.cfg, err, sizeof(err)) < 0 ||
+        custos_gateway_identity_init(&gw, err, sizeof(err)) < 0) {
         fprintf(stderr, "custos: %s\n", err);
         custos_gateway_identity_dispose(&gw);
         custos_govlog_close_global();
@@ -357,12 +375,42 @@ int custos_gateway_serve(const char *config_path)
         ls[i].shared_fd = -1;
     if (open_listeners(&gw, ls, nl, nw) < 0)
         goto out;
+    /* Safety models (docs/content-filtering.md): loaded once, shared read-only by every worker. A model that
+     * cannot be loaded stops start-up: the default policy blocks on the harm filter. */
+    {
+        custos_safety_opts_t so = {.harm_model = gw.cfg->safety.harm_model,
+                                   .shields_model = gw.cfg->safety.shields_model,
+                                   .pii_mrn_format = gw.cfg->safety.pii_mrn_format};
+        if (custos_safety_new(&so, &gw.safety, err, sizeof(err)) < 0) {
+            fprintf(stderr, "custos: safety models: %s\n", err);
+            goto out;
+        }
+    }
+    /* Blocklists (docs/content-safety-api.md): compiled from the store, published to every worker. */
+    if (custos_contentsafety_init(&gw, err, sizeof(err)) < 0) {
+        fprintf(stderr, "custos: %s\n", err);
+        goto out;
+    }
     /* Request records (docs/diagnostics.md): sinks start before any request; an old spool is replayed first. */
     if (custos_audit_new(gw.cfg, &gw.audit, err, sizeof(err)) < 0) {
         fprintf(stderr, "custos: %s\n", err);
         goto out;
     }
 
+    /* Quotas (quota/quota.h): counters shared by the workers, the tokenizers, the Redis sync thread. */
+    {
+        custos_quota_opts_t qo = {.nshards = nw, .cfg = &gw.cfg->quotas};
+        if (custos_quota_new(&qo, &gw.quota, err, sizeof(err)) < 0 ||
+            custos_quota_prepare(gw.quota, gw.cfg, err, sizeof(err)) < 0) {
+            fprintf(stderr, "custos: %s\n", err);
+            goto out;
+        }
+    }
+    /* Backend health (route/health.h), shared by the workers, and its active probes on their own thread. */
+    if (custos_health_new(&gw.health) < 0 || custos_prober_start(gw.health, gw.cfg, &gw.prober) < 0) {
+        fprintf(stderr, "custos: cannot start health checks\n");
+        goto out;
+    }
     custos_upstream_opts_t uo;
     custos_upstream_opts_default(&uo);
     uo.pool_max_idle = gw.cfg->upstream.pool_max_idle;
@@ -372,6 +420,8 @@ int custos_gateway_serve(const char *config_path)
         w->idx = i;
         w->cfg = custos_config_ref(gw.cfg);
         w->ident = custos_idsnap_ref(gw.ident);
+        custos_safety_scratch_init(&w->scratch, gw.cfg->safety.max_text_bytes);
+        custos_blocklist_scratch_init(&w->bl_scratch);
         custos_http_server_opts_t so;
         memset(&so, 0, sizeof(so));
         limits_from_config(gw.cfg, &so.limits);
@@ -401,6 +451,9 @@ int custos_gateway_serve(const char *config_path)
             goto out;
         }
     }
+    /* after the workers exist: the watcher hands new identity snapshots to them */
+    if (custos_store_sync_start(&gw) < 0) /* replicas: store changes reach this process (storage.poll_interval_ms) */
+        CUSTOS_ERROR("cannot start the store watcher; store changes apply on SIGHUP only");
     CUSTOS_INFO("custos serving with %u workers, %zu deployments (config %s)", nw, gw.cfg->n_deployments, config_path);
 
     int sig_stop = 0;
@@ -422,6 +475,7 @@ int custos_gateway_serve(const char *config_path)
     }
     CUSTOS_INFO("draining (deadline %u ms)", gw.cfg->server.drain_timeout_ms);
     atomic_store(&gw.draining, true);
+    custos_store_sync_stop();
     for (unsigned i = 0; i < nw; i++)
         custos_loop_post(gw.workers[i].loop, on_drain, &gw.workers[i]);
     uint64_t deadline = custos_now_ms() + gw.cfg->server.drain_timeout_ms;
@@ -460,8 +514,12 @@ out:
                 /* run deferred frees queued by the teardown above */
                 custos_loop_free(w->loop);
             }
+            custos_route_table_unref(w->rt);
             custos_config_unref(w->cfg);
             custos_idsnap_unref(w->ident);
+            custos_safety_scratch_dispose(&w->scratch);
+            custos_blocklist_scratch_dispose(&w->bl_scratch);
+            custos_blocklist_view_dispose(&w->bl_view);
         }
         free(gw.workers);
     }
@@ -470,10 +528,16 @@ out:
         free(ls);
     }
     custos_audit_free(gw.audit); /* after the workers: delivers or spools every queued record */
+    custos_safety_free(gw.safety);
+    custos_contentsafety_dispose(&gw);
+    custos_quota_free(gw.quota); /* after the workers: no request holds a ticket any more */
     if (gw.m.reg)
         custos_metrics_free(gw.m.reg);
     custos_govlog_close_global();
+    custos_prober_stop(gw.prober);
+    custos_health_free(gw.health); /* after the workers: requests ending at teardown still report to it */
     custos_oidc_shutdown();
+    custos_store_sync_stop(); /* before the identity lock goes away: the watcher takes it */
     custos_gateway_identity_dispose(&gw);
     custos_config_unref(gw.cfg);
     return status;

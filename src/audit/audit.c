@@ -747,12 +747,12 @@ static bool sink_same(const custos_audit_sink_config_t *a, const custos_audit_si
 {
     if (a->type != b->type || !str_same(a->name, b->name) || a->batch_max_records != b->batch_max_records ||
         a->flush_ms != b->flush_ms || !str_same(a->path, b->path) || a->max_bytes != b->max_bytes ||
-        a->max_files != b->max_files || a->max_age_s != b->max_age_s || !str_same(a->address, b->address) ||
-        !str_same(a->app_name, b->app_name) || a->facility != b->facility || !str_same(a->hostname, b->hostname) ||
-        !str_same(a->ca_file, b->ca_file) || !str_same(a->url, b->url) || a->format != b->format ||
-        !str_same(a->token, b->token) || !str_same(a->index, b->index) || a->gzip != b->gzip ||
-        a->timeout_ms != b->timeout_ms || !str_same(a->brokers, b->brokers) || !str_same(a->topic, b->topic) ||
-        !str_same(a->client_id, b->client_id) || a->n_properties != b->n_properties)
+        a->max_files != b->max_files || a->max_age_s != b->max_age_s || a->fsync_interval_ms != b->fsync_interval_ms ||
+        !str_same(a->address, b->address) || !str_same(a->app_name, b->app_name) || a->facility != b->facility ||
+        !str_same(a->hostname, b->hostname) || !str_same(a->ca_file, b->ca_file) || !str_same(a->url, b->url) ||
+        a->format != b->format || !str_same(a->token, b->token) || !str_same(a->index, b->index) ||
+        a->gzip != b->gzip || a->timeout_ms != b->timeout_ms || !str_same(a->brokers, b->brokers) ||
+        !str_same(a->topic, b->topic) || !str_same(a->client_id, b->client_id) || a->n_properties != b->n_properties)
         return false;
     for (size_t i = 0; i < a->n_properties; i++)
         if (!str_same(a->property_keys[i], b->property_keys[i]) ||

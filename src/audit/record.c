@@ -333,7 +333,39 @@ int custos_audit_record_encode(const custos_audit_record_t *r, const char *resou
         first = false;
         STR(HEADER_NAMES[i]);
     }
-    LIT("],\"safety\":null,\"useCase\":null,\"quota\":null}}");
+    LIT("],\"safety\":");
+    if (!r->safety_screened) {
+        LIT("null");
+    } else {
+        static const char *const cats[4] = {"hate", "sexual", "violence", "selfHarm"};
+        for (int d = 0; d < 2; d++) {
+            const int8_t *sev = d == 0 ? r->prompt_severity : r->completion_severity;
+            TRY(custos_buf_append_str(out, d == 0 ? "{\"prompt\":{" : ",\"completion\":{"));
+            for (int k = 0; k < 4; k++) {
+                if (k)
+                    LIT(",");
+                LIT("\"");
+                TRY(custos_buf_append_str(out, cats[k]));
+                LIT("\":");
+                TRY(append_i64(out, sev[k]));
+            }
+            LIT(",\"filtered\":");
+            TRY(custos_buf_append_str(out, (d == 0 ? r->prompt_filtered : r->completion_filtered) ? "true" : "false"));
+            LIT(",\"pii\":");
+            U64(d == 0 ? r->pii_prompt : r->pii_completion);
+            LIT("}");
+        }
+        LIT(",\"jailbreak\":");
+        TRY(custos_buf_append_str(out, r->jailbreak_detected ? "true" : "false"));
+        LIT(",\"indirectAttack\":");
+        TRY(custos_buf_append_str(out, r->indirect_attack_detected ? "true" : "false"));
+        LIT(",\"blocklistHits\":");
+        U64(r->blocklist_hits);
+        LIT(",\"error\":");
+        TRY(custos_buf_append_str(out, r->filter_error ? "true" : "false"));
+        LIT("}");
+    }
+    LIT(",\"useCase\":null,\"quota\":null}}");
     return 0;
 fail:
     if (out->data && out->len >= start) {

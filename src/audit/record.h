@@ -12,7 +12,7 @@
 
 #include "util/buf.h"
 
-#define CUSTOS_AUDIT_SCHEMA_VERSION "1.0"
+#define CUSTOS_AUDIT_SCHEMA_VERSION "1.1"
 #define CUSTOS_AUDIT_NAME_MAX 64   /* deployment, backend, region, data zone, principal: [A-Za-z0-9._-] */
 #define CUSTOS_AUDIT_MODEL_MAX 256 /* model names from the configuration */
 
@@ -76,6 +76,12 @@ typedef struct custos_audit_record {
     bool stream;                                  /* the client asked for a stream */
     unsigned retries;                             /* backend attempts after the first */
     uint32_t headers_present;                     /* custos_audit_header_bit_t bits */
+    /* content filtering (docs/content-filtering.md); all unset when safety_screened is false */
+    bool safety_screened;
+    int8_t prompt_severity[4];     /* hate, sexual, violence, self_harm, 0..7; -1 = not screened */
+    int8_t completion_severity[4]; /* max over the screened completion text; -1 = not screened */
+    bool prompt_filtered, completion_filtered, jailbreak_detected, indirect_attack_detected, filter_error;
+    uint32_t pii_prompt, pii_completion, blocklist_hits; /* counts only */
 } custos_audit_record_t;
 
 /* Fills every field with "unknown" (zeros, "" and -1 tokens). */

@@ -184,13 +184,15 @@ int custos_idsnap_build(const custos_config_t *cfg, uint64_t generation, custos_
         if ((rc = add_grant(s, a->kind, a->subject, a->role, a->scope)) != 0)
             goto fail;
     }
-    if (cfg->storage.path) {
-        rc = custos_keystore_open(cfg->storage.path, false, &ks);
+    if (cfg->storage.path || cfg->storage.url) {
+        const char *where = cfg->storage.driver == CUSTOS_STORAGE_POSTGRES ? "(postgres)" : cfg->storage.path;
+        char why[256] = "";
+        rc = custos_keystore_open_config(&cfg->storage, false, &ks, why, sizeof(why));
         if (rc == CUSTOS_ENOTFOUND) {
             /* no store yet: nothing was ever created */
         } else if (rc != 0) {
             if (err && errlen)
-                snprintf(err, errlen, "storage %s: cannot open the store (%s)", cfg->storage.path, custos_strerror(rc));
+                snprintf(err, errlen, "storage %s: cannot open the store (%s: %s)", where, custos_strerror(rc), why);
             goto fail;
         } else {
             load_ctx_t c = {s};
@@ -199,7 +201,7 @@ int custos_idsnap_build(const custos_config_t *cfg, uint64_t generation, custos_
                 rc = custos_keystore_ra_list(ks, on_ra, &c);
             if (rc != 0) {
                 if (err && errlen)
-                    snprintf(err, errlen, "storage %s: cannot read keys or role assignments (%s)", cfg->storage.path,
+                    snprintf(err, errlen, "storage %s: cannot read keys or role assignments (%s)", where,
                              custos_strerror(rc));
                 goto fail;
             }

@@ -1,68 +1,63 @@
 /* SPDX-License-Identifier: Apache-2.0
- * API keys and role assignments in SQLite: one table each; keys stored as SHA-256 digests only. */
+ * API keys and role assignments in the store (store/store.h: SQLite or PostgreSQL): one table each; keys
+ * stored as SHA-256 digests only. */
 #include "auth/keystore.h"
 #include "auth/apikey.h"
 #include "util/err.h"
 
-#include <errno.h>
-#include <fcntl.h>
+#include "store/store.h"
+
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 struct custos_keystore {
-    sqlite3 *db;
+    custos_store_t *st;
 };
 
-static const char SCHEMA[] = "CREATE TABLE IF NOT EXISTS api_keys("
-                             " id TEXT PRIMARY KEY, name TEXT NOT NULL, principal TEXT NOT NULL,"
-                             " roles INTEGER NOT NULL, scope TEXT NOT NULL, sha256 BLOB NOT NULL UNIQUE,"
-                             " created INTEGER NOT NULL, expires INTEGER NOT NULL DEFAULT 0,"
-                             " revoked INTEGER NOT NULL DEFAULT 0);"
-                             "CREATE TABLE IF NOT EXISTS role_assignments("
-                             " id TEXT PRIMARY KEY, kind INTEGER NOT NULL, subject TEXT NOT NULL,"
-                             " role INTEGER NOT NULL, scope TEXT NOT NULL, created INTEGER NOT NULL);";
+static int wrap_store(custos_store_t *st, custos_keystore_t **out)
+{
+    custos_keystore_t *ks = calloc(1, sizeof(*ks));
+    if (!ks) {
+        custos_store_close(st);
+        return CUSTOS_ENOMEM;
+    }
+    ks->st = st;
+    *out = ks;
+    return 0;
+}
 
 int custos_keystore_open(const char *path, bool create, custos_keystore_t **out)
 {
     *out = NULL;
     if (!path)
         return CUSTOS_EINVAL;
-    if (access(path, F_OK) != 0) {
-        if (!create)
-            return CUSTOS_ENOTFOUND;
-        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd < 0 && errno != EEXIST)
-            return CUSTOS_EIO;
-        if (fd >= 0)
-            close(fd);
-    }
-    custos_keystore_t *ks = calloc(1, sizeof(*ks));
-    if (!ks)
-        return CUSTOS_ENOMEM;
-    int rc = sqlite3_open_v2(path, &ks->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK)
-        goto fail;
-    sqlite3_busy_timeout(ks->db, 5000);
-    if (sqlite3_exec(ks->db, "PRAGMA journal_mode=WAL;", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(ks->db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK)
-        goto fail;
-    *out = ks;
-    return 0;
-fail:
-    custos_keystore_close(ks);
-    return rc == SQLITE_NOMEM ? CUSTOS_ENOMEM : CUSTOS_EIO;
+    custos_store_opts_t o = {.driver = CUSTOS_STORE_SQLITE, .path = path, .create = create};
+    custos_store_t *st = NULL;
+    int rc = custos_store_open(&o, &st, NULL, 0);
+    if (rc != 0)
+        return rc == CUSTOS_ENOTFOUND || rc == CUSTOS_ENOMEM ? rc : CUSTOS_EIO;
+    return wrap_store(st, out);
+}
+
+int custos_keystore_open_config(const custos_storage_config_t *sc, bool create, custos_keystore_t **out, char *err,
+                                size_t errlen)
+{
+    *out = NULL;
+    custos_store_t *st = NULL;
+    int rc = custos_store_open_config(sc, create, &st, err, errlen);
+    if (rc != 0)
+        return rc == CUSTOS_ENOTFOUND || rc == CUSTOS_ENOMEM || rc == CUSTOS_ETIMEDOUT ? rc : CUSTOS_EIO;
+    return wrap_store(st, out);
 }
 
 void custos_keystore_close(custos_keystore_t *ks)
 {
     if (!ks)
         return;
-    sqlite3_close(ks->db);
+    custos_store_close(ks->st);
     free(ks);
 }
 
@@ -127,24 +122,27 @@ static bool valid_subject(const char *s)
 
 static int begin(custos_keystore_t *ks)
 {
-    return sqlite3_exec(ks->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? 0 : CUSTOS_EIO;
+    int rc = custos_store_begin(ks->st);
+    return rc == 0 || rc == CUSTOS_ETIMEDOUT ? rc : CUSTOS_EIO; /* locked past the timeout: say so */
 }
 
-/* Runs hook, then commits; rolls back on any failure. */
+/* Bumps the store's change counter (replicas notice), runs hook, then commits; rolls back on any failure. */
 static int finish(custos_keystore_t *ks, int rc, custos_keystore_commit_fn hook, void *ud, const char *id)
 {
+    if (rc == 0 && custos_store_bump(ks->st) != 0)
+        rc = CUSTOS_EIO;
     if (rc == 0 && hook)
         rc = hook(ud, id);
-    if (rc == 0 && sqlite3_exec(ks->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+    if (rc == 0 && custos_store_commit(ks->st) != 0)
         rc = CUSTOS_EIO;
     if (rc != 0)
-        sqlite3_exec(ks->db, "ROLLBACK", NULL, NULL, NULL);
+        custos_store_rollback(ks->st);
     return rc;
 }
 
-static void copy_text(char *dst, size_t cap, const unsigned char *src)
+static void copy_text(char *dst, size_t cap, const custos_sv_t *v)
 {
-    snprintf(dst, cap, "%s", src ? (const char *)src : "");
+    snprintf(dst, cap, "%s", v->type == CUSTOS_SV_TEXT ? (const char *)v->p : "");
 }
 
 int custos_keystore_key_create(custos_keystore_t *ks, const custos_key_spec_t *spec, int64_t now_s,
@@ -153,7 +151,6 @@ int custos_keystore_key_create(custos_keystore_t *ks, const custos_key_spec_t *s
 {
     custos_key_record_t r;
     unsigned char rnd[32];
-    sqlite3_stmt *st = NULL;
     int rc;
     memset(&r, 0, sizeof(r));
     key_out[0] = 0;
@@ -179,24 +176,14 @@ int custos_keystore_key_create(custos_keystore_t *ks, const custos_key_spec_t *s
         goto out;
     if ((rc = begin(ks)) != 0)
         goto out;
-    if (sqlite3_prepare_v2(ks->db,
+    custos_sv_t p[8] = {custos_sv_text(r.id),       custos_sv_text(r.name),    custos_sv_text(r.principal),
+                        custos_sv_int(r.roles),     custos_sv_text(r.scope),   custos_sv_blob(r.sha256, 32),
+                        custos_sv_int(r.created_s), custos_sv_int(r.expires_s)};
+    rc = custos_store_exec(ks->st,
                            "INSERT INTO api_keys(id,name,principal,roles,scope,sha256,created,expires,revoked) "
                            "VALUES(?,?,?,?,?,?,?,?,0)",
-                           -1, &st, NULL) != SQLITE_OK) {
-        rc = finish(ks, CUSTOS_EIO, NULL, NULL, NULL);
-        goto out;
-    }
-    sqlite3_bind_text(st, 1, r.id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, r.name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, r.principal, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, r.roles);
-    sqlite3_bind_text(st, 5, r.scope, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 6, r.sha256, 32, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 7, r.created_s);
-    sqlite3_bind_int64(st, 8, r.expires_s);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : CUSTOS_EIO;
-    sqlite3_finalize(st);
-    rc = finish(ks, rc, hook, hook_ud, r.id);
+                           p, 8, NULL, NULL, NULL);
+    rc = finish(ks, rc == 0 ? 0 : CUSTOS_EIO, hook, hook_ud, r.id);
 out:
     if (rc != 0)
         OPENSSL_cleanse(key_out, CUSTOS_KEY_TEXT_LEN + 1);
@@ -205,62 +192,72 @@ out:
     return rc;
 }
 
-static void key_from_row(sqlite3_stmt *st, custos_key_record_t *r)
+static void key_from_row(const custos_sv_t *c, custos_key_record_t *r)
 {
     memset(r, 0, sizeof(*r));
-    copy_text(r->id, sizeof(r->id), sqlite3_column_text(st, 0));
-    copy_text(r->name, sizeof(r->name), sqlite3_column_text(st, 1));
-    copy_text(r->principal, sizeof(r->principal), sqlite3_column_text(st, 2));
-    r->roles = (unsigned)sqlite3_column_int64(st, 3) & 31u;
-    copy_text(r->scope, sizeof(r->scope), sqlite3_column_text(st, 4));
-    if (sqlite3_column_bytes(st, 5) == 32)
-        memcpy(r->sha256, sqlite3_column_blob(st, 5), 32);
-    r->created_s = sqlite3_column_int64(st, 6);
-    r->expires_s = sqlite3_column_int64(st, 7);
-    r->revoked_s = sqlite3_column_int64(st, 8);
+    copy_text(r->id, sizeof(r->id), &c[0]);
+    copy_text(r->name, sizeof(r->name), &c[1]);
+    copy_text(r->principal, sizeof(r->principal), &c[2]);
+    r->roles = (unsigned)c[3].i & 31u;
+    copy_text(r->scope, sizeof(r->scope), &c[4]);
+    if (c[5].type == CUSTOS_SV_BLOB && c[5].n == 32)
+        memcpy(r->sha256, c[5].p, 32);
+    r->created_s = c[6].i;
+    r->expires_s = c[7].i;
+    r->revoked_s = c[8].i;
 }
 
 #define KEY_COLS "id,name,principal,roles,scope,sha256,created,expires,revoked"
 
+typedef struct {
+    int (*fn)(void *ud, const custos_key_record_t *r);
+    void *ud;
+    size_t rows;
+    custos_key_record_t r;
+} key_list_ctx_t;
+
+static int key_row(void *ud, const custos_sv_t *c, size_t n)
+{
+    key_list_ctx_t *k = ud;
+    if (n != 9)
+        return CUSTOS_EIO;
+    if (++k->rows > CUSTOS_KEYSTORE_MAX_ROWS)
+        return CUSTOS_ETOOBIG;
+    key_from_row(c, &k->r);
+    return k->fn(k->ud, &k->r);
+}
+
 int custos_keystore_key_list(custos_keystore_t *ks, int (*fn)(void *ud, const custos_key_record_t *r), void *ud)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(ks->db, "SELECT " KEY_COLS " FROM api_keys ORDER BY created, rowid", -1, &st, NULL) !=
-        SQLITE_OK)
-        return CUSTOS_EIO;
-    int rc = 0, s;
-    size_t rows = 0;
-    custos_key_record_t r;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if (++rows > CUSTOS_KEYSTORE_MAX_ROWS) {
-            rc = CUSTOS_ETOOBIG;
-            break;
-        }
-        key_from_row(st, &r);
-        if ((rc = fn(ud, &r)) != 0)
-            break;
-    }
-    if (rc == 0 && s != SQLITE_DONE)
-        rc = CUSTOS_EIO;
-    sqlite3_finalize(st);
-    OPENSSL_cleanse(&r, sizeof(r));
+    key_list_ctx_t k = {.fn = fn, .ud = ud};
+    int rc = custos_store_exec(ks->st, "SELECT " KEY_COLS " FROM api_keys ORDER BY created, {SEQ}", NULL, 0, key_row,
+                               &k, NULL);
+    OPENSSL_cleanse(&k.r, sizeof(k.r));
     return rc;
+}
+
+static int key_one(void *ud, const custos_sv_t *c, size_t n)
+{
+    key_list_ctx_t *k = ud;
+    if (n != 9)
+        return CUSTOS_EIO;
+    k->rows++;
+    key_from_row(c, &k->r);
+    return 0;
 }
 
 int custos_keystore_key_find(custos_keystore_t *ks, const unsigned char d[32], custos_key_record_t *rec)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(ks->db, "SELECT " KEY_COLS " FROM api_keys WHERE sha256 = ?", -1, &st, NULL) != SQLITE_OK)
-        return CUSTOS_EIO;
-    sqlite3_bind_blob(st, 1, d, 32, SQLITE_STATIC);
-    int s = sqlite3_step(st), rc;
-    if (s == SQLITE_ROW) {
-        key_from_row(st, rec);
-        rc = 0;
-    } else {
-        rc = s == SQLITE_DONE ? CUSTOS_ENOTFOUND : CUSTOS_EIO;
-    }
-    sqlite3_finalize(st);
+    key_list_ctx_t k = {0};
+    custos_sv_t p = custos_sv_blob(d, 32);
+    int rc = custos_store_exec(ks->st, "SELECT " KEY_COLS " FROM api_keys WHERE sha256 = ?", &p, 1, key_one, &k, NULL);
+    if (rc == 0 && k.rows == 0)
+        rc = CUSTOS_ENOTFOUND;
+    else if (rc == 0)
+        *rec = k.r;
+    else
+        rc = CUSTOS_EIO;
+    OPENSSL_cleanse(&k.r, sizeof(k.r));
     return rc;
 }
 
@@ -268,20 +265,18 @@ int custos_keystore_key_find(custos_keystore_t *ks, const unsigned char d[32], c
 static int change_one(custos_keystore_t *ks, const char *sql, const char *id, int64_t arg, bool has_arg,
                       custos_keystore_commit_fn hook, void *ud)
 {
-    sqlite3_stmt *st = NULL;
     int rc = begin(ks);
     if (rc != 0)
         return rc;
-    if (sqlite3_prepare_v2(ks->db, sql, -1, &st, NULL) != SQLITE_OK)
-        return finish(ks, CUSTOS_EIO, NULL, NULL, NULL);
-    int i = 1;
+    custos_sv_t p[2];
+    size_t n = 0;
     if (has_arg)
-        sqlite3_bind_int64(st, i++, arg);
-    sqlite3_bind_text(st, i, id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : CUSTOS_EIO;
-    if (rc == 0 && sqlite3_changes(ks->db) == 0)
+        p[n++] = custos_sv_int(arg);
+    p[n++] = custos_sv_text(id);
+    int64_t changed = 0;
+    rc = custos_store_exec(ks->st, sql, p, n, NULL, NULL, &changed) == 0 ? 0 : CUSTOS_EIO;
+    if (rc == 0 && changed == 0)
         rc = CUSTOS_ENOTFOUND;
-    sqlite3_finalize(st);
     return finish(ks, rc, hook, ud, id);
 }
 
@@ -297,7 +292,6 @@ int custos_keystore_key_revoke(custos_keystore_t *ks, const char *id, int64_t no
 int custos_keystore_ra_create(custos_keystore_t *ks, custos_ra_record_t *rec, int64_t now_s,
                               custos_keystore_commit_fn hook, void *hook_ud)
 {
-    sqlite3_stmt *st = NULL;
     if (!valid_subject(rec->subject) || (rec->role & (rec->role - 1)) || rec->role == 0 || rec->role > 16 ||
         !custos_config_scope_valid(rec->scope) || (unsigned)rec->kind > CUSTOS_RA_APP_ID)
         return CUSTOS_EINVAL;
@@ -307,51 +301,45 @@ int custos_keystore_ra_create(custos_keystore_t *ks, custos_ra_record_t *rec, in
     rec->created_s = now_s;
     if ((rc = begin(ks)) != 0)
         return rc;
-    if (sqlite3_prepare_v2(ks->db,
-                           "INSERT INTO role_assignments(id,kind,subject,role,scope,created) VALUES(?,?,?,?,?,?)", -1,
-                           &st, NULL) != SQLITE_OK)
-        return finish(ks, CUSTOS_EIO, NULL, NULL, NULL);
-    sqlite3_bind_text(st, 1, rec->id, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, (int)rec->kind);
-    sqlite3_bind_text(st, 3, rec->subject, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, rec->role);
-    sqlite3_bind_text(st, 5, rec->scope, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 6, now_s);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : CUSTOS_EIO;
-    sqlite3_finalize(st);
-    return finish(ks, rc, hook, hook_ud, rec->id);
+    custos_sv_t p[6] = {custos_sv_text(rec->id),  custos_sv_int((int64_t)rec->kind), custos_sv_text(rec->subject),
+                        custos_sv_int(rec->role), custos_sv_text(rec->scope),        custos_sv_int(now_s)};
+    rc = custos_store_exec(ks->st,
+                           "INSERT INTO role_assignments(id,kind,subject,role,scope,created) VALUES(?,?,?,?,?,?)", p, 6,
+                           NULL, NULL, NULL);
+    return finish(ks, rc == 0 ? 0 : CUSTOS_EIO, hook, hook_ud, rec->id);
+}
+
+typedef struct {
+    int (*fn)(void *ud, const custos_ra_record_t *r);
+    void *ud;
+    size_t rows;
+} ra_list_ctx_t;
+
+static int ra_row(void *ud, const custos_sv_t *c, size_t n)
+{
+    ra_list_ctx_t *k = ud;
+    custos_ra_record_t r;
+    if (n != 6)
+        return CUSTOS_EIO;
+    if (++k->rows > CUSTOS_KEYSTORE_MAX_ROWS)
+        return CUSTOS_ETOOBIG;
+    memset(&r, 0, sizeof(r));
+    copy_text(r.id, sizeof(r.id), &c[0]);
+    int64_t kind = c[1].i;
+    r.kind = (kind >= 0 && kind <= CUSTOS_RA_APP_ID) ? (custos_ra_kind_t)kind : CUSTOS_RA_PRINCIPAL;
+    copy_text(r.subject, sizeof(r.subject), &c[2]);
+    r.role = (unsigned)c[3].i & 31u;
+    copy_text(r.scope, sizeof(r.scope), &c[4]);
+    r.created_s = c[5].i;
+    return k->fn(k->ud, &r);
 }
 
 int custos_keystore_ra_list(custos_keystore_t *ks, int (*fn)(void *ud, const custos_ra_record_t *r), void *ud)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(ks->db,
-                           "SELECT id,kind,subject,role,scope,created FROM role_assignments ORDER BY created, rowid",
-                           -1, &st, NULL) != SQLITE_OK)
-        return CUSTOS_EIO;
-    int rc = 0, s;
-    size_t rows = 0;
-    custos_ra_record_t r;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if (++rows > CUSTOS_KEYSTORE_MAX_ROWS) {
-            rc = CUSTOS_ETOOBIG;
-            break;
-        }
-        memset(&r, 0, sizeof(r));
-        copy_text(r.id, sizeof(r.id), sqlite3_column_text(st, 0));
-        int k = sqlite3_column_int(st, 1);
-        r.kind = (k >= 0 && k <= CUSTOS_RA_APP_ID) ? (custos_ra_kind_t)k : CUSTOS_RA_PRINCIPAL;
-        copy_text(r.subject, sizeof(r.subject), sqlite3_column_text(st, 2));
-        r.role = (unsigned)sqlite3_column_int64(st, 3) & 31u;
-        copy_text(r.scope, sizeof(r.scope), sqlite3_column_text(st, 4));
-        r.created_s = sqlite3_column_int64(st, 5);
-        if ((rc = fn(ud, &r)) != 0)
-            break;
-    }
-    if (rc == 0 && s != SQLITE_DONE && s != SQLITE_ROW)
-        rc = CUSTOS_EIO;
-    sqlite3_finalize(st);
-    return rc;
+    ra_list_ctx_t k = {.fn = fn, .ud = ud};
+    return custos_store_exec(ks->st,
+                             "SELECT id,kind,subject,role,scope,created FROM role_assignments ORDER BY created, {SEQ}",
+                             NULL, 0, ra_row, &k, NULL);
 }
 
 int custos_keystore_ra_delete(custos_keystore_t *ks, const char *id, custos_keystore_commit_fn hook, void *hook_ud)
@@ -359,6 +347,16 @@ int custos_keystore_ra_delete(custos_keystore_t *ks, const char *id, custos_keys
     if (!id || strlen(id) >= CUSTOS_KEYSTORE_ID_LEN)
         return CUSTOS_ENOTFOUND;
     return change_one(ks, "DELETE FROM role_assignments WHERE id = ?", id, 0, false, hook, hook_ud);
+}
+
+custos_store_t *custos_keystore_store(custos_keystore_t *ks)
+{
+    return ks->st;
+}
+
+const char *custos_keystore_errmsg(const custos_keystore_t *ks)
+{
+    return ks ? custos_store_errmsg(ks->st) : "no store";
 }
 
 const char *custos_keystore_ra_kind_name(custos_ra_kind_t k)

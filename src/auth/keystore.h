@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
- * Stored identity state: API keys (kept only as SHA-256 digests) and role assignments, in SQLite
- * (`storage.path`). This header is the whole interface; the SQL stays in keystore.c, so the store
- * layer can later replace the backend without touching callers. */
+ * Stored identity state: API keys (kept only as SHA-256 digests) and role assignments, in the store
+ * (store/store.h: SQLite at `storage.path` or PostgreSQL at `storage.url`). The SQL stays in keystore.c;
+ * every write bumps the store's change counter in the same transaction, so replicas notice it. */
 #ifndef CUSTOS_AUTH_KEYSTORE_H
 #define CUSTOS_AUTH_KEYSTORE_H
 
@@ -57,6 +57,17 @@ typedef int (*custos_keystore_commit_fn)(void *ud, const char *id);
  * CUSTOS_EIO (cannot open / not a custos store / schema error) or CUSTOS_ENOMEM. One handle per thread. */
 int custos_keystore_open(const char *path, bool create, custos_keystore_t **out);
 void custos_keystore_close(custos_keystore_t *ks);
+
+/* Opens the store the configuration names (either driver); err (may be NULL) gets a short reason on failure.
+ * create as above (PostgreSQL: the schema is always made). Same return codes, plus CUSTOS_ETIMEDOUT (the
+ * store stayed locked past storage.busy_timeout_ms). */
+int custos_keystore_open_config(const custos_storage_config_t *sc, bool create, custos_keystore_t **out, char *err,
+                                size_t errlen);
+
+/* The store under ks (borrowed), e.g. to read its change counter. */
+struct custos_store *custos_keystore_store(custos_keystore_t *ks);
+/* The store's last error in words (e.g. "database is locked"); never values. */
+const char *custos_keystore_errmsg(const custos_keystore_t *ks);
 
 /* Creates a key from spec at now_s: writes its plaintext (CUSTOS_KEY_TEXT_LEN chars + NUL) to key_out
  * (shown once; the caller must wipe it) and the stored record to *rec (may be NULL). Returns 0,

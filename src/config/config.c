@@ -30,7 +30,8 @@
 #define NAME_MAX_LEN 64
 
 typedef struct vctx {
-    const char *basedir; /* NULL, or directory of the config file with a trailing '/' */
+    const char *basedir;                    /* NULL, or directory of the config file with a trailing '/' */
+    const custos_storage_config_t *storage; /* set once storage: is parsed (for store secrets) */
     custos_ymark_t where;
     char msg[768];
 } vctx_t;
@@ -234,7 +235,7 @@ static int check_str(vctx_t *v, json_object *o, custos_ymark_t at, const char *f
         return type_err(v, at, fp, "a string", o);
     const char *str = json_object_get_string(o);
     size_t len = (size_t)json_object_get_string_len(o);
-    if (len == 0)
+    if (!str || len == 0)
         return verr(v, at, "%s: must not be empty", fp);
     if (strlen(str) != len)
         return verr(v, at, "%s: contains a NUL byte", fp);
@@ -254,8 +255,12 @@ static int get_str(vctx_t *v, json_object *m, const char *path, const char *key,
     *out = NULL;
     if (at)
         *at = f.vmark;
-    if (!f.present)
-        return required ? missing(v, m, path, key) : 0;
+    if (!f.present) {
+        if (!required)
+            return 0;
+        int rc = missing(v, m, path, key);
+        return rc ? rc : CUSTOS_EINVAL; /* missing() always reports; said here for the analyser */
+    }
     return check_str(v, f.val, f.vmark, join(fp, sizeof(fp), path, key), maxlen, out);
 }
 
@@ -886,10 +891,11 @@ static int parse_limits(vctx_t *v, json_object *root, custos_config_t *c)
 
 static int parse_upstream(vctx_t *v, json_object *root, custos_config_t *c)
 {
-    static const char *const keys[] = {"connect_timeout_ms", "first_byte_timeout_ms", "idle_timeout_ms",
-                                       "max_attempts",       "backoff_base_ms",       "backoff_max_ms",
-                                       "max_retry_after_ms", "pool_max_idle",         NULL};
-    json_object *m;
+    static const char *const keys[] = {
+        "connect_timeout_ms", "first_byte_timeout_ms", "idle_timeout_ms", "max_attempts",      "backoff_base_ms",
+        "backoff_max_ms",     "max_retry_after_ms",    "pool_max_idle",   "outlier_detection", NULL};
+    static const char *const okeys[] = {"consecutive_failures", "base_ejection_ms", "max_ejection_ms", NULL};
+    json_object *m, *om = NULL;
     int rc;
     custos_upstream_config_t *U = &c->upstream;
     if ((rc = get_map(v, root, "", "upstream", 0, &m, NULL)) != 0)
@@ -904,6 +910,19 @@ static int parse_upstream(vctx_t *v, json_object *root, custos_config_t *c)
     GET_INT_AS(v, m, "upstream", "backoff_max_ms", 0, 600000, 2000, U->backoff_max_ms);
     GET_INT_AS(v, m, "upstream", "max_retry_after_ms", 0, 3600000, 10000, U->max_retry_after_ms);
     GET_INT_AS(v, m, "upstream", "pool_max_idle", 0, 10000, 64, U->pool_max_idle);
+    if (m && (rc = get_map(v, m, "upstream", "outlier_detection", 0, &om, NULL)) != 0)
+        return rc;
+    if (om && (rc = check_keys(v, om, "upstream.outlier_detection", okeys)) != 0)
+        return rc;
+    GET_INT_AS(v, om, "upstream.outlier_detection", "consecutive_failures", 0, 1000, 5,
+               U->outlier_consecutive_failures);
+    GET_INT_AS(v, om, "upstream.outlier_detection", "base_ejection_ms", 1, 3600000, 30000, U->outlier_base_ejection_ms);
+    GET_INT_AS(v, om, "upstream.outlier_detection", "max_ejection_ms", 1, 86400000, 300000, U->outlier_max_ejection_ms);
+    if (U->outlier_max_ejection_ms < U->outlier_base_ejection_ms) {
+        field_t f;
+        get_field(om, "max_ejection_ms", &f);
+        return verr(v, f.vmark, "upstream.outlier_detection.max_ejection_ms: below base_ejection_ms");
+    }
     if (U->backoff_max_ms < U->backoff_base_ms) {
         field_t f;
         get_field(m, "backoff_max_ms", &f);
@@ -1329,33 +1348,156 @@ static void free_identity_rbac(custos_identity_config_t *id)
     free(id->ca_policies);
 }
 
-/* storage: {path} (optional mapping); default "custos.db" next to the config file. The file need not
- * exist: it is created by the first write (custos keys create, the admin API). */
+/* Joins a relative path to the config file's directory. */
+static int resolve_path(vctx_t *v, const char *s, char **out)
+{
+    if (s[0] != '/' && v->basedir) {
+        if (asprintf(out, "%s%s", v->basedir, s) < 0) {
+            *out = NULL;
+            return CUSTOS_ENOMEM;
+        }
+        return 0;
+    }
+    return dup_str(s, out);
+}
+
+/* storage.encryption: {provider, key_dir, pkcs11: {module, token, key_label, pin_env | pin_file}}. */
+static int parse_storage_encryption(vctx_t *v, json_object *sm, custos_config_t *c)
+{
+    static const char *const keys[] = {"provider", "key_dir", "pkcs11", NULL};
+    static const char *const pkeys[] = {"module", "token", "key_label", "pin_env", "pin_file", NULL};
+    static const char *const providers[] = {"local", "pkcs11", NULL};
+    custos_storage_config_t *st = &c->storage;
+    json_object *m = NULL, *pm = NULL;
+    custos_ymark_t at, pat;
+    const char *s = NULL;
+    int rc, prov = 0;
+    if (sm && (rc = get_map(v, sm, "storage", "encryption", 0, &m, &at)) != 0)
+        return rc;
+    if (m) {
+        if ((rc = check_keys(v, m, "storage.encryption", keys)) != 0 ||
+            (rc = get_enum(v, m, "storage.encryption", "provider", providers, 0, &prov)) != 0 ||
+            (rc = get_str(v, m, "storage.encryption", "key_dir", 0, 4096, &s, &at)) != 0 ||
+            (rc = get_map(v, m, "storage.encryption", "pkcs11", 0, &pm, &pat)) != 0)
+            return rc;
+    }
+    st->kek_provider = prov == 1 ? CUSTOS_KEK_PKCS11 : CUSTOS_KEK_LOCAL;
+    if ((rc = resolve_path(v, s ? s : "custos-keys", &st->key_dir)) != 0)
+        return rc;
+    if (st->kek_provider == CUSTOS_KEK_LOCAL) {
+        if (pm)
+            return verr(v, pat, "storage.encryption.pkcs11: only allowed with provider: pkcs11");
+        return 0;
+    }
+    if (!pm)
+        return verr(v, custos_ytree_mark(m), "storage.encryption: provider pkcs11 needs a pkcs11 mapping");
+    const char *p = "storage.encryption.pkcs11";
+    if ((rc = check_keys(v, pm, p, pkeys)) != 0 || (rc = get_path(v, pm, p, "module", 1, &st->pkcs11_module)) != 0)
+        return rc;
+    if ((rc = get_str(v, pm, p, "token", 1, 32, &s, &at)) != 0 || (rc = dup_str(s, &st->pkcs11_token)) != 0)
+        return rc;
+    if ((rc = get_str(v, pm, p, "key_label", 1, 60, &s, &at)) != 0 || (rc = dup_str(s, &st->pkcs11_key_label)) != 0)
+        return rc;
+    field_t fe, ff;
+    get_field(pm, "pin_env", &fe);
+    get_field(pm, "pin_file", &ff);
+    if (fe.present && ff.present)
+        return verr(v, ff.kmark, "%s: exactly one of pin_env, pin_file is allowed", p);
+    if (!fe.present && !ff.present)
+        return verr(v, custos_ytree_mark(pm), "%s: one of pin_env, pin_file is required (the token's user PIN)", p);
+    return get_secret(v, pm, p, "pin_env", "pin_file", &st->pkcs11_pin, &st->pkcs11_pin_len);
+}
+
+/* storage: {driver, path, url, password_env | password_file, busy_timeout_ms, poll_interval_ms, encryption}
+ * (optional mapping). SQLite (default): path, default "custos.db" next to the config file; the file need not
+ * exist: custos serve creates it at start. PostgreSQL: url (path then only serves modules not yet moved
+ * behind store/store.h). */
 static int parse_storage(vctx_t *v, json_object *root, custos_config_t *c)
 {
-    static const char *const keys[] = {"path", NULL};
+    static const char *const keys[] = {"driver",           "path",          "url",
+                                       "password_env",     "password_file", "busy_timeout_ms",
+                                       "poll_interval_ms", "encryption",    NULL};
+    static const char *const drivers[] = {"sqlite", "postgres", NULL};
     json_object *m;
     custos_ymark_t at;
-    const char *s = NULL;
-    int rc;
+    const char *s = NULL, *url = NULL;
+    int rc, drv = 0;
+    c->storage.busy_timeout_ms = 5000;
+    c->storage.poll_interval_ms = 2000;
     if ((rc = get_map(v, root, "", "storage", 0, &m, &at)) != 0)
         return rc;
     if (m) {
         if ((rc = check_keys(v, m, "storage", keys)) != 0)
             return rc;
-        if ((rc = get_str(v, m, "storage", "path", 0, 4096, &s, &at)) != 0)
+        if ((rc = get_enum(v, m, "storage", "driver", drivers, 0, &drv)) != 0 ||
+            (rc = get_str(v, m, "storage", "path", 0, 4096, &s, &at)) != 0 ||
+            (rc = get_str(v, m, "storage", "url", 0, 4096, &url, &at)) != 0)
             return rc;
-    }
-    if (!s)
-        s = "custos.db";
-    if (s[0] != '/' && v->basedir) {
-        if (asprintf(&c->storage.path, "%s%s", v->basedir, s) < 0) {
-            c->storage.path = NULL;
-            return CUSTOS_ENOMEM;
+        GET_INT_AS(v, m, "storage", "busy_timeout_ms", 1, 600000, 5000, c->storage.busy_timeout_ms);
+        GET_INT_AS(v, m, "storage", "poll_interval_ms", 0, 3600000, 2000, c->storage.poll_interval_ms);
+        c->storage.driver = drv == 1 ? CUSTOS_STORAGE_POSTGRES : CUSTOS_STORAGE_SQLITE;
+        field_t fe, ff;
+        get_field(m, "password_env", &fe);
+        get_field(m, "password_file", &ff);
+        if (fe.present && ff.present)
+            return verr(v, ff.kmark, "storage: exactly one of password_env, password_file is allowed");
+        if (fe.present || ff.present) {
+            if (c->storage.driver != CUSTOS_STORAGE_POSTGRES)
+                return verr(v, fe.present ? fe.kmark : ff.kmark,
+                            "storage: a password is only used with driver: postgres");
+            if ((rc = get_secret(v, m, "storage", "password_env", "password_file", &c->storage.password,
+                                 &c->storage.password_len)) != 0)
+                return rc;
         }
-        return 0;
+        if (c->storage.driver == CUSTOS_STORAGE_POSTGRES) {
+            if (!url)
+                return verr(v, custos_ytree_mark(m), "storage: driver postgres needs url");
+            if (strstr(url, "password"))
+                return verr(v, at, "storage.url: must not contain a password (use password_env or password_file)");
+            if ((rc = dup_str(url, &c->storage.url)) != 0)
+                return rc;
+        } else if (url) {
+            return verr(v, at, "storage.url: only used with driver: postgres");
+        }
     }
-    return dup_str(s, &c->storage.path);
+    if ((rc = parse_storage_encryption(v, m, c)) != 0)
+        return rc;
+    v->storage = &c->storage;
+    /* With postgres, path still names the local SQLite file of modules not yet on the store interface. */
+    return resolve_path(v, s ? s : "custos.db", &c->storage.path);
+}
+
+/* retention: {content: none | {days: N}}; default none. */
+static int parse_retention(vctx_t *v, json_object *root, custos_config_t *c)
+{
+    static const char *const keys[] = {"content", NULL};
+    static const char *const ckeys[] = {"days", NULL};
+    json_object *m, *cm = NULL;
+    custos_ymark_t at;
+    int rc;
+    c->retention.content_none = true;
+    if ((rc = get_map(v, root, "", "retention", 0, &m, &at)) != 0 || !m)
+        return rc;
+    if ((rc = check_keys(v, m, "retention", keys)) != 0)
+        return rc;
+    field_t f;
+    get_field(m, "content", &f);
+    if (!f.present)
+        return 0;
+    if (f.val && json_object_is_type(f.val, json_type_string) && strcmp(json_object_get_string(f.val), "none") == 0)
+        return 0;
+    if (!f.val || !json_object_is_type(f.val, json_type_object))
+        return verr(v, f.vmark, "retention.content: expected none or a mapping {days: N}");
+    cm = f.val;
+    if ((rc = check_keys(v, cm, "retention.content", ckeys)) != 0)
+        return rc;
+    field_t d;
+    get_field(cm, "days", &d);
+    if (!d.present)
+        return missing(v, cm, "retention.content", "days");
+    c->retention.content_none = false;
+    GET_INT_AS(v, cm, "retention.content", "days", 1, 3650, 30, c->retention.content_days);
+    return 0;
 }
 
 /* ---------- identity.client_certificates (mutual TLS principals) and network (perimeter) ---------- */
@@ -1875,27 +2017,70 @@ static int parse_backend_oauth2(vctx_t *v, json_object *m, const char *path, cus
     return get_secret(v, m, path, "client_secret_env", "client_secret_file", &o->client_secret, &o->client_secret_len);
 }
 
+static custos_config_secret_fn secret_resolver;
+
+void custos_config_set_secret_resolver(custos_config_secret_fn fn)
+{
+    secret_resolver = fn;
+}
+
+/* auth.api_key_secret / bearer_secret: a secret stored sealed in the store (`custos secrets put`). */
+static int get_store_secret(vctx_t *v, json_object *m, const char *path, const char *key, char **out, size_t *len)
+{
+    const char *name;
+    custos_ymark_t at;
+    char fp[256], e[300] = "";
+    int rc = get_str(v, m, path, key, 1, 64, &name, &at);
+    if (rc != 0 || !name)
+        return rc ? rc : CUSTOS_EINVAL;
+    join(fp, sizeof(fp), path, key);
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
+              *p == '_' || *p == '-'))
+            return verr(v, at, "%s: must match [A-Za-z0-9._-]{1,64}", fp);
+    if (!secret_resolver || !v->storage)
+        return verr(v, at, "%s: secrets from the store are not available here", fp);
+    if (secret_resolver(v->storage, name, out, len, e, sizeof(e)) != 0)
+        return verr(v, at, "%s: %s", fp, e);
+    return 0;
+}
+
 static int parse_backend_auth(vctx_t *v, json_object *m, const char *path, custos_backend_config_t *b)
 {
-    static const char *const keys[] = {"api_key_env", "api_key_file", "bearer_env", "bearer_file", "oauth2", NULL};
+    static const char *const keys[] = {"api_key_env", "api_key_file",   "bearer_env",    "bearer_file",
+                                       "oauth2",      "api_key_secret", "bearer_secret", NULL};
     char fp[256];
-    field_t f[5];
+    field_t f[7];
     int rc, which = -1;
     if ((rc = check_keys(v, m, path, keys)) != 0)
         return rc;
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 7; i++) {
         get_field(m, keys[i], &f[i]);
         if (f[i].present && which >= 0)
             return verr(v, f[i].kmark,
-                        "%s: exactly one of api_key_env, api_key_file, bearer_env, bearer_file, oauth2 "
-                        "is allowed",
+                        "%s: exactly one of api_key_env, api_key_file, bearer_env, bearer_file, oauth2, "
+                        "api_key_secret, bearer_secret is allowed",
                         path);
         if (f[i].present)
             which = i;
     }
     if (which < 0)
         return verr(v, custos_ytree_mark(m),
-                    "%s: one of api_key_env, api_key_file, bearer_env, bearer_file, oauth2 is required", path);
+                    "%s: one of api_key_env, api_key_file, bearer_env, bearer_file, oauth2, api_key_secret, "
+                    "bearer_secret is required",
+                    path);
+    if (which >= 5) {
+        bool api = which == 5;
+        b->auth_kind = api ? CUSTOS_BACKEND_AUTH_API_KEY : CUSTOS_BACKEND_AUTH_BEARER;
+        char **dst = api ? &b->api_key : &b->bearer;
+        size_t *dlen = api ? &b->api_key_len : &b->bearer_len;
+        if ((rc = get_store_secret(v, m, path, keys[which], dst, dlen)) != 0)
+            return rc;
+        if (!valid_header_value(*dst, *dlen))
+            return verr(v, f[which].vmark, "%s: the stored secret contains characters not allowed in an HTTP header",
+                        join(fp, sizeof(fp), path, keys[which]));
+        return 0;
+    }
     if (which == 4) {
         char sub[300];
         b->auth_kind = CUSTOS_BACKEND_AUTH_OAUTH2;
@@ -1925,11 +2110,57 @@ static int valid_token(const char *s, const char *extra)
     return 1;
 }
 
+/* backends[].health_check (docs/routing.md): active probes, enabled by the key's presence. */
+static int parse_health_check(vctx_t *v, json_object *m, const char *path, custos_backend_config_t *b)
+{
+    static const char *const keys[] = {"path", "interval_ms", "timeout_ms", "healthy_threshold", "unhealthy_threshold",
+                                       NULL};
+    char sub[128];
+    json_object *hm;
+    custos_ymark_t at;
+    const char *s = NULL;
+    int rc;
+    if ((rc = get_map(v, m, path, "health_check", 0, &hm, &at)) != 0 || !hm)
+        return rc;
+    join(sub, sizeof(sub), path, "health_check");
+    if ((rc = check_keys(v, hm, sub, keys)) != 0)
+        return rc;
+    b->hc_enabled = true;
+    GET_INT_AS(v, hm, sub, "interval_ms", 100, 3600000, 10000, b->hc_interval_ms);
+    GET_INT_AS(v, hm, sub, "timeout_ms", 10, 60000, 2000, b->hc_timeout_ms);
+    GET_INT_AS(v, hm, sub, "healthy_threshold", 1, 100, 2, b->hc_healthy_threshold);
+    GET_INT_AS(v, hm, sub, "unhealthy_threshold", 1, 100, 3, b->hc_unhealthy_threshold);
+    if (b->hc_timeout_ms > b->hc_interval_ms) {
+        field_t f;
+        get_field(hm, "timeout_ms", &f);
+        return verr(v, f.vmark, "%s.timeout_ms: longer than interval_ms", sub);
+    }
+    if ((rc = get_str(v, hm, sub, "path", 0, 1024, &s, &at)) != 0)
+        return rc;
+    if (s) {
+        if (s[0] != '/')
+            return verr(v, at, "%s.path: must start with '/'", sub);
+        for (const char *q = s; *q; q++)
+            if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f)
+                return verr(v, at, "%s.path: only printable ASCII without spaces", sub);
+        return dup_str(s, &b->hc_path);
+    }
+    /* default: the models list, which every OpenAI-shaped server answers without spending tokens */
+    int n = b->provider == CUSTOS_PROVIDER_AZURE
+                ? asprintf(&b->hc_path, "%s/openai/models?api-version=%s", b->path_prefix, b->api_version)
+                : asprintf(&b->hc_path, "%s/models", b->path_prefix[0] ? b->path_prefix : "/v1");
+    if (n < 0) {
+        b->hc_path = NULL;
+        return CUSTOS_ENOMEM;
+    }
+    return 0;
+}
+
 static int parse_backend(vctx_t *v, json_object *m, const char *path, custos_backend_config_t *b)
 {
     static const char *const keys[] = {
-        "name",   "provider",  "url",        "api_version", "deployment", "model",           "auth",
-        "region", "data_zone", "attributes", "tls",         "priority",   "max_connections", NULL};
+        "name",      "provider",   "url", "api_version", "deployment",      "model",  "auth",         "region",
+        "data_zone", "attributes", "tls", "priority",    "max_connections", "weight", "health_check", NULL};
     static const char *const providers[] = {"openai", "azure", "openai-compatible", NULL};
     static const char *const akeys[] = {"no_training", "zero_data_retention", NULL};
     static const char *const tkeys[] = {"ca_file", "verify", NULL};
@@ -2019,7 +2250,8 @@ static int parse_backend(vctx_t *v, json_object *m, const char *path, custos_bac
     }
     GET_INT_AS(v, m, path, "priority", -1000, 1000, 0, b->priority);
     GET_INT_AS(v, m, path, "max_connections", 1, 65536, 256, b->max_connections);
-    return 0;
+    GET_INT_AS(v, m, path, "weight", 1, 1000, 1, b->weight);
+    return parse_health_check(v, m, path, b);
 }
 
 static int parse_backends(vctx_t *v, json_object *root, custos_config_t *c)
@@ -2054,10 +2286,397 @@ static int parse_backends(vctx_t *v, json_object *root, custos_config_t *c)
     return 0;
 }
 
+/* ---------- safety and rai_policies (docs/content-filtering.md) ---------- */
+
+static int parse_safety(vctx_t *v, json_object *root, custos_config_t *c)
+{
+    static const char *const keys[] = {"harm_model", "shields_model", "pii", "max_text_bytes", NULL};
+    static const char *const pii_keys[] = {"mrn_format", NULL};
+    json_object *m, *pm = NULL;
+    custos_ymark_t at;
+    const char *s;
+    int64_t n;
+    int rc;
+    c->safety.max_text_bytes = 4u << 20;
+    if ((rc = get_map(v, root, "", "safety", 0, &m, &at)) != 0 || !m)
+        return rc;
+    if ((rc = check_keys(v, m, "safety", keys)) != 0)
+        return rc;
+    if ((rc = get_path(v, m, "safety", "harm_model", 0, &c->safety.harm_model)) != 0)
+        return rc;
+    if ((rc = get_path(v, m, "safety", "shields_model", 0, &c->safety.shields_model)) != 0)
+        return rc;
+    if ((rc = get_int(v, m, "safety", "max_text_bytes", 1024, 4 << 20, 4 << 20, &n)) != 0)
+        return rc;
+    c->safety.max_text_bytes = (size_t)n;
+    if ((rc = get_map(v, m, "safety", "pii", 0, &pm, &at)) != 0)
+        return rc;
+    if (pm) {
+        if ((rc = check_keys(v, pm, "safety.pii", pii_keys)) != 0)
+            return rc;
+        if ((rc = get_str(v, pm, "safety.pii", "mrn_format", 0, 32, &s, &at)) != 0)
+            return rc;
+        if (s && (rc = dup_str(s, &c->safety.pii_mrn_format)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Azure's default policy (Microsoft.DefaultV2): the four categories at medium, annotated and blocking in both
+ * directions; jailbreak blocked; indirect attack annotated; no PII action; no blocklists. */
+static void rai_set_default(custos_rai_policy_config_t *p)
+{
+    for (int k = 0; k < CUSTOS_RAI_NCAT; k++)
+        for (int d = 0; d < CUSTOS_RAI_NSRC; d++)
+            p->filters[k][d] = (custos_rai_filter_t){true, true, 4};
+    p->mode = CUSTOS_RAI_MODE_DEFAULT;
+    p->jailbreak = CUSTOS_RAI_BLOCK;
+    p->indirect_attack = CUSTOS_RAI_ANNOTATE;
+    p->pii[0] = p->pii[1] = CUSTOS_RAI_PII_OFF;
+    p->window_min_chars = 200;
+    p->window_max_chars = 1000;
+    p->context_chars = 200;
+}
+
+/* Category names match case-, space-, '-' and '_'-insensitively (Azure spells them several ways). */
+static int rai_category(const char *s)
+{
+    static const char *const names[CUSTOS_RAI_NCAT] = {"hate", "sexual", "violence", "selfharm"};
+    char b[32];
+    size_t j = 0;
+    for (; *s && j + 1 < sizeof(b); s++)
+        if (*s != ' ' && *s != '_' && *s != '-')
+            b[j++] = (char)(*s >= 'A' && *s <= 'Z' ? *s + 32 : *s);
+    b[j] = 0;
+    for (int k = 0; k < CUSTOS_RAI_NCAT; k++)
+        if (strcmp(b, names[k]) == 0)
+            return k;
+    return -1;
+}
+
+static int valid_blocklist_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '.' ||
+              *s == '_' || *s == '~' || *s == '-'))
+            return 0;
+    return 1;
+}
+
+/* source: prompt | completion | both -> sets src[] */
+static int get_sources(vctx_t *v, json_object *m, const char *path, bool src[CUSTOS_RAI_NSRC])
+{
+    static const char *const names[] = {"prompt", "completion", "both", NULL};
+    int which, rc;
+    if ((rc = get_enum(v, m, path, "source", names, 2, &which)) != 0)
+        return rc;
+    src[CUSTOS_RAI_PROMPT] = which != 1;
+    src[CUSTOS_RAI_COMPLETION] = which != 0;
+    return 0;
+}
+
+static int parse_rai_policy(vctx_t *v, json_object *m, const char *path, custos_rai_policy_config_t *p)
+{
+    static const char *const keys[] = {"name", "mode",       "content_filters", "prompt_shields",
+                                       "pii",  "blocklists", "streaming",       NULL};
+    static const char *const modes[] = {"default", "asynchronous_filter", NULL};
+    static const char *const cf_keys[] = {"category", "source", "threshold", "enabled", "blocking", NULL};
+    static const char *const thresholds[] = {"low", "medium", "high", NULL};
+    static const char *const sh_keys[] = {"jailbreak", "indirect_attack", NULL};
+    static const char *const sh_actions[] = {"off", "annotate", "block", NULL};
+    static const char *const pii_keys[] = {"prompt", "completion", NULL};
+    static const char *const pii_actions[] = {"off", "annotate", "redact", "placeholder", "block", NULL};
+    static const char *const bl_keys[] = {"name", "blocking", "source", NULL};
+    static const char *const st_keys[] = {"window_min_chars", "window_max_chars", "context_chars", NULL};
+    char fp[256], sb[72];
+    custos_ymark_t at;
+    json_object *seq, *sm;
+    const char *s;
+    int rc, e;
+    int64_t n;
+
+    rai_set_default(p);
+    if ((rc = check_keys(v, m, path, keys)) != 0)
+        return rc;
+    if ((rc = get_str(v, m, path, "name", 1, 64, &s, &at)) != 0 || !s)
+        return rc ? rc : CUSTOS_EINVAL;
+    if (!valid_name(s))
+        return verr(v, at, "%s.name: must be 1..64 characters of [A-Za-z0-9._-]", path);
+    if (strcmp(s, CUSTOS_RAI_DEFAULT_POLICY) == 0)
+        return verr(v, at, "%s.name: %s is the built-in default policy; choose another name", path,
+                    CUSTOS_RAI_DEFAULT_POLICY);
+    if ((rc = dup_str(s, &p->name)) != 0)
+        return rc;
+    if ((rc = get_enum(v, m, path, "mode", modes, 0, &e)) != 0)
+        return rc;
+    p->mode = (custos_rai_mode_t)e;
+
+    if ((rc = get_seq(v, m, path, "content_filters", 0, 64, NULL, &seq, &at)) != 0)
+        return rc;
+    for (size_t i = 0; seq && i < json_object_array_length(seq); i++) {
+        json_object *fm = json_object_array_get_idx(seq, i);
+        snprintf(fp, sizeof(fp), "%s.content_filters[%zu]", path, i);
+        if ((rc = expect_map(v, fm, custos_ytree_val_mark(seq, i), fp)) != 0 ||
+            (rc = check_keys(v, fm, fp, cf_keys)) != 0)
+            return rc;
+        if ((rc = get_str(v, fm, fp, "category", 1, 64, &s, &at)) != 0 || !s)
+            return rc ? rc : CUSTOS_EINVAL;
+        int cat = rai_category(s);
+        if (cat < 0)
+            return verr(v, at, "%s.category: unknown category '%s' (hate, sexual, violence, self_harm)", fp,
+                        shown(s, sb, sizeof(sb)));
+        bool src[CUSTOS_RAI_NSRC];
+        int th;
+        bool en, bl;
+        if ((rc = get_sources(v, fm, fp, src)) != 0 || (rc = get_enum(v, fm, fp, "threshold", thresholds, 1, &th)) ||
+            (rc = get_bool(v, fm, fp, "enabled", true, &en)) != 0 ||
+            (rc = get_bool(v, fm, fp, "blocking", true, &bl)) != 0)
+            return rc;
+        if (bl && !en)
+            return verr(v, custos_ytree_mark(fm), "%s: blocking needs enabled: true (a filter cannot block unseen)",
+                        fp);
+        for (int d = 0; d < CUSTOS_RAI_NSRC; d++)
+            if (src[d])
+                p->filters[cat][d] = (custos_rai_filter_t){en, bl, (uint8_t)(2 + 2 * th)};
+    }
+
+    if ((rc = get_map(v, m, path, "prompt_shields", 0, &sm, &at)) != 0)
+        return rc;
+    if (sm) {
+        join(fp, sizeof(fp), path, "prompt_shields");
+        if ((rc = check_keys(v, sm, fp, sh_keys)) != 0)
+            return rc;
+        if ((rc = get_enum(v, sm, fp, "jailbreak", sh_actions, CUSTOS_RAI_BLOCK, &e)) != 0)
+            return rc;
+        p->jailbreak = (custos_rai_action_t)e;
+        if ((rc = get_enum(v, sm, fp, "indirect_attack", sh_actions, CUSTOS_RAI_ANNOTATE, &e)) != 0)
+            return rc;
+        p->indirect_attack = (custos_rai_action_t)e;
+    }
+    if ((rc = get_map(v, m, path, "pii", 0, &sm, &at)) != 0)
+        return rc;
+    if (sm) {
+        join(fp, sizeof(fp), path, "pii");
+        if ((rc = check_keys(v, sm, fp, pii_keys)) != 0)
+            return rc;
+        if ((rc = get_enum(v, sm, fp, "prompt", pii_actions, 0, &e)) != 0)
+            return rc;
+        p->pii[CUSTOS_RAI_PROMPT] = (custos_rai_pii_action_t)e;
+        if ((rc = get_enum(v, sm, fp, "completion", pii_actions, 0, &e)) != 0)
+            return rc;
+        if (e == CUSTOS_RAI_PII_PLACEHOLDER) {
+            field_t f;
+            get_field(sm, "completion", &f);
+            return verr(v, f.vmark,
+                        "%s.completion: placeholder applies to prompts only (their placeholders are restored in the "
+                        "completion); use annotate, redact or block",
+                        fp);
+        }
+        p->pii[CUSTOS_RAI_COMPLETION] = (custos_rai_pii_action_t)e;
+    }
+
+    if ((rc = get_seq(v, m, path, "blocklists", 0, CUSTOS_CONFIG_MAX_RAI_BLOCKLISTS, NULL, &seq, &at)) != 0)
+        return rc;
+    size_t nb = seq ? json_object_array_length(seq) : 0;
+    if (nb) {
+        p->blocklists = calloc(nb, sizeof(*p->blocklists));
+        if (!p->blocklists)
+            return CUSTOS_ENOMEM;
+    }
+    for (size_t i = 0; i < nb; i++) {
+        json_object *bm = json_object_array_get_idx(seq, i);
+        custos_ymark_t im = custos_ytree_val_mark(seq, i);
+        custos_rai_blocklist_ref_t *b = &p->blocklists[i];
+        p->n_blocklists = i + 1;
+        snprintf(fp, sizeof(fp), "%s.blocklists[%zu]", path, i);
+        b->blocking = true;
+        b->source[0] = b->source[1] = true;
+        if (bm && json_object_is_type(bm, json_type_string)) {
+            s = json_object_get_string(bm);
+        } else {
+            if ((rc = expect_map(v, bm, im, fp)) != 0 || (rc = check_keys(v, bm, fp, bl_keys)) != 0)
+                return rc;
+            if ((rc = get_str(v, bm, fp, "name", 1, 64, &s, &im)) != 0 ||
+                (rc = get_bool(v, bm, fp, "blocking", true, &b->blocking)) != 0 ||
+                (rc = get_sources(v, bm, fp, b->source)) != 0)
+                return rc;
+        }
+        if (!s || !valid_blocklist_name(s))
+            return verr(v, im, "%s: blocklist names are 1..64 characters of [A-Za-z0-9._~-]", fp);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(p->blocklists[j].name, s) == 0)
+                return verr(v, im, "%s: blocklist '%s' is listed twice", fp, shown(s, sb, sizeof(sb)));
+        if ((rc = dup_str(s, &b->name)) != 0)
+            return rc;
+    }
+
+    if ((rc = get_map(v, m, path, "streaming", 0, &sm, &at)) != 0)
+        return rc;
+    if (sm) {
+        join(fp, sizeof(fp), path, "streaming");
+        if ((rc = check_keys(v, sm, fp, st_keys)) != 0)
+            return rc;
+        if ((rc = get_int(v, sm, fp, "window_max_chars", 16, 10000, 1000, &n)) != 0)
+            return rc;
+        p->window_max_chars = (uint32_t)n;
+        if ((rc = get_int(v, sm, fp, "window_min_chars", 1, 10000, p->window_max_chars < 200 ? 1 : 200, &n)) != 0)
+            return rc;
+        p->window_min_chars = (uint32_t)n;
+        if (p->window_min_chars > p->window_max_chars)
+            return verr(v, custos_ytree_mark(sm), "%s: window_min_chars must not exceed window_max_chars", fp);
+        if ((rc = get_int(v, sm, fp, "context_chars", 0, 10000, 200, &n)) != 0)
+            return rc;
+        p->context_chars = (uint32_t)n;
+    }
+    if (p->mode == CUSTOS_RAI_MODE_ASYNC && (p->pii[CUSTOS_RAI_PROMPT] == CUSTOS_RAI_PII_PLACEHOLDER ||
+                                             p->pii[CUSTOS_RAI_COMPLETION] == CUSTOS_RAI_PII_REDACT))
+        return verr(v, custos_ytree_mark(m),
+                    "%s: mode asynchronous_filter relays completion text before it is screened, so it cannot be "
+                    "combined with pii.prompt: placeholder or pii.completion: redact",
+                    path);
+    return 0;
+}
+
+static int parse_rai_policies(vctx_t *v, json_object *root, custos_config_t *c)
+{
+    json_object *seq;
+    custos_ymark_t at;
+    int rc;
+    if (dup_str(CUSTOS_RAI_DEFAULT_POLICY, &c->rai_default.name) != 0)
+        return CUSTOS_ENOMEM;
+    rai_set_default(&c->rai_default);
+    if ((rc = get_seq(v, root, "", "rai_policies", 0, CUSTOS_CONFIG_MAX_RAI_POLICIES, NULL, &seq, &at)) != 0 || !seq)
+        return rc;
+    size_t n = json_object_array_length(seq);
+    c->rai_policies = calloc(n ? n : 1, sizeof(*c->rai_policies));
+    if (!c->rai_policies)
+        return CUSTOS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_object *m = json_object_array_get_idx(seq, i);
+        char path[64], sb[72];
+        snprintf(path, sizeof(path), "rai_policies[%zu]", i);
+        c->n_rai_policies = i + 1;
+        if ((rc = expect_map(v, m, custos_ytree_val_mark(seq, i), path)) != 0)
+            return rc;
+        if ((rc = parse_rai_policy(v, m, path, &c->rai_policies[i])) != 0)
+            return rc;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(c->rai_policies[j].name, c->rai_policies[i].name) == 0) {
+                field_t f;
+                get_field(m, "name", &f);
+                return verr(v, f.vmark, "%s.name: duplicate name '%s' (also rai_policies[%zu])", path,
+                            shown(c->rai_policies[i].name, sb, sizeof(sb)), j);
+            }
+        }
+    }
+    return 0;
+}
+
+const custos_rai_policy_config_t *custos_config_find_rai_policy(const custos_config_t *c, const char *name)
+{
+    if (strcmp(name, CUSTOS_RAI_DEFAULT_POLICY) == 0)
+        return &c->rai_default;
+    for (size_t i = 0; i < c->n_rai_policies; i++)
+        if (strcmp(c->rai_policies[i].name, name) == 0)
+            return &c->rai_policies[i];
+    return NULL;
+}
+
+static void rai_policy_free(custos_rai_policy_config_t *p)
+{
+    for (size_t i = 0; i < p->n_blocklists; i++)
+        free(p->blocklists[i].name);
+    free(p->blocklists);
+    free(p->name);
+}
+
+/* True if b has every attribute d requires (the same rule as custos_route_eligible in route/router.c). */
+static bool meets_requires(const custos_deployment_config_t *d, const custos_backend_config_t *b)
+{
+    if ((d->require_zero_data_retention && !b->zero_data_retention) || (d->require_no_training && !b->no_training))
+        return false;
+    if (d->n_require_regions == 0)
+        return true;
+    for (size_t i = 0; b->region && i < d->n_require_regions; i++)
+        if (strcmp(d->require_regions[i], b->region) == 0)
+            return true;
+    return false;
+}
+
+/* deployments[].balance, sticky_header and requires (docs/routing.md). */
+static int parse_deployment_routing(vctx_t *v, json_object *m, const char *path, custos_deployment_config_t *d)
+{
+    static const char *const policies[] = {"weighted_round_robin", "least_outstanding", NULL};
+    static const char *const rkeys[] = {"zero_data_retention", "no_training", "regions", NULL};
+    char sub[128], fp[160];
+    custos_ymark_t at;
+    const char *s;
+    json_object *rm, *seq;
+    int rc, pol;
+    if ((rc = get_enum(v, m, path, "balance", policies, 0, &pol)) != 0)
+        return rc;
+    d->balance = (custos_balance_policy_t)pol;
+    if ((rc = get_str(v, m, path, "sticky_header", 0, 64, &s, &at)) != 0)
+        return rc;
+    if (s) {
+        if ((rc = dup_str(s, &d->sticky_header)) != 0)
+            return rc;
+        for (char *q = d->sticky_header; *q; q++) {
+            if (!strchr("!#$%&'*+-.^_`|~", *q) &&
+                !((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z')))
+                return verr(v, at, "%s.sticky_header: not an HTTP header name", path);
+            if (*q >= 'A' && *q <= 'Z')
+                *q = (char)(*q - 'A' + 'a');
+        }
+    }
+    if ((rc = get_map(v, m, path, "requires", 0, &rm, &at)) != 0 || !rm)
+        return rc;
+    join(sub, sizeof(sub), path, "requires");
+    if ((rc = check_keys(v, rm, sub, rkeys)) != 0)
+        return rc;
+    if ((rc = get_bool(v, rm, sub, "zero_data_retention", false, &d->require_zero_data_retention)) != 0)
+        return rc;
+    if ((rc = get_bool(v, rm, sub, "no_training", false, &d->require_no_training)) != 0)
+        return rc;
+    if ((rc = get_seq(v, rm, sub, "regions", 0, CUSTOS_CONFIG_MAX_REQUIRE_REGIONS, NULL, &seq, &at)) != 0)
+        return rc;
+    size_t n = seq ? json_object_array_length(seq) : 0;
+    if (seq && n == 0)
+        return verr(v, at, "%s.regions: at least one region is required (leave the key out for any region)", sub);
+    if (n) {
+        d->require_regions = calloc(n, sizeof(char *));
+        if (!d->require_regions)
+            return CUSTOS_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        custos_ymark_t im = custos_ytree_val_mark(seq, i);
+        snprintf(fp, sizeof(fp), "%s.regions[%zu]", sub, i);
+        const char *r = NULL;
+        if ((rc = check_str(v, json_object_array_get_idx(seq, i), im, fp, 64, &r)) != 0)
+            return rc;
+        if (!r || !valid_zone(r))
+            return verr(v, im, "%s: must match [a-z0-9-]{1,64} (lowercase)", fp);
+        if ((rc = dup_str(r, &d->require_regions[i])) != 0)
+            return rc;
+        d->n_require_regions = i + 1;
+    }
+    bool any = false;
+    for (size_t i = 0; i < d->n_backends && !any; i++)
+        any = meets_requires(d, d->backends[i]);
+    if (!any)
+        return verr(v, at, "%s: no backend of deployment %s has the required attributes", sub, d->name);
+    return 0;
+}
+
 static int parse_deployment(vctx_t *v, json_object *m, const char *path, custos_config_t *c,
                             custos_deployment_config_t *d)
 {
-    static const char *const keys[] = {"name", "model", "type", "region", "data_zone", "backends", NULL};
+    static const char *const keys[] = {"name",     "model",      "type",    "region",        "data_zone",
+                                       "backends", "rai_policy", "balance", "sticky_header", "requires",
+                                       "quota",    "tokenizer",  NULL};
     static const char *const types[] = {"global", "datazone", "regional", NULL};
     char fp[256], sb[4][72];
     custos_ymark_t at;
@@ -2092,6 +2711,12 @@ static int parse_deployment(vctx_t *v, json_object *m, const char *path, custos_
     if (d->type != CUSTOS_DEPLOYMENT_DATAZONE && d->data_zone)
         return verr(v, f.kmark, "%s.data_zone: only valid for type datazone", path);
 
+    if ((rc = get_str(v, m, path, "rai_policy", 0, 64, &s, &at)) != 0)
+        return rc;
+    d->rai = custos_config_find_rai_policy(c, s ? s : CUSTOS_RAI_DEFAULT_POLICY);
+    if (!d->rai)
+        return verr(v, at, "%s.rai_policy: unknown policy '%s' (define it under rai_policies, or use %s)", path,
+                    shown(s, sb[0], sizeof(sb[0])), CUSTOS_RAI_DEFAULT_POLICY);
     if ((rc = get_seq(v, m, path, "backends", 1, CUSTOS_CONFIG_MAX_DEPLOYMENT_BACKENDS, NULL, &seq, &at)) != 0)
         return rc;
     size_t n = json_object_array_length(seq);
@@ -2135,7 +2760,7 @@ static int parse_deployment(vctx_t *v, json_object *m, const char *path, custos_
         d->backends[k] = b;
         d->n_backends = i + 1;
     }
-    return 0;
+    return parse_deployment_routing(v, m, path, d);
 }
 
 static int cmp_backend_name(const void *a, const void *b)
@@ -2270,8 +2895,8 @@ static int parse_sink(vctx_t *v, json_object *m, const char *path, size_t idx, j
                       custos_audit_sink_config_t *s)
 {
     static const char *const types[] = {"file", "syslog", "http", "kafka", NULL};
-    static const char *const fkeys[] = {"type",      "name",      "batch_max_records", "flush_ms", "path",
-                                        "max_bytes", "max_files", "max_age_s",         NULL};
+    static const char *const fkeys[] = {"type",      "name",      "batch_max_records", "flush_ms",          "path",
+                                        "max_bytes", "max_files", "max_age_s",         "fsync_interval_ms", NULL};
     static const char *const skeys[] = {"type",    "name",     "batch_max_records", "flush_ms", "address",
                                         "ca_file", "app_name", "facility",          "hostname", NULL};
     static const char *const hkeys[] = {
@@ -2332,6 +2957,7 @@ static int parse_sink(vctx_t *v, json_object *m, const char *path, size_t idx, j
         GET_INT_AS(v, m, path, "max_bytes", 4096, (int64_t)1 << 40, 104857600, s->max_bytes);
         GET_INT_AS(v, m, path, "max_files", 0, 1000, 10, s->max_files);
         GET_INT_AS(v, m, path, "max_age_s", 0, 31536000, 86400, s->max_age_s);
+        GET_INT_AS(v, m, path, "fsync_interval_ms", 0, 60000, 0, s->fsync_interval_ms);
         break;
     case CUSTOS_AUDIT_SINK_SYSLOG: {
         if ((rc = get_str(v, m, path, "address", 1, 512, &str, &at)) != 0)
@@ -2547,11 +3173,14 @@ static void diagnostics_free(custos_diagnostics_config_t *d)
     free(d->sinks);
 }
 
+static void quotas_free(custos_quotas_config_t *q);
+
 static void config_free(custos_config_t *c)
 {
     if (!c)
         return;
     diagnostics_free(&c->diagnostics);
+    quotas_free(&c->quotas);
     free(c->source);
     for (size_t i = 0; i < c->n_listeners; i++) {
         custos_listener_config_t *l = &c->listeners[i];
@@ -2585,6 +3214,13 @@ static void config_free(custos_config_t *c)
         free(c->network.acl);
     }
     free(c->storage.path);
+    free(c->storage.url);
+    free_secret(c->storage.password, c->storage.password_len);
+    free(c->storage.key_dir);
+    free(c->storage.pkcs11_module);
+    free(c->storage.pkcs11_token);
+    free(c->storage.pkcs11_key_label);
+    free_secret(c->storage.pkcs11_pin, c->storage.pkcs11_pin_len);
     for (size_t i = 0; i < c->n_backends; i++) {
         custos_backend_config_t *b = &c->backends[i];
         free(b->name);
@@ -2607,6 +3243,7 @@ static void config_free(custos_config_t *c)
         free(b->region);
         free(b->data_zone);
         free(b->ca_file);
+        free(b->hc_path);
     }
     free(c->backends);
     for (size_t i = 0; i < c->n_deployments; i++) {
@@ -2616,17 +3253,181 @@ static void config_free(custos_config_t *c)
         free(d->region);
         free(d->data_zone);
         free(d->backends);
+        free(d->sticky_header);
+        for (size_t k = 0; k < d->n_require_regions; k++)
+            free(d->require_regions[k]);
+        free(d->require_regions);
     }
     free(c->deployments);
+    for (size_t i = 0; i < c->n_rai_policies; i++)
+        rai_policy_free(&c->rai_policies[i]);
+    free(c->rai_policies);
+    rai_policy_free(&c->rai_default);
+    free(c->safety.harm_model);
+    free(c->safety.shields_model);
+    free(c->safety.pii_mrn_format);
     free(c->backends_by_name);
     free(c->deployments_by_name);
     free(c);
 }
 
+/* ---------- quotas (src/quota, docs/quotas.md) ---------- */
+
+#ifndef CUSTOS_TIKTOKEN_DIR
+#define CUSTOS_TIKTOKEN_DIR "/usr/share/custos/tiktoken"
+#endif
+
+/* {tpm, rpm} (and, for deployments, per_principal: {tpm, rpm}). rpm defaults to 6 per 1,000 TPM (Azure). */
+static int parse_quota_limit(vctx_t *v, json_object *m, const char *path, const char *const *keys,
+                             custos_quota_limit_config_t *q)
+{
+    int rc;
+    if ((rc = check_keys(v, m, path, keys)) != 0)
+        return rc;
+    GET_INT_AS(v, m, path, "tpm", 0, INT64_C(1000000000000), 0, q->tpm);
+    field_t f;
+    get_field(m, "rpm", &f);
+    GET_INT_AS(v, m, path, "rpm", 0, INT64_C(1000000000), 0, q->rpm);
+    if (!f.present)
+        q->rpm = q->tpm * 6 / 1000;
+    return 0;
+}
+
+static void quotas_free(custos_quotas_config_t *q)
+{
+    free(q->tokenizer_dir);
+    for (size_t i = 0; i < q->n_principals; i++)
+        free(q->principals[i].principal);
+    free(q->principals);
+    free(q->redis_host);
+    if (q->redis_password)
+        free_secret(q->redis_password, strlen(q->redis_password));
+    free(q->redis_prefix);
+}
+
+static int parse_quotas(vctx_t *v, json_object *root, custos_config_t *c)
+{
+    static const char *const keys[] = {
+        "rpm_window_s", "default_max_tokens", "tokenizer_dir", "principals", "redis", NULL};
+    static const char *const rkeys[] = {
+        "host", "port", "password_env", "key_prefix", "sync_interval_ms", "timeout_ms", "on_failure", NULL};
+    static const char *const lkeys[] = {"tpm", "rpm", NULL};
+    static const char *const dkeys[] = {"tpm", "rpm", "per_principal", NULL};
+    static const char *const pkeys[] = {"principal", "tpm", "rpm", NULL};
+    static const char *const fails[] = {"local", "open", "closed", NULL};
+    static const char *const toks[] = {"o200k_base", "cl100k_base", NULL}; /* custos_tok_kind_t order */
+    custos_quotas_config_t *Q = &c->quotas;
+    json_object *m = NULL, *rm = NULL, *seq = NULL;
+    custos_ymark_t at;
+    char fp[256], sb[72];
+    const char *s;
+    int rc, x;
+
+    /* deployments[].quota and deployments[].tokenizer (the rest of the entry is parse_deployment's) */
+    if ((rc = get_seq(v, root, "", "deployments", 1, CUSTOS_CONFIG_MAX_DEPLOYMENTS, NULL, &seq, &at)) != 0)
+        return rc;
+    for (size_t i = 0; i < c->n_deployments && i < json_object_array_length(seq); i++) {
+        json_object *dm = json_object_array_get_idx(seq, i), *qm, *pm;
+        custos_deployment_config_t *d = &c->deployments[i];
+        char path[64];
+        snprintf(path, sizeof(path), "deployments[%zu]", i);
+        if ((rc = get_enum(v, dm, path, "tokenizer", toks, -1, &x)) != 0)
+            return rc;
+        d->tokenizer = x;
+        if ((rc = get_map(v, dm, path, "quota", 0, &qm, NULL)) != 0)
+            return rc;
+        if (!qm)
+            continue;
+        snprintf(fp, sizeof(fp), "%s.quota", path);
+        if ((rc = parse_quota_limit(v, qm, fp, dkeys, &d->quota)) != 0)
+            return rc;
+        if ((rc = get_map(v, qm, fp, "per_principal", 0, &pm, NULL)) != 0)
+            return rc;
+        if (pm) {
+            snprintf(fp, sizeof(fp), "%s.quota.per_principal", path);
+            if ((rc = parse_quota_limit(v, pm, fp, lkeys, &d->quota_per_principal)) != 0)
+                return rc;
+        }
+    }
+
+    if ((rc = get_map(v, root, "", "quotas", 0, &m, NULL)) != 0)
+        return rc;
+    if (m && (rc = check_keys(v, m, "quotas", keys)) != 0)
+        return rc;
+    GET_INT_AS(v, m, "quotas", "rpm_window_s", 1, 60, 10, Q->rpm_window_s);
+    if (Q->rpm_window_s != 1 && Q->rpm_window_s != 10 && Q->rpm_window_s != 60) {
+        field_t f;
+        get_field(m, "rpm_window_s", &f);
+        return verr(v, f.vmark, "quotas.rpm_window_s: expected 1, 10 or 60");
+    }
+    GET_INT_AS(v, m, "quotas", "default_max_tokens", 0, 10000000, 0, Q->default_max_tokens);
+    if ((rc = get_str(v, m, "quotas", "tokenizer_dir", 0, 4096, &s, &at)) != 0)
+        return rc;
+    if (s && s[0] != '/' && v->basedir)
+        rc = asprintf(&Q->tokenizer_dir, "%s%s", v->basedir, s) < 0 ? CUSTOS_ENOMEM : 0;
+    else
+        rc = dup_str(s ? s : CUSTOS_TIKTOKEN_DIR, &Q->tokenizer_dir);
+    if (rc)
+        return rc;
+    if (m && (rc = get_seq(v, m, "quotas", "principals", 0, 100000, NULL, &seq, &at)) != 0)
+        return rc;
+    if (m && seq) {
+        size_t n = json_object_array_length(seq);
+        Q->principals = calloc(n ? n : 1, sizeof(*Q->principals));
+        if (!Q->principals)
+            return CUSTOS_ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+            json_object *pm = json_object_array_get_idx(seq, i);
+            snprintf(fp, sizeof(fp), "quotas.principals[%zu]", i);
+            if ((rc = expect_map(v, pm, custos_ytree_val_mark(seq, i), fp)) != 0)
+                return rc;
+            Q->n_principals = i + 1;
+            if ((rc = get_str(v, pm, fp, "principal", 1, 256, &s, &at)) != 0)
+                return rc;
+            if (!s) /* required: get_str has reported it (guard for the analyzer) */
+                return CUSTOS_EINVAL;
+            for (size_t j = 0; j < i; j++)
+                if (strcmp(Q->principals[j].principal, s) == 0)
+                    return verr(v, at, "%s.principal: duplicate principal '%s'", fp, shown(s, sb, sizeof(sb)));
+            if ((rc = dup_str(s, &Q->principals[i].principal)) != 0)
+                return rc;
+            if ((rc = parse_quota_limit(v, pm, fp, pkeys, &Q->principals[i].limit)) != 0)
+                return rc;
+        }
+    }
+    if (m && (rc = get_map(v, m, "quotas", "redis", 0, &rm, NULL)) != 0)
+        return rc;
+    if (rm && (rc = check_keys(v, rm, "quotas.redis", rkeys)) != 0)
+        return rc;
+    if ((rc = get_str(v, rm, "quotas.redis", "host", rm ? 1 : 0, 253, &s, &at)) != 0)
+        return rc;
+    if ((rc = dup_str(s, &Q->redis_host)) != 0)
+        return rc;
+    GET_INT_AS(v, rm, "quotas.redis", "port", 1, 65535, 6379, Q->redis_port);
+    if ((rc = get_str(v, rm, "quotas.redis", "key_prefix", 0, 128, &s, &at)) != 0)
+        return rc;
+    if ((rc = dup_str(s ? s : "custos:quota:", &Q->redis_prefix)) != 0)
+        return rc;
+    GET_INT_AS(v, rm, "quotas.redis", "sync_interval_ms", 10, 10000, 100, Q->redis_sync_interval_ms);
+    GET_INT_AS(v, rm, "quotas.redis", "timeout_ms", 10, 10000, 200, Q->redis_timeout_ms);
+    if ((rc = get_enum(v, rm, "quotas.redis", "on_failure", fails, 0, &x)) != 0)
+        return rc;
+    Q->on_failure = (custos_quota_failure_t)x;
+    field_t fe;
+    get_field(rm, "password_env", &fe);
+    if (rm && fe.present) {
+        size_t plen = 0;
+        if ((rc = get_secret(v, rm, "quotas.redis", "password_env", "password_file", &Q->redis_password, &plen)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int validate(vctx_t *v, json_object *root, custos_config_t *c)
 {
-    static const char *const top[] = {"server",      "listeners",   "limits",  "upstream", "identity", "backends",
-                                      "deployments", "diagnostics", "storage", "network",  NULL};
+    static const char *const top[] = {"server",       "listeners",   "limits",      "upstream", "identity",
+                                      "backends",     "deployments", "diagnostics", "storage",  "network",
+                                      "rai_policies", "safety",      "retention",   "quotas",   NULL};
     int rc;
     if (!root || !json_object_is_type(root, json_type_object))
         return verr(v, root ? custos_ytree_mark(root) : (custos_ymark_t){1, 1},
@@ -2647,13 +3448,21 @@ static int validate(vctx_t *v, json_object *root, custos_config_t *c)
         return rc;
     if ((rc = parse_storage(v, root, c)) != 0)
         return rc;
+    if ((rc = parse_retention(v, root, c)) != 0)
+        return rc;
     if ((rc = parse_backends(v, root, c)) != 0)
         return rc;
     if ((rc = index_backends(c)) != 0)
         return rc;
+    if ((rc = parse_safety(v, root, c)) != 0)
+        return rc;
+    if ((rc = parse_rai_policies(v, root, c)) != 0)
+        return rc;
     if ((rc = parse_deployments(v, root, c)) != 0)
         return rc;
     if ((rc = index_deployments(c)) != 0)
+        return rc;
+    if ((rc = parse_quotas(v, root, c)) != 0)
         return rc;
     return parse_diagnostics(v, root, c);
 }
@@ -2890,8 +3699,15 @@ int custos_config_dump_summary(const custos_config_t *c, FILE *f)
     fprintf(f, "identity: API keys %s, %zu role assignments, %zu role map entries, %zu conditional access policies\n",
             c->identity.disable_local_auth ? "DISABLED (disable_local_auth)" : "enabled",
             c->identity.n_role_assignments, c->identity.n_role_map, c->identity.n_ca_policies);
-    if (c->storage.path)
+    if (c->storage.driver == CUSTOS_STORAGE_POSTGRES)
+        fprintf(f, "storage: postgres\n");
+    else if (c->storage.path)
         fprintf(f, "storage: %s\n", c->storage.path);
+    fprintf(f, "encryption: %s\n", c->storage.kek_provider == CUSTOS_KEK_PKCS11 ? "pkcs11" : "local");
+    if (c->retention.content_none)
+        fprintf(f, "retention.content: none\n");
+    else
+        fprintf(f, "retention.content: %lld days\n", (long long)c->retention.content_days);
     for (size_t i = 0; i < c->identity.n_oidc; i++)
         fprintf(f, "oidc issuer: %s (keys: %s)\n", c->identity.oidc[i].issuer,
                 c->identity.oidc[i].jwks ? c->identity.oidc[i].jwks : "discovery");
@@ -2901,10 +3717,15 @@ int custos_config_dump_summary(const custos_config_t *c, FILE *f)
         const char *auth = b->api_key ? "api-key" : "none";
         if (b->bearer || b->oauth2)
             auth = b->oauth2 ? "oauth2" : "bearer";
-        fprintf(f, "  %s  %s  %s  region %s  data_zone %s  auth %s  priority %d%s\n", b->name,
+        fprintf(f, "  %s  %s  %s  region %s  data_zone %s  auth %s  priority %d%s", b->name,
                 custos_config_provider_name(b->provider), b->url, b->region ? b->region : "-",
                 b->data_zone ? b->data_zone : "-", auth, b->priority,
                 (b->https && !b->tls_verify) ? "  (TLS VERIFY OFF)" : "");
+        if (b->weight > 1)
+            fprintf(f, "  weight %u", b->weight);
+        if (b->hc_enabled)
+            fprintf(f, "  health check GET %s every %" PRIu32 " ms", b->hc_path, b->hc_interval_ms);
+        fprintf(f, "\n");
     }
     fprintf(f, "deployments (%zu):\n", c->n_deployments);
     for (size_t i = 0; i < c->n_deployments; i++) {
@@ -2917,6 +3738,16 @@ int custos_config_dump_summary(const custos_config_t *c, FILE *f)
         fprintf(f, "  ->");
         for (size_t j = 0; j < d->n_backends; j++)
             fprintf(f, "%s %s", j ? "," : "", d->backends[j]->name);
+        if (d->balance == CUSTOS_BALANCE_LEAST_OUTSTANDING)
+            fprintf(f, "  balance least_outstanding");
+        if (d->sticky_header)
+            fprintf(f, "  sticky %s", d->sticky_header);
+        if (d->require_zero_data_retention || d->require_no_training || d->n_require_regions) {
+            fprintf(f, "  requires%s%s", d->require_zero_data_retention ? " zero_data_retention" : "",
+                    d->require_no_training ? " no_training" : "");
+            for (size_t j = 0; j < d->n_require_regions; j++)
+                fprintf(f, "%s%s", j ? "|" : " regions ", d->require_regions[j]);
+        }
         fprintf(f, "\n");
     }
     return (fflush(f) == 0 && !ferror(f)) ? 0 : CUSTOS_EIO;

@@ -77,6 +77,11 @@ typedef struct custos_upstream_config {
     uint32_t backoff_max_ms;     /* >= backoff_base_ms */
     uint32_t max_retry_after_ms; /* a longer upstream retry-after is not waited for */
     unsigned pool_max_idle;      /* idle keep-alive connections per backend per worker */
+    /* upstream.outlier_detection (route/health.h): consecutive failed attempts that eject a backend (0 = off),
+     * for base_ejection_ms × 2^n (n = ejections in a row), at most max_ejection_ms */
+    unsigned outlier_consecutive_failures;
+    uint32_t outlier_base_ejection_ms;
+    uint32_t outlier_max_ejection_ms; /* >= outlier_base_ejection_ms */
 } custos_upstream_config_t;
 
 /* RBAC roles (bit set). Names: inference.user, contributor, reviewer, auditor, admin. */
@@ -148,10 +153,32 @@ typedef struct custos_ca_policy_config {
     struct custos_tz *tz;     /* loaded zone (util/tz.h) */
 } custos_ca_policy_config_t;
 
-/* storage: where custos keeps state (API keys, role assignments). */
+/* storage: where custos keeps state (API keys, role assignments, sealed values) and how values are sealed
+ * (docs/config.md "Storage", docs/keys.md). */
+typedef enum { CUSTOS_STORAGE_SQLITE = 0, CUSTOS_STORAGE_POSTGRES = 1 } custos_storage_driver_t;
+typedef enum { CUSTOS_KEK_LOCAL = 0, CUSTOS_KEK_PKCS11 = 1 } custos_kek_provider_t;
 typedef struct custos_storage_config {
-    char *path; /* SQLite file (resolved); default "custos.db" next to the config file */
+    custos_storage_driver_t driver;
+    char *path;     /* SQLite file (resolved); default "custos.db" next to the config file */
+    char *url;      /* PostgreSQL connection string (no password in it) */
+    char *password; /* PostgreSQL password from password_env / password_file, or NULL (cleansed) */
+    size_t password_len;
+    int busy_timeout_ms;      /* lock wait; default 5000 */
+    int64_t poll_interval_ms; /* replicas: how often the change counter is read; 0 = never; default 2000 */
+    custos_kek_provider_t kek_provider;
+    char *key_dir;          /* local: directory of kek-N.key files; default "custos-keys" next to the config */
+    char *pkcs11_module;    /* pkcs11: module path */
+    char *pkcs11_token;     /* token label */
+    char *pkcs11_key_label; /* label of KEK version 1; version N > 1 is "<label>.vN" */
+    char *pkcs11_pin;       /* user PIN from pin_env / pin_file (cleansed) */
+    size_t pkcs11_pin_len;
 } custos_storage_config_t;
+
+/* retention.content: none (never store prompt/completion bytes) or {days: N} (sealed, purged after N days). */
+typedef struct custos_retention_config {
+    bool content_none;    /* default true */
+    int64_t content_days; /* when !content_none: 1..3650 */
+} custos_retention_config_t;
 
 /* identity.oidc[]: one trusted token issuer (see docs/config.md "Identity: OIDC"). */
 typedef struct custos_oidc_issuer_config {
@@ -258,13 +285,119 @@ typedef struct custos_backend_config {
     bool tls_verify;                       /* https: verify the server certificate (default true) */
     int priority;                          /* lower is tried first; -1000..1000 */
     unsigned max_connections;              /* per worker */
+    unsigned weight;                       /* balancing weight 1..1000, default 1 */
+    /* health_check: active probes (api/probe.c); enabled iff the key is present */
+    bool hc_enabled;
+    char *hc_path;                   /* GET target; default: the backend's models list (see docs/routing.md) */
+    uint32_t hc_interval_ms;         /* 100..3600000, default 10000 */
+    uint32_t hc_timeout_ms;          /* 10..60000 and <= interval, default 2000 (each of connect / first byte) */
+    unsigned hc_healthy_threshold;   /* 1..100, default 2 */
+    unsigned hc_unhealthy_threshold; /* 1..100, default 3 */
 } custos_backend_config_t;
+
+/* ---------- rai_policies: content filtering per deployment (docs/content-filtering.md) ---------- */
+
+#define CUSTOS_CONFIG_MAX_RAI_POLICIES 256
+#define CUSTOS_CONFIG_MAX_RAI_BLOCKLISTS 64
+#define CUSTOS_RAI_DEFAULT_POLICY "Microsoft.DefaultV2" /* built in; what a deployment without rai_policy gets */
+
+enum { CUSTOS_RAI_HATE = 0, CUSTOS_RAI_SEXUAL, CUSTOS_RAI_VIOLENCE, CUSTOS_RAI_SELF_HARM, CUSTOS_RAI_NCAT };
+enum { CUSTOS_RAI_PROMPT = 0, CUSTOS_RAI_COMPLETION, CUSTOS_RAI_NSRC };
+
+typedef enum { CUSTOS_RAI_MODE_DEFAULT = 0, CUSTOS_RAI_MODE_ASYNC } custos_rai_mode_t;
+/* Detectors (prompt shields): off, annotate only, or annotate and block. */
+typedef enum { CUSTOS_RAI_OFF = 0, CUSTOS_RAI_ANNOTATE, CUSTOS_RAI_BLOCK } custos_rai_action_t;
+/* PII per direction. */
+typedef enum {
+    CUSTOS_RAI_PII_OFF = 0,
+    CUSTOS_RAI_PII_ANNOTATE,    /* types and offsets in the annotation */
+    CUSTOS_RAI_PII_REDACT,      /* replaced by "[TYPE]" */
+    CUSTOS_RAI_PII_PLACEHOLDER, /* replaced by "<<TYPE_n>>", restored in the completion (prompt side only) */
+    CUSTOS_RAI_PII_BLOCK,       /* prompt: 400 content_filter; completion: finish_reason content_filter */
+} custos_rai_pii_action_t;
+
+/* One category in one direction. threshold is on Azure's eight-level scale: 2 low, 4 medium, 6 high. */
+typedef struct custos_rai_filter {
+    bool enabled;  /* run and annotate */
+    bool blocking; /* filter at severity >= threshold */
+    uint8_t threshold;
+} custos_rai_filter_t;
+
+typedef struct custos_rai_blocklist_ref {
+    char *name;                   /* blocklist name ([A-Za-z0-9._~-]{1,64}) */
+    bool blocking;                /* default true */
+    bool source[CUSTOS_RAI_NSRC]; /* directions it applies to; default both */
+} custos_rai_blocklist_ref_t;
+
+typedef struct custos_rai_policy_config {
+    char *name;
+    custos_rai_mode_t mode;
+    custos_rai_filter_t filters[CUSTOS_RAI_NCAT][CUSTOS_RAI_NSRC];
+    custos_rai_action_t jailbreak;                /* user prompt attacks; default block */
+    custos_rai_action_t indirect_attack;          /* document attacks; default annotate */
+    custos_rai_pii_action_t pii[CUSTOS_RAI_NSRC]; /* default off / off */
+    custos_rai_blocklist_ref_t *blocklists;
+    size_t n_blocklists;
+    uint32_t window_min_chars; /* streaming: a window closes at a sentence end once this long (default 200) */
+    uint32_t window_max_chars; /* ... and always at this length (default 1000) */
+    uint32_t context_chars;    /* streaming: previous text re-scored with each window (default 200) */
+} custos_rai_policy_config_t;
+
+/* safety: the in-process models (loaded once at start; changing these needs a restart). */
+typedef struct custos_safety_config {
+    char *harm_model;      /* resolved path; NULL = the shipped models/harm.model */
+    char *shields_model;   /* resolved path; NULL = the shipped models/shields.model */
+    char *pii_mrn_format;  /* organisation MRN pattern (safety/pii.h); NULL = context-gated digits only */
+    size_t max_text_bytes; /* one screened text; larger -> the check cannot run (default 4 MiB) */
+} custos_safety_config_t;
+
+typedef enum {
+    CUSTOS_BALANCE_WEIGHTED_ROUND_ROBIN = 0, /* smooth weighted round-robin (per worker) */
+    CUSTOS_BALANCE_LEAST_OUTSTANDING,        /* fewest attempts in flight per unit of weight (all workers) */
+} custos_balance_policy_t;
+#define CUSTOS_CONFIG_MAX_REQUIRE_REGIONS 64
 
 typedef enum {
     CUSTOS_DEPLOYMENT_GLOBAL = 0,
     CUSTOS_DEPLOYMENT_DATAZONE,
     CUSTOS_DEPLOYMENT_REGIONAL,
 } custos_deployment_type_t;
+
+/* ---------- quotas (src/quota, docs/quotas.md) ---------- */
+
+/* A TPM / RPM pair; 0 = no limit. rpm is derived as tpm * 6 / 1000 when only tpm is given. */
+typedef struct custos_quota_limit_config {
+    int64_t tpm;
+    int64_t rpm;
+} custos_quota_limit_config_t;
+
+typedef enum {
+    CUSTOS_QUOTA_FAIL_LOCAL = 0, /* Redis down: each replica enforces the limits with its own counts */
+    CUSTOS_QUOTA_FAIL_OPEN,      /* Redis down: no quota is enforced */
+    CUSTOS_QUOTA_FAIL_CLOSED,    /* Redis down: requests under a quota get 503 */
+} custos_quota_failure_t;
+
+/* quotas.principals[]: a principal's limits across all deployments. */
+typedef struct custos_quota_principal_config {
+    char *principal;
+    custos_quota_limit_config_t limit;
+} custos_quota_principal_config_t;
+
+typedef struct custos_quotas_config {
+    unsigned rpm_window_s;      /* 1, 10 (default) or 60 */
+    int64_t default_max_tokens; /* completion allowance when a chat request sets no max_tokens; default 0 */
+    char *tokenizer_dir;        /* rank files; default CUSTOS_TIKTOKEN_DIR (build: .deps/tiktoken) */
+    custos_quota_principal_config_t *principals;
+    size_t n_principals;
+    /* quotas.redis (read at start only): shared counters across replicas */
+    char *redis_host;                /* NULL: no Redis */
+    uint16_t redis_port;             /* default 6379 */
+    char *redis_password;            /* from password_env, or NULL */
+    char *redis_prefix;              /* key prefix, default "custos:quota:" */
+    uint32_t redis_sync_interval_ms; /* default 100 */
+    uint32_t redis_timeout_ms;       /* connect and command timeout, default 200 */
+    custos_quota_failure_t on_failure;
+} custos_quotas_config_t;
 
 typedef struct custos_deployment_config {
     char *name;  /* unique, [A-Za-z0-9._-]{1,64}; what clients ask for */
@@ -276,6 +409,19 @@ typedef struct custos_deployment_config {
      * order listed. Every backend satisfies the deployment's region / data zone. */
     const custos_backend_config_t **backends;
     size_t n_backends;
+    custos_balance_policy_t balance; /* among the healthy backends of one priority group */
+    char *sticky_header;             /* lower-case header name whose value pins a backend; NULL = none */
+    /* requires: backend attributes a backend must have to be eligible (route/router.h) */
+    bool require_zero_data_retention;
+    bool require_no_training;
+    char **require_regions; /* NULL/0 = any region */
+    size_t n_require_regions;
+    const custos_rai_policy_config_t *rai; /* rai_policy (borrowed from the config); never NULL */
+    /* quota: the deployment's TPM / RPM; quota.per_principal: each caller's share (docs/quotas.md) */
+    custos_quota_limit_config_t quota;
+    custos_quota_limit_config_t quota_per_principal;
+    /* custos_tok_kind_t from `tokenizer:`, or -1: chosen by model name (docs/tokens.md) */
+    int tokenizer;
 } custos_deployment_config_t;
 
 /* diagnostics.sinks[] entry (docs/diagnostics.md, docs/config.md). Fields of the other types are zero/NULL. */
@@ -304,10 +450,12 @@ typedef struct custos_audit_sink_config {
     unsigned batch_max_records; /* records per deliver() call, 1..10000; default 500 (all types) */
     uint32_t flush_ms;          /* longest a record waits for a batch to fill, 0..60000; default 1000 (http), 0 */
     /* file */
-    char *path;         /* resolved against the config file's directory */
-    uint64_t max_bytes; /* rotate when the file would exceed this; 4096..2^40, default 104857600 */
-    unsigned max_files; /* rotated files kept (path.1 .. path.N), 0..1000, default 10 */
-    uint32_t max_age_s; /* rotate when the file is older than this; 0 = never, default 86400 */
+    char *path;                 /* resolved against the config file's directory */
+    uint64_t max_bytes;         /* rotate when the file would exceed this; 4096..2^40, default 104857600 */
+    unsigned max_files;         /* rotated files kept (path.1 .. path.N), 0..1000, default 10 */
+    uint32_t max_age_s;         /* rotate when the file is older than this; 0 = never, default 86400 */
+    uint32_t fsync_interval_ms; /* fdatasync at most this often (a batch written sooner waits for the next batch,
+                                   rotation or close); 0 = after every batch (default), 0..60000 */
     /* syslog */
     char *address; /* as written: "udp://host:port", "tcp://host:port", "tls://host:port" */
     custos_syslog_transport_t transport;
@@ -372,12 +520,18 @@ typedef struct custos_config {
     custos_upstream_config_t upstream;
     custos_identity_config_t identity;
     custos_storage_config_t storage;
+    custos_retention_config_t retention;
     custos_backend_config_t *backends;
     size_t n_backends;
     custos_deployment_config_t *deployments;
     size_t n_deployments;
     custos_diagnostics_config_t diagnostics;
     custos_network_config_t network;
+    custos_rai_policy_config_t *rai_policies; /* rai_policies[], in order */
+    size_t n_rai_policies;
+    custos_rai_policy_config_t rai_default; /* CUSTOS_RAI_DEFAULT_POLICY */
+    custos_safety_config_t safety;
+    custos_quotas_config_t quotas;
     /* private */
     atomic_uint refs;
     const custos_backend_config_t **backends_by_name;       /* sorted by name, for lookup */
@@ -390,6 +544,14 @@ typedef struct custos_config {
  * Relative paths inside the file are resolved against the file's directory. Reads the environment
  * (key_env, api_key_env) and the referenced key files. Thread-safe apart from concurrent setenv. */
 int custos_config_load_file(const char *path, custos_config_t **out, char *err, size_t errlen);
+
+/* Fetches a secret stored sealed in the store (backends[].auth.api_key_secret / bearer_secret). The program
+ * registers it (api/, which may depend on the store; config may not). Returns 0 with *out malloc'd and
+ * NUL-terminated (caller cleanses and frees), or a negative code with err filled (never the secret). */
+typedef int (*custos_config_secret_fn)(const custos_storage_config_t *sc, const char *name, char **out, size_t *len,
+                                       char *err, size_t errlen);
+/* Registers fn for every later load (NULL: store secrets are refused). Call before loading; not thread-safe. */
+void custos_config_set_secret_resolver(custos_config_secret_fn fn);
 
 /* Same from memory: yaml[0..len) (no NUL needed); name is used in messages and as config->source.
  * Relative paths are kept as written (relative to the working directory). */
@@ -406,6 +568,8 @@ void custos_config_unref(custos_config_t *c);
  * holds a reference) or NULL. O(log n); thread-safe. */
 const custos_backend_config_t *custos_config_find_backend(const custos_config_t *c, const char *name);
 const custos_deployment_config_t *custos_config_find_deployment(const custos_config_t *c, const char *name);
+/* rai_policies[] by name (exact), or the built-in default for CUSTOS_RAI_DEFAULT_POLICY; NULL if unknown. */
+const custos_rai_policy_config_t *custos_config_find_rai_policy(const custos_config_t *c, const char *name);
 
 /* Role name <-> CUSTOS_ROLE_* bit. custos_config_role_parse returns 0 for an unknown name. */
 unsigned custos_config_role_parse(const char *name);

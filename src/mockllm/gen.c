@@ -329,6 +329,63 @@ static int parse_embeddings(json_object *root, custos_arena_t *arena, custos_moc
     return 0;
 }
 
+static int parse_script(json_object *root, custos_arena_t *arena, custos_mock_req_t *r, const char **param,
+                        const char **msg)
+{
+    json_object *v;
+    if (!get(root, "mock_reply", &v))
+        return 0;
+    bool arr = json_object_is_type(v, json_type_array);
+    size_t n = arr ? json_object_array_length(v) : 1;
+    *param = "mock_reply";
+    if (n == 0 || n > CUSTOS_MOCK_MAX_SCRIPT) {
+        *msg = "Invalid 'mock_reply': expected a string or 1..16 strings.";
+        return CUSTOS_EINVAL;
+    }
+    r->script = custos_arena_alloc(arena, n * sizeof(*r->script));
+    r->script_len = custos_arena_alloc(arena, n * sizeof(*r->script_len));
+    if (!r->script || !r->script_len)
+        return CUSTOS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_object *t = arr ? json_object_array_get_idx(v, i) : v;
+        if (!t || !json_object_is_type(t, json_type_string) ||
+            json_object_get_string_len(t) > CUSTOS_MOCK_MAX_SCRIPT_BYTES) {
+            *msg = "Invalid 'mock_reply': expected strings of at most 65536 bytes.";
+            return CUSTOS_EINVAL;
+        }
+        r->script_len[i] = (size_t)json_object_get_string_len(t);
+        if (!(r->script[i] = custos_arena_strndup(arena, json_object_get_string(t), r->script_len[i])))
+            return CUSTOS_ENOMEM;
+    }
+    r->n_script = n;
+    *param = NULL;
+    /* "__echo__": the reply is the text of the last user message (or the first prompt): shows what reached the
+     * backend after custos rewrote the request (PII redaction tests). */
+    if (n == 1 && strcmp(r->script[0], "__echo__") == 0) {
+        json_object *src = NULL, *msgs, *pr;
+        if (get(root, "messages", &msgs) && json_object_is_type(msgs, json_type_array)) {
+            for (size_t i = json_object_array_length(msgs); i-- > 0;) {
+                json_object *m = json_object_array_get_idx(msgs, i), *role, *c;
+                if (m && get(m, "role", &role) && json_object_is_type(role, json_type_string) &&
+                    strcmp(json_object_get_string(role), "user") == 0 && get(m, "content", &c) &&
+                    json_object_is_type(c, json_type_string)) {
+                    src = c;
+                    break;
+                }
+            }
+        } else if (get(root, "prompt", &pr)) {
+            src = json_object_is_type(pr, json_type_array) ? json_object_array_get_idx(pr, 0) : pr;
+        }
+        if (src && json_object_is_type(src, json_type_string) &&
+            json_object_get_string_len(src) <= CUSTOS_MOCK_MAX_SCRIPT_BYTES) {
+            r->script_len[0] = (size_t)json_object_get_string_len(src);
+            if (!(r->script[0] = custos_arena_strndup(arena, json_object_get_string(src), r->script_len[0])))
+                return CUSTOS_ENOMEM;
+        }
+    }
+    return 0;
+}
+
 static int parse_common(json_object *root, custos_mock_req_t *r, const char **param, const char **msg)
 {
     json_object *v;
@@ -410,6 +467,8 @@ int custos_mock_req_parse(custos_mock_kind_t kind, const char *body, size_t len,
     }
     out->model_len = model_len;
     if ((rc = parse_common(root, out, err_param, err_msg)))
+        goto fail;
+    if (kind != CUSTOS_MOCK_EMBEDDINGS && (rc = parse_script(root, arena, out, err_param, err_msg)))
         goto fail;
     if (kind == CUSTOS_MOCK_CHAT)
         rc = parse_chat(root, out, err_param, err_msg);
@@ -521,9 +580,41 @@ static int append_usage(custos_buf_t *out, size_t prompt, size_t completion)
                               prompt, completion, prompt + completion);
 }
 
+static size_t script_tokens(const custos_mock_req_t *r)
+{
+    size_t t = 0;
+    for (size_t i = 0; i < r->n_script; i++)
+        t += (r->script_len[i] + 3) / 4;
+    return t;
+}
+
+/* The scripted choices of a whole body. */
+static int scripted_json(custos_buf_t *out, const custos_mock_req_t *r, const custos_mock_ident_t *id)
+{
+    bool chat = r->kind == CUSTOS_MOCK_CHAT;
+    int rc = append_head(out, chat ? "chatcmpl" : "cmpl", id->seq, chat ? "chat.completion" : "text_completion",
+                         id->created, r);
+    rc = rc ? rc : custos_buf_append_str(out, ",\"choices\":[");
+    for (size_t i = 0; i < r->n_script && !rc; i++) {
+        rc = custos_buf_appendf(out, "%s{\"index\":%zu,", i ? "," : "", i);
+        rc = rc ? rc
+                : custos_buf_append_str(out,
+                                        chat ? "\"message\":{\"role\":\"assistant\",\"content\":\"" : "\"text\":\"");
+        rc = rc ? rc : custos_mock_json_escape(out, r->script[i], r->script_len[i]);
+        rc = rc ? rc : custos_buf_append_str(out, chat ? "\",\"refusal\":null}," : "\",");
+        rc = rc ? rc : custos_buf_append_str(out, "\"logprobs\":null,\"finish_reason\":\"stop\"}");
+    }
+    rc = rc ? rc : custos_buf_append_str(out, "],");
+    rc = rc ? rc : append_usage(out, custos_mock_prompt_tokens(r), script_tokens(r));
+    rc = rc ? rc : append_extra(out, id->extra_json);
+    return rc ? rc : custos_buf_append(out, "}", 1);
+}
+
 int custos_mock_chat_json(custos_buf_t *out, const custos_mock_req_t *r, const custos_mock_opts_t *o,
                           const custos_mock_ident_t *id)
 {
+    if (r->n_script)
+        return scripted_json(out, r, id);
     bool trunc;
     size_t n = custos_mock_reply_len(r, o, &trunc);
     int rc = append_head(out, "chatcmpl", id->seq, "chat.completion", id->created, r);
@@ -545,6 +636,8 @@ int custos_mock_chat_json(custos_buf_t *out, const custos_mock_req_t *r, const c
 int custos_mock_completion_json(custos_buf_t *out, const custos_mock_req_t *r, const custos_mock_opts_t *o,
                                 const custos_mock_ident_t *id)
 {
+    if (r->n_script)
+        return scripted_json(out, r, id);
     bool trunc;
     size_t n = custos_mock_reply_len(r, o, &trunc);
     int rc = append_head(out, "cmpl", id->seq, "text_completion", id->created, r);
@@ -652,7 +745,7 @@ void custos_mock_stream_init(custos_mock_stream_t *s, const custos_mock_req_t *r
     s->total_words = custos_mock_reply_len(r, o, &s->truncated);
     /* Completions streams have no role chunk. */
     s->phase = r->kind == CUSTOS_MOCK_CHAT ? PH_ROLE : PH_CONTENT;
-    if (s->phase == PH_CONTENT && s->total_words == 0)
+    if (s->phase == PH_CONTENT && s->total_words == 0 && !r->n_script)
         s->phase = PH_FINISH;
 }
 
@@ -687,8 +780,97 @@ static int chunk_close(custos_mock_stream_t *s, custos_buf_t *out)
     return rc ? rc : custos_buf_append(out, "}\n\n", 3);
 }
 
+/* Scripted stream: role chunks (chat), then content pieces round-robin over the choices, finish chunks, usage,
+ * [DONE]. A piece is chunk_words words (a word ends after a space). */
+static int scripted_next(custos_mock_stream_t *s, custos_buf_t *out)
+{
+    const custos_mock_req_t *r = s->req;
+    bool chat = r->kind == CUSTOS_MOCK_CHAT;
+    int rc = 0;
+    size_t i = s->script_choice;
+    switch (s->phase) {
+    case PH_ROLE:
+        rc = chunk_open(s, out);
+        rc = rc ? rc
+                : custos_buf_appendf(out,
+                                     ",\"choices\":[{\"index\":%zu,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+                                     "\"logprobs\":null,\"finish_reason\":null}]",
+                                     i);
+        rc = rc ? rc : chunk_close(s, out);
+        if (++s->script_choice == r->n_script) {
+            s->script_choice = 0;
+            s->phase = PH_CONTENT;
+        }
+        break;
+    case PH_CONTENT: {
+        /* next choice with text left */
+        size_t k = 0;
+        while (k < r->n_script && s->script_pos[i] >= r->script_len[i]) {
+            i = (i + 1) % r->n_script;
+            k++;
+        }
+        if (k == r->n_script) {
+            s->script_choice = 0;
+            s->phase = PH_FINISH;
+            return scripted_next(s, out);
+        }
+        size_t from = s->script_pos[i], to = from, words = 0;
+        while (to < r->script_len[i] && words < s->opts.chunk_words) {
+            if (r->script[i][to++] == ' ')
+                words++;
+        }
+        rc = chunk_open(s, out);
+        rc = rc ? rc
+                : custos_buf_appendf(out,
+                                     chat ? ",\"choices\":[{\"index\":%zu,\"delta\":{\"content\":\""
+                                          : ",\"choices\":[{\"index\":%zu,\"text\":\"",
+                                     i);
+        rc = rc ? rc : custos_mock_json_escape(out, r->script[i] + from, to - from);
+        rc = rc ? rc
+                : custos_buf_append_str(out, chat ? "\"},\"logprobs\":null,\"finish_reason\":null}]"
+                                                  : "\",\"logprobs\":null,\"finish_reason\":null}]");
+        rc = rc ? rc : chunk_close(s, out);
+        s->script_pos[i] = to;
+        s->script_choice = (i + 1) % r->n_script;
+        break;
+    }
+    case PH_FINISH:
+        rc = chunk_open(s, out);
+        rc = rc ? rc
+                : custos_buf_appendf(out,
+                                     chat ? ",\"choices\":[{\"index\":%zu,\"delta\":{},\"logprobs\":null,"
+                                            "\"finish_reason\":\"stop\"}]"
+                                          : ",\"choices\":[{\"index\":%zu,\"text\":\"\",\"logprobs\":null,"
+                                            "\"finish_reason\":\"stop\"}]",
+                                     i);
+        rc = rc ? rc : chunk_close(s, out);
+        if (++s->script_choice == r->n_script)
+            s->phase = r->include_usage ? PH_USAGE : PH_DONE;
+        break;
+    case PH_USAGE:
+        rc = chunk_open(s, out);
+        rc = rc ? rc : custos_buf_append_str(out, ",\"choices\":[],");
+        rc = rc ? rc : append_usage(out, custos_mock_prompt_tokens(r), script_tokens(r));
+        rc = rc ? rc : custos_buf_append(out, "}\n\n", 3);
+        s->phase = PH_DONE;
+        break;
+    case PH_DONE:
+        rc = custos_buf_append_str(out, "data: [DONE]\n\n");
+        s->phase = PH_END;
+        break;
+    default:
+        return 0;
+    }
+    if (rc)
+        return rc;
+    s->events++;
+    return 1;
+}
+
 int custos_mock_stream_next(custos_mock_stream_t *s, custos_buf_t *out)
 {
+    if (s->req->n_script)
+        return scripted_next(s, out);
     bool chat = s->req->kind == CUSTOS_MOCK_CHAT;
     int rc = 0;
     switch (s->phase) {

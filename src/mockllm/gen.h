@@ -21,6 +21,8 @@
 #define CUSTOS_MOCK_MAX_FLOATS 1048576 /* inputs x dimensions per request */
 #define CUSTOS_MOCK_MAX_MODEL 256      /* model / deployment name bytes */
 #define CUSTOS_MOCK_FINGERPRINT "custos-mockllm"
+#define CUSTOS_MOCK_MAX_SCRIPT 16          /* choices a scripted reply may have */
+#define CUSTOS_MOCK_MAX_SCRIPT_BYTES 65536 /* bytes per scripted reply */
 
 typedef enum {
     CUSTOS_MOCK_CHAT = 0,   /* chat.completion */
@@ -45,6 +47,13 @@ typedef struct custos_mock_req {
     size_t input_tokens;  /* rough token count of all inputs */
     uint32_t dimensions;
     bool base64;
+    /* Scripted reply (tests of what custos does with a given completion): the request's top-level "mock_reply",
+     * a string or an array of strings (one choice each). The text is the reply; streamed in pieces of
+     * chunk_words words, the choices interleaved. NULL/0 = the generated words. The single string "__echo__"
+     * replies with the last user message's text (chat) or the first prompt (completions). */
+    const char **script;
+    size_t *script_len;
+    size_t n_script;
 } custos_mock_req_t;
 
 /* Reply shaping shared by every request of a server. */
@@ -97,7 +106,9 @@ typedef struct custos_mock_stream {
     size_t word;
     bool truncated;
     int phase;
-    size_t events; /* events produced so far */
+    size_t events;                             /* events produced so far */
+    size_t script_pos[CUSTOS_MOCK_MAX_SCRIPT]; /* scripted: bytes of each choice sent */
+    size_t script_choice;                      /* scripted: choice of the next event in the current phase */
 } custos_mock_stream_t;
 
 void custos_mock_stream_init(custos_mock_stream_t *s, const custos_mock_req_t *r, const custos_mock_opts_t *o,

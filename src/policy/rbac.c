@@ -38,6 +38,9 @@ bool custos_rbac_allowed(const custos_rbac_subject_t *s, const custos_rbac_grant
     if (action == CUSTOS_RBAC_ADMIN) {
         need = CUSTOS_ROLE_ADMIN;
         deployment = NULL; /* admin acts are resource-wide: only "/" covers them */
+    } else if (action == CUSTOS_RBAC_SAFETY_ADMIN) {
+        need = CUSTOS_ROLE_CONTRIBUTOR | CUSTOS_ROLE_ADMIN;
+        deployment = NULL;
     } else {
         need = CUSTOS_ROLE_INFERENCE_USER | CUSTOS_ROLE_ADMIN;
     }

@@ -165,8 +165,8 @@ static void scan(const unsigned char *t, size_t len, sink_t *s, unsigned *kinds)
     for (size_t m = 0; m < sizeof(marks) / sizeof(marks[0]); m++) {
         size_t ml = strlen(marks[m]);
         int found = 0;
-        for (size_t k = 0; k + ml <= len && !found; k++)
-            found = strncasecmp((const char *)t + k, marks[m], ml) == 0;
+        for (size_t k = 0; k + ml <= len && !found; k++) /* first letter checked inline: this runs per byte */
+            found = (t[k] | 0x20) == marks[m][0] && strncasecmp((const char *)t + k, marks[m], ml) == 0;
         if (!found)
             continue;
         put_sep(s);

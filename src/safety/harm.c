@@ -166,7 +166,8 @@ void custos_harm_logits(const custos_harm_model_t *m, const uint64_t *feat, size
                 acc[c] += s * w[c];
         }
     }
-    float norm = count ? 1.0f / sqrtf((float)count) : 0.0f;
+    size_t nf = count < h->min_feats ? h->min_feats : count; /* feature-count floor (model.h) */
+    float norm = count ? 1.0f / sqrtf((float)nf) : 0.0f;
     for (uint32_t c = 0; c < nh; c++)
         logit[c] = h->heads[c].bias + h->heads[c].scale * (float)acc[c] * norm;
 }

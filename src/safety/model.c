@@ -54,8 +54,10 @@ static int validate(const void *buf, size_t len, char *err, size_t errlen)
     memcpy(&h, buf, sizeof(h));
     if (memcmp(h.magic, CUSTOS_MODEL_MAGIC, 8) != 0)
         return fail(err, errlen, CUSTOS_EINVAL, "not a custos model file (bad magic)");
-    if (h.version != CUSTOS_MODEL_VERSION)
+    if (h.version < CUSTOS_MODEL_MIN_VERSION || h.version > CUSTOS_MODEL_VERSION)
         return fail(err, errlen, CUSTOS_EINVAL, "unsupported model format version");
+    if ((h.version == 1 && h.min_feats) || h.min_feats > CUSTOS_MODEL_MAX_MIN_FEATS)
+        return fail(err, errlen, CUSTOS_EINVAL, "model feature-count floor out of range");
     if (h.header_size != sizeof(h) || h.kind != CUSTOS_MODEL_KIND_HASHED_LINEAR)
         return fail(err, errlen, CUSTOS_EINVAL, "unsupported model header size or kind");
     if (h.hash_bits < 16 || h.hash_bits > 22 || h.n_heads < 1 || h.n_heads > CUSTOS_MODEL_MAX_HEADS ||
@@ -165,16 +167,17 @@ void custos_model_free(custos_model_t *m)
 int custos_model_serialize(const custos_model_header_t *h, const int8_t *w, void **out, size_t *outlen)
 {
     *out = NULL;
-    if (h->hash_bits < 16 || h->hash_bits > 22 || h->n_heads < 1 || h->n_heads > CUSTOS_MODEL_MAX_HEADS)
+    if (h->hash_bits < 16 || h->hash_bits > 22 || h->n_heads < 1 || h->n_heads > CUSTOS_MODEL_MAX_HEADS ||
+        h->min_feats > CUSTOS_MODEL_MAX_MIN_FEATS)
         return CUSTOS_EINVAL;
     custos_model_header_t c = *h;
     memcpy(c.magic, CUSTOS_MODEL_MAGIC, 8);
-    c.version = CUSTOS_MODEL_VERSION;
+    /* v1 when there is no floor, so models trained without one stay byte-identical and readable by older binaries */
+    c.version = c.min_feats ? CUSTOS_MODEL_VERSION : CUSTOS_MODEL_MIN_VERSION;
     c.header_size = sizeof(c);
     c.kind = CUSTOS_MODEL_KIND_HASHED_LINEAR;
     c.weights_offset = sizeof(c);
     c.weights_size = ((uint64_t)1 << c.hash_bits) * c.n_heads;
-    c.reserved = 0;
     c.checksum = model_crc(&c, w, (size_t)c.weights_size);
     size_t len = sizeof(c) + (size_t)c.weights_size;
     char *buf = malloc(len);

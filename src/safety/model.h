@@ -8,12 +8,16 @@
 #include <stdint.h>
 
 #define CUSTOS_MODEL_MAGIC "CUSTOSLM" /* 8 bytes, no NUL on disk */
-#define CUSTOS_MODEL_VERSION 1u
+/* Newest format written (only when min_feats != 0, see below) and oldest read (v1 = v2 with min_feats 0). */
+#define CUSTOS_MODEL_VERSION 2u
+#define CUSTOS_MODEL_MIN_VERSION 1u
+#define CUSTOS_MODEL_MAX_MIN_FEATS 4096u
 #define CUSTOS_MODEL_MAX_HEADS 8
 #define CUSTOS_MODEL_KIND_HASHED_LINEAR 1u
 #define CUSTOS_MODEL_MAX_SIZE (64u * 1024 * 1024)
 
-/* One output head. p = 1 / (1 + exp(-(platt_a * z + platt_b))) with z = bias + scale * sum(sign * q) / sqrt(n).
+/* One output head. p = 1 / (1 + exp(-(platt_a * z + platt_b))) with z = bias + scale * sum(sign * q) / sqrt(max(n,
+ * min_feats)), n = number of features of the text.
  * bands[k] is the smallest calibrated score with severity k + 1 (k = 0..6), non-decreasing. */
 typedef struct custos_model_head {
     char name[16]; /* NUL-terminated category name, e.g. "self_harm" */
@@ -39,7 +43,9 @@ typedef struct custos_model_header {
     uint64_t weights_offset; /* = header_size */
     uint64_t weights_size;   /* buckets * n_heads bytes (int8, bucket-major) */
     uint32_t checksum;       /* zlib crc32 of the header with this field 0, then of the weights */
-    uint32_t reserved;
+    /* v2: floor of n in the 1/sqrt(n) feature normalisation, so that a very short text needs strong features, not
+     * one or two, to move its score (0 = none; always 0 in v1 files, where this was a reserved field) */
+    uint32_t min_feats;
 } custos_model_header_t;
 
 /* A loaded model: immutable after load, safe to share read-only between threads. */

@@ -15,6 +15,7 @@
 struct custos_safety {
     custos_model_t *harm;
     custos_model_t *shields; /* may be NULL */
+    custos_pii_t *pii;
 };
 
 const char *custos_safety_default_model(const char *name, char *buf, size_t cap)
@@ -69,6 +70,9 @@ int custos_safety_new(const custos_safety_opts_t *opts, custos_safety_t **out, c
         snprintf(err, errlen, "%s: not a shields model (heads must be jailbreak, indirect_attack)", p);
         goto fail;
     }
+    custos_pii_opts_t po = {.mrn_format = opts ? opts->pii_mrn_format : NULL};
+    if ((rc = custos_pii_new(&po, &s->pii, err, errlen)) < 0)
+        goto fail;
     *out = s;
     return 0;
 fail:
@@ -82,6 +86,7 @@ void custos_safety_free(custos_safety_t *s)
         return;
     custos_model_free(s->harm);
     custos_model_free(s->shields);
+    custos_pii_free(s->pii);
     free(s);
 }
 
@@ -93,4 +98,9 @@ const custos_harm_model_t *custos_safety_harm(const custos_safety_t *s)
 const custos_model_t *custos_safety_shields(const custos_safety_t *s)
 {
     return s->shields;
+}
+
+const custos_pii_t *custos_safety_pii(const custos_safety_t *s)
+{
+    return s->pii;
 }

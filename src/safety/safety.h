@@ -5,14 +5,16 @@
 #define CUSTOS_SAFETY_SAFETY_H
 
 #include "safety/harm.h"
+#include "safety/pii.h"
 
 #include <stddef.h>
 
 typedef struct custos_safety custos_safety_t;
 
 typedef struct custos_safety_opts {
-    const char *harm_model;    /* path; NULL = custos_safety_default_model("harm.model") */
-    const char *shields_model; /* path; NULL = default "shields.model", which may be absent (no shields) */
+    const char *harm_model;     /* path; NULL = custos_safety_default_model("harm.model") */
+    const char *shields_model;  /* path; NULL = default "shields.model", which may be absent (no shields) */
+    const char *pii_mrn_format; /* organisation MRN pattern (pii.h); NULL = none */
 } custos_safety_opts_t;
 
 /* Loads the models. Returns 0 or an error with a one-line reason in err. The result is immutable and thread-safe
@@ -25,6 +27,9 @@ const custos_harm_model_t *custos_safety_harm(const custos_safety_t *s);
 
 /* The prompt-shield model (shields.h); NULL when no shields.model was found at the default path. */
 const custos_model_t *custos_safety_shields(const custos_safety_t *s);
+
+/* The PII scanner (never NULL for a successfully created object). */
+const custos_pii_t *custos_safety_pii(const custos_safety_t *s);
 
 /* Resolves the default path of a shipped model file NAME into buf: $CUSTOS_MODEL_DIR/NAME, else
  * <dir of the running binary>/../models/NAME, <dir of the binary>/models/NAME, ./models/NAME (first that exists;

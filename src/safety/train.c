@@ -18,6 +18,9 @@
 #define SPLIT_TRAIN 0
 #define SPLIT_DEV 1
 #define SPLIT_CAL 2
+/* Feature-count floor of the normalisation (model.h min_feats): short texts (a greeting, "d'accord") need strong
+ * features to score high; one or two n-grams of a language whose only data are harmful prompts are not enough. */
+#define HARM_MIN_FEATS 48u
 
 typedef struct row {
     char *text;
@@ -226,7 +229,9 @@ static int load_file(const char *path, const char *src_default, int graded, int 
 }
 
 /* Ordinary user requests and documents from attacks/ used as extra harm negatives (sample percentage). They fix a
- * confound of the harm sets, where almost every request-style text is a harmful one. */
+ * confound of the harm sets, where almost every request-style text is a harmful one; mgsm (11 languages) and xquad
+ * (12 languages) also fix the language confound of the multilingual prompt sets (multijail, ailuminate fr), whose
+ * rows are all harmful, so that "French" or "Arabic" alone is not evidence of harm. */
 static const struct {
     const char *file;
     unsigned pct;
@@ -237,7 +242,8 @@ static const struct {
     {"attacks/fastchat_bench_questions.jsonl", 100},
     {"attacks/self_instruct_seed.jsonl", 100},
     {"attacks/conala_intents.jsonl", 50},
-    {"attacks/mgsm.jsonl", 40},
+    {"attacks/mgsm.jsonl", 100},
+    {"attacks/xquad.jsonl", 30},
     {"attacks/wikitext2_paragraphs.jsonl", 100},
 };
 
@@ -361,6 +367,7 @@ typedef struct trainer {
     float cw[CUSTOS_HARM_NCAT][2]; /* class weights [neg, pos] */
     uint64_t mask;
     float lr;
+    size_t min_feats;
 } trainer_t;
 
 static int train_row(trainer_t *tr, const custos_harm_fcfg_t *cfg, const char *text, size_t len, const int8_t *y,
@@ -373,7 +380,7 @@ static int train_row(trainer_t *tr, const custos_harm_fcfg_t *cfg, const char *t
         return rc;
     if (!cnt)
         return 0;
-    float x = 1.0f / sqrtf((float)cnt);
+    float x = 1.0f / sqrtf((float)(cnt < tr->min_feats ? tr->min_feats : cnt));
     double z[CUSTOS_HARM_NCAT] = {0};
     for (size_t i = 0; i < cnt; i++) {
         const float *w = tr->w + (sc->feat[i] & tr->mask) * 4;
@@ -433,6 +440,8 @@ int custos_train_harm(const custos_train_opts_t *o, char *err, size_t errlen)
     h.char_min = 3;
     h.char_max = 5;
     h.n_heads = CUSTOS_HARM_NCAT;
+    h.min_feats = HARM_MIN_FEATS;
+    tr.min_feats = h.min_feats;
     if (h.hash_bits < 16 || h.hash_bits > 22) {
         snprintf(err, errlen, "hash bits must be 16..22");
         return CUSTOS_EINVAL;

@@ -24,7 +24,7 @@ typedef struct custos_train_opts {
 int custos_train_harm(const custos_train_opts_t *opts, char *err, size_t errlen);
 
 /* Trains the two-head prompt-shield model (shields.h) from attacks/ (commercial_ok = yes) plus opts->extra files
- * (attacks format, training only, weight 12); uses data_dir, out, dev_out, extra, hash_bits (default 18), epochs
+ * (attacks format, training only, weight 24); uses data_dir, out, dev_out, extra, hash_bits (default 18), epochs
  * (default 5), seed, lr. Deterministic like custos_train_harm. */
 int custos_train_shields(const custos_train_opts_t *opts, char *err, size_t errlen);
 

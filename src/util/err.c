@@ -30,6 +30,10 @@ const char *custos_strerror(int rc)
         return "nesting too deep";
     case CUSTOS_EUNAVAIL:
         return "unavailable";
+    case CUSTOS_EDECRYPT:
+        return "decryption failed (integrity check)";
+    case CUSTOS_EKEYGONE:
+        return "key destroyed";
     default:
         return "unknown error";
     }

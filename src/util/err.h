@@ -17,6 +17,8 @@ enum {
     CUSTOS_ETLS = -10,     /* TLS handshake or record error */
     CUSTOS_EDEPTH = -11,   /* nesting limit exceeded */
     CUSTOS_EUNAVAIL = -12, /* no backend or resource available */
+    CUSTOS_EDECRYPT = -13, /* a sealed value failed its integrity check (tampered, or wrong key) */
+    CUSTOS_EKEYGONE = -14, /* the key a sealed value needs was destroyed (crypto-shredded) */
 };
 
 /* Returns a static, human-readable description of rc. Never NULL. Thread-safe. */

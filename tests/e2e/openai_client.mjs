@@ -51,6 +51,11 @@ async function streamChat(client, model) {
   let chunks = 0;
   for await (const chunk of stream) {
     chunks++;
+    if (chunk.object === "" && chunk.choices.length === 0 && chunk.prompt_filter_results) {
+      // Azure's first frame: the prompt's content-filter annotations (docs/content-filtering.md)
+      assert.equal(chunk.prompt_filter_results[0].prompt_index, 0);
+      continue;
+    }
     assert.equal(chunk.object, "chat.completion.chunk");
     for (const ch of chunk.choices) {
       if (ch.delta?.content) content += ch.delta.content;

@@ -118,6 +118,13 @@ deployments:
   - name: azdemo
     model: gpt-4o
     backends: [canary-azure]
+  - name: pii
+    model: gpt-4o-mini
+    backends: [canary-openai]
+    rai_policy: pii
+rai_policies:
+  - name: pii
+    pii: {prompt: placeholder, completion: annotate}
 diagnostics:
   spool_dir: spool
   sinks:
@@ -134,6 +141,8 @@ diagnostics:
       flush_ms: 100
     - type: syslog
       address: "udp://127.0.0.1:$SP"
+storage: {path: custos.db}
+retention: {content: none}
 YAML
 
 "$CUSTOS_BIN" serve -c "$GW/custos.yaml" >>"$GW/custos.log" 2>&1 &
@@ -187,12 +196,21 @@ send unknown_path 404 "${AUTH[@]}" "$U/v1/$CANARY"
 send wrong_type 415 "${AUTH[@]}" -H "content-type: text/plain" -d "$CANARY" "$U/v1/chat/completions"
 send upstream_400 400 "${AUTH[@]}" "${JSON[@]}" -d "$(chat demo "FAIL400 $CANARY")" "$U/v1/chat/completions"
 check_contains "the backend's error body reached the client" "$CANARY" "$(cat "$REQ/upstream_400.body")"
+# content filtering: a blocked prompt, PII placeholders (kept in memory only), a prompt over the filter's limit
+send cf_blocked 400 "${AUTH[@]}" "${JSON[@]}" -d "$(chat demo "I will stab you and burn your house down and kill your whole family tonight $CANARY")" "$U/v1/chat/completions"
+check_contains "blocked prompt: content_filter" "content_filter" "$(cat "$REQ/cf_blocked.body")"
+send cf_blocked_stream 400 "${AUTH[@]}" "${JSON[@]}" -d "$(chat demo "I will stab you and burn your house down and kill your whole family tonight $CANARY" ',"stream":true')" "$U/v1/chat/completions"
+send cf_pii 200 "${AUTH[@]}" "${JSON[@]}" -d "$(chat pii "mail $CANARY@example.com or call 212-555-0147 about $CANARY")" "$U/v1/chat/completions"
+send cf_pii_stream 200 -N "${AUTH[@]}" "${JSON[@]}" -d "$(chat pii "mail $CANARY@example.com now" ',"stream":true')" "$U/v1/chat/completions"
 # enough traffic to rotate the small file sink a few times
 for i in $(seq 1 12); do
   send "more$i" 200 "${AUTH[@]}" "${JSON[@]}" -d "$(chat demo "more $i $CANARY")" "$U/v1/chat/completions"
 done
 
 # stop: the sinks flush (deliver or spool) before exit
+# the store's WAL is folded into the database when custos closes it: keep a copy of both as they are now
+mkdir -p "$GW/store-at-end"
+cp "$GW"/custos.db* "$GW/store-at-end/" 2>/dev/null || true
 kill -TERM "$CUSTOS_PID"
 wait_exit "$CUSTOS_PID" 20
 check "custos exits 0 on SIGTERM" 0 "$EXIT_RC"
@@ -234,6 +252,13 @@ check "syslog sink (UDP, loopback): every record arrived" "$SENT" "$n_sys"
 n_rot=$(cat "$GW"/rotating.jsonl* 2>/dev/null | wc -l)
 [ -e "$GW/rotating.jsonl.1" ] && ok "rotating file sink rotated" || fail "rotating file sink rotated" "$(ls "$GW")"
 [ "$n_rot" -ge 1 ] && ok "rotating file sink holds records" || fail "rotating file sink holds records"
+
+# --- the store (retention.content: none): the database, its WAL and the key directory are part of the search ---
+[ -s "$GW/custos.db" ] && ok "store database present (searched below)" || fail "store database present" "$(ls "$GW")"
+[ -e "$GW/store-at-end/custos.db-wal" ] && ok "store WAL as it was at the end of the run (searched below)" ||
+  fail "store WAL snapshot" "$(ls "$GW/store-at-end")"
+check "no sealed content rows under retention none" 0 "$(sqlite3 "$GW/custos.db" "SELECT COUNT(*) FROM sealed WHERE ns = 'content'" 2>&1)"
+[ -e "$GW/custos-keys/kek-1.key" ] && ok "local KEK made at first start (searched below)" || fail "local KEK present"
 
 # --- zero canary hits in everything custos wrote or sent ---
 nfiles=$(find "$GW" -type f | wc -l)

@@ -90,7 +90,7 @@ static void test_record_exact_json(void **state)
         "\"properties\":{\"apiName\":\"Azure OpenAI\",\"requestTime\":\"2023-11-14T22:13:20.000Z\","
         "\"requestLength\":120,\"responseTime\":\"2023-11-14T22:13:20.123Z\",\"responseLength\":456,"
         "\"objectId\":null,\"streamType\":\"Streaming\",\"modelDeploymentName\":\"gpt4o\",\"modelName\":\"gpt-4o\","
-        "\"modelVersion\":null},\"custos\":{\"schemaVersion\":\"1.0\","
+        "\"modelVersion\":null},\"custos\":{\"schemaVersion\":\"1.1\","
         "\"requestId\":\"0b5e7a4c-1f2d-4e3a-9b8c-7d6e5f4a3b2c\",\"apiVersion\":\"2024-10-21\",\"principalId\":null,"
         "\"authType\":null,\"backend\":\"azure-se\",\"region\":\"swedencentral\",\"dataZone\":\"eu\",\"status\":200,"
         "\"totalMs\":12,\"upstreamMs\":10,\"overheadUs\":2345,\"tokens\":{\"prompt\":10,\"completion\":5,"
@@ -110,6 +110,26 @@ static void test_record_exact_json(void **state)
     assert_non_null(strstr(custos_buf_peek(&b), "\"tokens\":{\"prompt\":null,\"completion\":null,\"total\":null}"));
     assert_non_null(strstr(custos_buf_peek(&b), "\"operationName\":\"Other\""));
     assert_null(strchr(custos_buf_peek(&b), '\n'));
+    custos_buf_dispose(&b);
+
+    /* content filtering outcome: severities (null = not screened), flags and counts only */
+    full_record(&r);
+    r.safety_screened = true;
+    const int8_t ps[4] = {0, 1, 6, 0}, cs[4] = {-1, -1, -1, -1};
+    memcpy(r.prompt_severity, ps, 4);
+    memcpy(r.completion_severity, cs, 4);
+    r.prompt_filtered = true;
+    r.jailbreak_detected = true;
+    r.pii_prompt = 2;
+    r.blocklist_hits = 1;
+    custos_buf_init(&b, 0);
+    assert_int_equal(custos_audit_record_encode(&r, "custos/test", &b), 0);
+    assert_non_null(
+        strstr(custos_buf_peek(&b),
+               "\"safety\":{\"prompt\":{\"hate\":0,\"sexual\":1,\"violence\":6,\"selfHarm\":0,\"filtered\":true,"
+               "\"pii\":2},\"completion\":{\"hate\":null,\"sexual\":null,\"violence\":null,\"selfHarm\":null,"
+               "\"filtered\":false,\"pii\":0},\"jailbreak\":true,\"indirectAttack\":false,\"blocklistHits\":1,"
+               "\"error\":false},\"useCase\""));
     custos_buf_dispose(&b);
 }
 

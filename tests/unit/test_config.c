@@ -732,6 +732,101 @@ static void test_err_misc(void **state)
              "t.yaml:6:14: identity.api_keys[1].name: duplicate name 'x' (also identity.api_keys[0])");
 }
 
+/* ---------- rai_policies and safety (docs/content-filtering.md) ---------- */
+
+static void load_err_has(const char *yaml, const char *needle)
+{
+    custos_config_t *c = NULL;
+    char err[512] = "";
+    int rc = custos_config_load_string("t.yaml", yaml, strlen(yaml), &c, err, sizeof(err));
+    assert_true(rc < 0);
+    assert_null(c);
+    if (!strstr(err, needle))
+        fail_msg("error mismatch\n  got:  %s\n  want (substring): %s", err, needle);
+}
+
+static void test_rai_policies(void **state)
+{
+    (void)state;
+    custos_config_t *c = load_ok(MIN_LISTENERS MIN_IDENTITY MIN_BACKENDS
+                                 "deployments:\n  - name: a\n    backends: [mock]\n"
+                                 "  - name: b\n    backends: [mock]\n    rai_policy: strict\n"
+                                 "rai_policies:\n  - name: strict\n    mode: asynchronous_filter\n"
+                                 "    content_filters:\n"
+                                 "      - {category: Self Harm, source: completion, threshold: low}\n"
+                                 "      - {category: violence, threshold: high, blocking: false}\n"
+                                 "      - {category: HATE, source: prompt, enabled: false, blocking: false}\n"
+                                 "    prompt_shields: {jailbreak: annotate, indirect_attack: block}\n"
+                                 "    pii: {prompt: redact, completion: block}\n"
+                                 "    blocklists: [clinic-terms, {name: other, blocking: false, source: prompt}]\n"
+                                 "    streaming: {window_max_chars: 500, window_min_chars: 50, context_chars: 0}\n"
+                                 "safety: {max_text_bytes: 65536, pii: {mrn_format: 'MRN-#######'}}\n");
+    const custos_deployment_config_t *a = custos_config_find_deployment(c, "a");
+    const custos_deployment_config_t *b = custos_config_find_deployment(c, "b");
+    /* the built-in default: medium, enabled, blocking, both directions; jailbreak block; indirect annotate */
+    assert_string_equal(a->rai->name, CUSTOS_RAI_DEFAULT_POLICY);
+    for (int k = 0; k < CUSTOS_RAI_NCAT; k++)
+        for (int d = 0; d < CUSTOS_RAI_NSRC; d++) {
+            assert_true(a->rai->filters[k][d].enabled && a->rai->filters[k][d].blocking);
+            assert_int_equal(a->rai->filters[k][d].threshold, 4);
+        }
+    assert_int_equal(a->rai->jailbreak, CUSTOS_RAI_BLOCK);
+    assert_int_equal(a->rai->indirect_attack, CUSTOS_RAI_ANNOTATE);
+    assert_int_equal(a->rai->pii[0], CUSTOS_RAI_PII_OFF);
+    assert_int_equal(a->rai->mode, CUSTOS_RAI_MODE_DEFAULT);
+    const custos_rai_policy_config_t *p = b->rai;
+    assert_string_equal(p->name, "strict");
+    assert_int_equal(p->mode, CUSTOS_RAI_MODE_ASYNC);
+    assert_int_equal(p->filters[CUSTOS_RAI_SELF_HARM][CUSTOS_RAI_COMPLETION].threshold, 2);
+    assert_int_equal(p->filters[CUSTOS_RAI_SELF_HARM][CUSTOS_RAI_PROMPT].threshold, 4);
+    assert_int_equal(p->filters[CUSTOS_RAI_VIOLENCE][CUSTOS_RAI_PROMPT].threshold, 6);
+    assert_false(p->filters[CUSTOS_RAI_VIOLENCE][CUSTOS_RAI_COMPLETION].blocking);
+    assert_true(p->filters[CUSTOS_RAI_VIOLENCE][CUSTOS_RAI_COMPLETION].enabled);
+    assert_false(p->filters[CUSTOS_RAI_HATE][CUSTOS_RAI_PROMPT].enabled);
+    assert_true(p->filters[CUSTOS_RAI_HATE][CUSTOS_RAI_COMPLETION].enabled);
+    assert_int_equal(p->jailbreak, CUSTOS_RAI_ANNOTATE);
+    assert_int_equal(p->indirect_attack, CUSTOS_RAI_BLOCK);
+    assert_int_equal(p->pii[CUSTOS_RAI_PROMPT], CUSTOS_RAI_PII_REDACT);
+    assert_int_equal(p->pii[CUSTOS_RAI_COMPLETION], CUSTOS_RAI_PII_BLOCK);
+    assert_int_equal(p->n_blocklists, 2);
+    assert_string_equal(p->blocklists[0].name, "clinic-terms");
+    assert_true(p->blocklists[0].blocking && p->blocklists[0].source[0] && p->blocklists[0].source[1]);
+    assert_false(p->blocklists[1].blocking);
+    assert_true(p->blocklists[1].source[CUSTOS_RAI_PROMPT] && !p->blocklists[1].source[CUSTOS_RAI_COMPLETION]);
+    assert_int_equal(p->window_max_chars, 500);
+    assert_int_equal(p->window_min_chars, 50);
+    assert_int_equal(p->context_chars, 0);
+    assert_int_equal(c->safety.max_text_bytes, 65536);
+    assert_string_equal(c->safety.pii_mrn_format, "MRN-#######");
+    assert_ptr_equal(custos_config_find_rai_policy(c, "strict"), p);
+    assert_null(custos_config_find_rai_policy(c, "nope"));
+    custos_config_unref(c);
+
+#define DEP_P MIN_LISTENERS MIN_IDENTITY MIN_BACKENDS "deployments:\n  - name: a\n    backends: [mock]\n"
+    load_err_has(MIN_LISTENERS MIN_IDENTITY MIN_BACKENDS
+                 "deployments:\n  - name: a\n    backends: [mock]\n    rai_policy: nope\n",
+                 "deployments[0].rai_policy: unknown policy 'nope'");
+    load_err_has(DEP_P "rai_policies:\n  - name: x\n    content_filters: [{category: profanity}]\n",
+                 "rai_policies[0].content_filters[0].category: unknown category 'profanity'");
+    load_err_has(DEP_P "rai_policies:\n  - name: x\n    content_filters: [{category: hate, enabled: false}]\n",
+                 "blocking needs enabled: true");
+    load_err_has(DEP_P "rai_policies:\n  - name: x\n    content_filters: [{category: hate, threshold: safe}]\n",
+                 "threshold: expected one of low, medium, high");
+    load_err_has(DEP_P "rai_policies:\n  - name: x\n    mode: asynchronous_filter\n    pii: {prompt: placeholder}\n",
+                 "cannot be combined with pii.prompt: placeholder");
+    load_err_has(DEP_P "rai_policies:\n  - name: x\n    pii: {completion: placeholder}\n",
+                 "placeholder applies to prompts only");
+    load_err_has(DEP_P "rai_policies:\n  - name: x\n  - name: x\n", "duplicate name 'x'");
+    load_err_has(DEP_P "rai_policies:\n  - name: Microsoft.DefaultV2\n", "is the built-in default policy");
+    load_err_has(DEP_P "rai_policies:\n  - name: x\n    blocklists: [a, a]\n", "blocklist 'a' is listed twice");
+    load_err_has(DEP_P "rai_policies:\n  - name: x\n    blocklists: ['bad name']\n", "blocklist names are");
+    load_err_has(DEP_P "rai_policies:\n  - name: x\n    streaming: {window_min_chars: 600, window_max_chars: 500}\n",
+                 "window_min_chars must not exceed window_max_chars");
+    load_err_has(DEP_P "safety: {max_text_bytes: 10}\n", "safety.max_text_bytes");
+    load_err_has(DEP_P "safety: {harm_model: /nonexistent/harm.model}\n", "safety.harm_model: cannot read");
+#undef DEP_P
+}
+
 static void test_key_env_and_file(void **state)
 {
     (void)state;
@@ -795,8 +890,8 @@ static void test_key_env_and_file(void **state)
              "t.yaml:11:25: backends[0].auth.api_key_env: environment variable CUSTOS_TEST_UP is not set or empty");
     load_err(MIN_LISTENERS MIN_IDENTITY "backends:\n  - name: a\n    provider: openai\n    url: \"http://h\"\n"
                                         "    auth: {}\n",
-             "t.yaml:11:11: backends[0].auth: one of api_key_env, api_key_file, bearer_env, bearer_file, oauth2 is "
-             "required");
+             "t.yaml:11:11: backends[0].auth: one of api_key_env, api_key_file, bearer_env, bearer_file, oauth2, "
+             "api_key_secret, bearer_secret is required");
     unsetenv("CUSTOS_TEST_KEY2");
     free(missing);
     free(empty);
@@ -932,6 +1027,7 @@ int main(void)
         cmocka_unit_test(test_err_depth),
         cmocka_unit_test(test_err_too_big),
         cmocka_unit_test(test_err_misc),
+        cmocka_unit_test(test_rai_policies),
         cmocka_unit_test(test_key_env_and_file),
         cmocka_unit_test(test_load_file_relative_paths),
         cmocka_unit_test(test_summary_has_no_secrets),

@@ -131,6 +131,15 @@ static void test_model_validation(void **state)
     custos_model_header_t *h = (custos_model_header_t *)c;
     h->hash_bits = 30;
     expect_invalid(c, len, "configuration");
+    /* feature-count floor: the trainer writes v2 with a floor; v1 with a floor or an absurd floor is rejected */
+    memcpy(c, buf, len);
+    assert_int_equal(h->version, 2);
+    assert_true(h->min_feats > 0);
+    h->version = 1;
+    expect_invalid(c, len, "floor");
+    memcpy(c, buf, len);
+    h->min_feats = CUSTOS_MODEL_MAX_MIN_FEATS + 1;
+    expect_invalid(c, len, "floor");
     free(c);
 
     /* files: missing, empty, corrupt -> errors naming the reason; valid -> loads via mmap */

@@ -1,0 +1,1460 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * Content filtering on the inference path (contentfilter.h, docs/content-filtering.md).
+ *
+ * What is screened (Azure's semantics where Azure has them):
+ *   chat prompt:   the latest user message -> harm, jailbreak, blocklists; `role: tool|function` messages and
+ *                  <documents>...</documents> spans in any message -> indirect attack; every message -> PII.
+ *   completions:   each prompt string (prompt_index i) -> harm, jailbreak, blocklists, PII.
+ *   completion:    each choice's text -> harm, blocklists, PII (after restoring PII placeholders).
+ * Image / audio / file parts are not screened; the annotation counts them ("unscreened_parts"). */
+#include "api/contentfilter.h"
+
+#include "safety/blocklist.h"
+#include "safety/harm.h"
+#include "safety/pii.h"
+#include "safety/safety.h"
+#include "safety/shields.h"
+#include "net/sse.h"
+#include "util/arena.h"
+#include "util/err.h"
+#include "util/json.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_PII_SPANS 256  /* per screened text; more are dropped (the text is then annotated as truncated) */
+#define MAX_ENTITIES 64    /* entities listed per annotation */
+#define PLACEHOLDER_MAX 40 /* bytes of "<<TYPE_n>>" */
+#define MAX_DOC_SPANS 64   /* <documents> spans per message */
+
+static const char MSG_PROMPT_FILTERED[] =
+    "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. Please modify "
+    "your prompt and retry. To learn more about our content filtering policies please read our documentation: "
+    "https://go.microsoft.com/fwlink/?linkid=2198766";
+
+enum { CK_HARM = 1, CK_JB = 2, CK_IA = 4, CK_PII = 8 };
+
+/* One screened text's raw results (no policy applied yet). */
+typedef struct cf_check {
+    bool harm_ran, harm_err;
+    int sev[CUSTOS_HARM_NCAT];
+    bool jb_ran, jb_err, jb_det;
+    bool ia_ran, ia_err, ia_det;
+    bool bl_ran, bl_err;
+    uint64_t bl_hit;   /* bit i: the policy's blocklists[i] matched */
+    uint32_t bl_count; /* matches */
+    bool pii_ran, pii_err, pii_truncated;
+    uint32_t pii_n;
+    uint32_t pii_count[CUSTOS_PII_NTYPES];
+    unsigned unscreened;
+} cf_check_t;
+
+typedef struct cf_placeholder {
+    char *ph; /* "<<EMAIL_1>>" */
+    size_t ph_len;
+    char *orig; /* the identifier (arena; never logged, never stored) */
+    size_t orig_len;
+} cf_placeholder_t;
+
+typedef struct cf_choice {
+    bool seen, done, filtered;
+    custos_buf_t pending; /* text received, not yet screened (default mode: not yet released) */
+    custos_buf_t context; /* tail of the screened text, re-scored with the next window */
+    uint64_t screened_cp; /* code points screened so far (async: content_filter_offsets) */
+    bool role_pending;
+    cf_check_t total; /* merged over the windows */
+} cf_choice_t;
+
+struct custos_cf {
+    custos_worker_t *w;
+    custos_http_req_t *req;
+    const custos_rai_policy_config_t *pol;
+    const custos_safety_t *safety;
+    bool chat;
+    bool stream;
+    unsigned n;                  /* choices asked for */
+    json_object *prompt_results; /* the prompt_filter_results array (owned) */
+    cf_placeholder_t *ph;
+    size_t n_ph;
+    unsigned ph_next[CUSTOS_PII_NTYPES];
+    bool completion_active;  /* some completion check runs (else answers pass as they are, with annotations) */
+    custos_blocklists_t *bl; /* the compiled blocklists this request uses (own reference); NULL: none applies */
+    const char *bl_names[CUSTOS_RAI_NSRC][CUSTOS_CONFIG_MAX_RAI_BLOCKLISTS]; /* lists per direction, present in bl */
+    size_t bl_n[CUSTOS_RAI_NSRC];
+    bool bl_missing[CUSTOS_RAI_NSRC]; /* a list the policy names is not defined: that check cannot run */
+    /* streaming */
+    cf_choice_t *choices[CUSTOS_CF_MAX_CHOICES];
+    unsigned n_filtered;
+    bool done;
+    char *id, *object, *model, *fingerprint; /* chunk template (arena copies) */
+    int64_t created;
+    custos_cf_summary_t sum;
+};
+
+/* ---------- small helpers ---------- */
+
+static size_t utf8_cp_count(const char *s, size_t n)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return c;
+}
+
+/* Byte offset of code point cp in s[0..n) (n when past the end). */
+static size_t utf8_cp_offset(const char *s, size_t n, size_t cp)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (((unsigned char)s[i] & 0xC0) != 0x80) {
+            if (c == cp)
+                return i;
+            c++;
+        }
+    }
+    return n;
+}
+
+/* Start of the last (at most) max_cp code points of s[0..n). */
+static size_t utf8_tail(const char *s, size_t n, size_t max_cp)
+{
+    size_t c = 0, i = n;
+    while (i > 0) {
+        i--;
+        if (((unsigned char)s[i] & 0xC0) != 0x80 && ++c == max_cp)
+            return i;
+    }
+    return 0;
+}
+
+static const char *sev_label(int sev)
+{
+    return sev >= CUSTOS_HARM_SEV_HIGH     ? "high"
+           : sev >= CUSTOS_HARM_SEV_MEDIUM ? "medium"
+           : sev >= CUSTOS_HARM_SEV_LOW    ? "low"
+                                           : "safe";
+}
+
+static json_object *sev_obj(bool filtered, int sev)
+{
+    json_object *o = json_object_new_object();
+    if (o) {
+        json_object_object_add(o, "filtered", json_object_new_boolean(filtered));
+        json_object_object_add(o, "severity", json_object_new_string(sev_label(sev)));
+    }
+    return o;
+}
+
+static json_object *det_obj(bool filtered, bool detected)
+{
+    json_object *o = json_object_new_object();
+    if (o) {
+        json_object_object_add(o, "filtered", json_object_new_boolean(filtered));
+        json_object_object_add(o, "detected", json_object_new_boolean(detected));
+    }
+    return o;
+}
+
+static void check_merge(cf_check_t *into, const cf_check_t *c)
+{
+    into->harm_ran |= c->harm_ran;
+    into->harm_err |= c->harm_err;
+    for (int k = 0; k < CUSTOS_HARM_NCAT; k++)
+        if (c->sev[k] > into->sev[k])
+            into->sev[k] = c->sev[k];
+    into->bl_ran |= c->bl_ran;
+    into->bl_err |= c->bl_err;
+    into->bl_hit |= c->bl_hit;
+    into->bl_count += c->bl_count;
+    into->jb_ran |= c->jb_ran;
+    into->jb_err |= c->jb_err;
+    into->jb_det |= c->jb_det;
+    into->ia_ran |= c->ia_ran;
+    into->ia_err |= c->ia_err;
+    into->ia_det |= c->ia_det;
+    into->pii_ran |= c->pii_ran;
+    into->pii_err |= c->pii_err;
+    into->pii_truncated |= c->pii_truncated;
+    into->pii_n += c->pii_n;
+    for (int t = 0; t < CUSTOS_PII_NTYPES; t++)
+        into->pii_count[t] += c->pii_count[t];
+    into->unscreened += c->unscreened;
+}
+
+/* ---------- screening ---------- */
+
+#define SEG_MIN_BYTES 48  /* a sentence shorter than this is scored with the next one */
+#define SEG_MAX_COUNT 256 /* sentences scored separately per text; the whole text is always scored */
+
+/* Harm for text: the whole text, and each sentence (or run of short sentences) on its own, taking the highest
+ * severity per category. A linear model's score on a long text is an average of its n-grams, so one harmful
+ * sentence among benign ones would be diluted below the threshold; scored on its own it is not. */
+static int harm_max(const custos_harm_model_t *m, const char *text, size_t len, int sev[CUSTOS_HARM_NCAT],
+                    custos_safety_scratch_t *sc)
+{
+    custos_harm_result_t hr;
+    int rc = custos_harm_score(m, text, len, &hr, sc);
+    if (rc < 0)
+        return rc;
+    for (int k = 0; k < CUSTOS_HARM_NCAT; k++)
+        sev[k] = hr.severity[k];
+    size_t start = 0, nseg = 0;
+    for (size_t i = 0; i < len && nseg < SEG_MAX_COUNT; i++) {
+        char c = text[i];
+        bool end = (c == '.' || c == '!' || c == '?' || c == ';' || c == '\n') &&
+                   (i + 1 == len || text[i + 1] == ' ' || text[i + 1] == '\n');
+        if (!end || i + 1 - start < SEG_MIN_BYTES)
+            continue;
+        if (start == 0 && i + 1 >= len)
+            break; /* one sentence: already scored whole */
+        if ((rc = custos_harm_score(m, text + start, i + 1 - start, &hr, sc)) < 0)
+            return rc;
+        for (int k = 0; k < CUSTOS_HARM_NCAT; k++)
+            if (hr.severity[k] > sev[k])
+                sev[k] = hr.severity[k];
+        start = i + 1;
+        nseg++;
+    }
+    if (start > 0 && len - start >= 8) {
+        if ((rc = custos_harm_score(m, text + start, len - start, &hr, sc)) < 0)
+            return rc;
+        for (int k = 0; k < CUSTOS_HARM_NCAT; k++)
+            if (hr.severity[k] > sev[k])
+                sev[k] = hr.severity[k];
+    }
+    return 0;
+}
+
+static void screen(custos_cf_t *cf, int src, const char *text, size_t len, unsigned what, cf_check_t *ck)
+{
+    custos_safety_scratch_t *sc = &cf->w->scratch;
+    const custos_rai_policy_config_t *pol = cf->pol;
+    if (what & CK_HARM) {
+        bool any = false;
+        for (int k = 0; k < CUSTOS_RAI_NCAT; k++)
+            any |= pol->filters[k][src].enabled;
+        if (any) {
+            int sev[CUSTOS_HARM_NCAT];
+            ck->harm_ran = true;
+            if (harm_max(custos_safety_harm(cf->safety), text, len, sev, sc) < 0)
+                ck->harm_err = true;
+            else
+                for (int k = 0; k < CUSTOS_HARM_NCAT; k++)
+                    if (sev[k] > ck->sev[k])
+                        ck->sev[k] = sev[k];
+        }
+    }
+    const custos_model_t *sh = custos_safety_shields(cf->safety);
+    if ((what & CK_JB) && pol->jailbreak != CUSTOS_RAI_OFF) {
+        custos_shield_result_t r;
+        ck->jb_ran = true;
+        if (!sh || custos_shields_score(sh, CUSTOS_SHIELD_JAILBREAK, text, len, &r, sc) < 0)
+            ck->jb_err = true;
+        else
+            ck->jb_det |= r.detected != 0;
+    }
+    if ((what & CK_IA) && pol->indirect_attack != CUSTOS_RAI_OFF) {
+        custos_shield_result_t r;
+        ck->ia_ran = true;
+        if (!sh || custos_shields_score(sh, CUSTOS_SHIELD_INDIRECT, text, len, &r, sc) < 0)
+            ck->ia_err = true;
+        else
+            ck->ia_det |= r.detected != 0;
+    }
+}
+
+/* ---------- blocklists ---------- */
+
+typedef struct bl_ctx {
+    const custos_cf_t *cf;
+    cf_check_t *ck;
+    size_t skip; /* hits ending at or before this byte were judged with the previous window */
+} bl_ctx_t;
+
+static int on_bl_hit(void *ud, const custos_blocklist_hit_t *hit)
+{
+    bl_ctx_t *b = ud;
+    if (hit->end <= b->skip)
+        return 0;
+    const custos_rai_policy_config_t *pol = b->cf->pol;
+    for (size_t i = 0; i < pol->n_blocklists; i++)
+        if (strcmp(pol->blocklists[i].name, hit->list) == 0) {
+            b->ck->bl_hit |= 1ull << i;
+            b->ck->bl_count++;
+        }
+    return 0;
+}
+
+/* The policy's blocklists for direction src on text[0..len); matches ending within the first skip bytes are not
+ * counted (they belong to context already judged). */
+static void screen_blocklists(custos_cf_t *cf, int src, const char *text, size_t len, size_t skip, cf_check_t *ck)
+{
+    if (!cf->bl_n[src] && !cf->bl_missing[src])
+        return;
+    ck->bl_ran = true;
+    if (cf->bl_missing[src])
+        ck->bl_err = true;
+    if (!cf->bl_n[src] || len == 0)
+        return;
+    bl_ctx_t b = {cf, ck, skip};
+    if (custos_blocklists_scan(cf->bl, cf->bl_names[src], cf->bl_n[src], text, len, &cf->w->bl_scratch, on_bl_hit, &b) <
+        0)
+        ck->bl_err = true;
+}
+
+/* Resolves the policy's blocklists against the newest compiled set (taking a reference for the request). */
+static void blocklists_setup(custos_cf_t *cf)
+{
+    const custos_rai_policy_config_t *pol = cf->pol;
+    if (!pol->n_blocklists)
+        return;
+    const custos_blocklists_t *set =
+        cf->w->gw->blocklists ? custos_blocklist_view_get(cf->w->gw->blocklists, &cf->w->bl_view) : NULL;
+    if (set)
+        cf->bl = custos_blocklists_ref((custos_blocklists_t *)set);
+    for (size_t i = 0; i < pol->n_blocklists; i++) {
+        const custos_rai_blocklist_ref_t *r = &pol->blocklists[i];
+        bool have = cf->bl && custos_blocklists_has(cf->bl, r->name);
+        for (int d = 0; d < CUSTOS_RAI_NSRC; d++) {
+            if (!r->source[d])
+                continue;
+            if (have)
+                cf->bl_names[d][cf->bl_n[d]++] = r->name;
+            else
+                cf->bl_missing[d] = true;
+        }
+    }
+}
+
+static bool bl_filtered(const custos_rai_policy_config_t *pol, int src, const cf_check_t *ck)
+{
+    for (size_t i = 0; i < pol->n_blocklists; i++)
+        if ((ck->bl_hit >> i & 1) && pol->blocklists[i].blocking && pol->blocklists[i].source[src])
+            return true;
+    return false;
+}
+
+static const char *pii_action_name(custos_rai_pii_action_t a)
+{
+    static const char *const n[] = {"off", "annotate", "redact", "placeholder", "block"};
+    return n[a];
+}
+
+/* The placeholder for an identifier (same identifier -> same placeholder within the request). */
+static const cf_placeholder_t *placeholder_for(custos_cf_t *cf, int type, const char *s, size_t n)
+{
+    for (size_t i = 0; i < cf->n_ph; i++)
+        if (cf->ph[i].orig_len == n && memcmp(cf->ph[i].orig, s, n) == 0)
+            return &cf->ph[i];
+    if (cf->n_ph >= CUSTOS_CF_MAX_PLACEHOLDERS)
+        return NULL;
+    if (!cf->ph) {
+        cf->ph = custos_arena_alloc(cf->req->arena, CUSTOS_CF_MAX_PLACEHOLDERS * sizeof(*cf->ph));
+        if (!cf->ph)
+            return NULL;
+    }
+    char buf[PLACEHOLDER_MAX];
+    int l = snprintf(buf, sizeof(buf), "<<%s_%u>>", custos_pii_type_name(type), ++cf->ph_next[type]);
+    cf_placeholder_t *p = &cf->ph[cf->n_ph];
+    p->ph = custos_arena_strndup(cf->req->arena, buf, (size_t)l);
+    p->orig = custos_arena_strndup(cf->req->arena, s, n);
+    if (!p->ph || !p->orig)
+        return NULL;
+    p->ph_len = (size_t)l;
+    p->orig_len = n;
+    cf->n_ph++;
+    return p;
+}
+
+/* PII on text[0..len) for direction src. Counts types into ck; lists entities into ents (may be NULL) with the
+ * given locator fields; when the action rewrites (redact / placeholder), writes the new text to *rewritten (arena;
+ * NULL when nothing changed). */
+static void screen_pii(custos_cf_t *cf, int src, const char *text, size_t len, cf_check_t *ck, json_object *ents,
+                       const char *loc_key, int loc_val, int part, char **rewritten, size_t *rewritten_len)
+{
+    custos_rai_pii_action_t act = cf->pol->pii[src];
+    if (rewritten)
+        *rewritten = NULL;
+    if (act == CUSTOS_RAI_PII_OFF || len == 0)
+        return;
+    custos_pii_span_t spans[MAX_PII_SPANS];
+    size_t n = 0;
+    ck->pii_ran = true;
+    if (custos_pii_scan(custos_safety_pii(cf->safety), text, len, &cf->w->scratch, spans, MAX_PII_SPANS, &n) < 0) {
+        ck->pii_err = true;
+        return;
+    }
+    if (n == MAX_PII_SPANS)
+        ck->pii_truncated = true;
+    ck->pii_n += (uint32_t)n;
+    for (size_t i = 0; i < n; i++) {
+        ck->pii_count[spans[i].type]++;
+        if (ents && json_object_array_length(ents) < MAX_ENTITIES) {
+            json_object *e = json_object_new_object();
+            if (!e)
+                continue;
+            json_object_object_add(e, "type", json_object_new_string(custos_pii_type_name(spans[i].type)));
+            if (loc_key)
+                json_object_object_add(e, loc_key, json_object_new_int(loc_val));
+            if (part >= 0)
+                json_object_object_add(e, "part", json_object_new_int(part));
+            json_object_object_add(e, "offset", json_object_new_int64(spans[i].start));
+            json_object_object_add(e, "length", json_object_new_int64(spans[i].end - spans[i].start));
+            json_object_array_add(ents, e);
+        }
+    }
+    if (!rewritten || n == 0 || (act != CUSTOS_RAI_PII_REDACT && act != CUSTOS_RAI_PII_PLACEHOLDER))
+        return;
+    custos_buf_t out;
+    custos_buf_init(&out, 0);
+    size_t pos = 0, cp_pos = 0, byte_pos = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        /* code points -> bytes, walking forward once */
+        size_t b0 = byte_pos + utf8_cp_offset(text + byte_pos, len - byte_pos, spans[i].start - cp_pos);
+        size_t b1 = b0 + utf8_cp_offset(text + b0, len - b0, spans[i].end - spans[i].start);
+        cp_pos = spans[i].end;
+        byte_pos = b1;
+        rc = custos_buf_append(&out, text + pos, b0 - pos);
+        const cf_placeholder_t *ph = NULL;
+        if (rc == 0 && act == CUSTOS_RAI_PII_PLACEHOLDER)
+            ph = placeholder_for(cf, spans[i].type, text + b0, b1 - b0);
+        if (rc == 0 && ph)
+            rc = custos_buf_append(&out, ph->ph, ph->ph_len);
+        else if (rc == 0)
+            rc = custos_buf_appendf(&out, "[%s]", custos_pii_type_name(spans[i].type));
+        pos = b1;
+    }
+    if (rc == 0)
+        rc = custos_buf_append(&out, text + pos, len - pos);
+    if (rc == 0) {
+        *rewritten = custos_arena_strndup(cf->req->arena, custos_buf_peek(&out), custos_buf_size(&out));
+        *rewritten_len = custos_buf_size(&out);
+        if (!*rewritten)
+            rc = CUSTOS_ENOMEM;
+    }
+    if (rc < 0)
+        ck->pii_err = true;
+    custos_buf_dispose(&out);
+}
+
+/* ---------- policy decisions and annotations ---------- */
+
+static bool harm_filtered(const custos_rai_policy_config_t *pol, int src, const cf_check_t *ck, int k)
+{
+    const custos_rai_filter_t *f = &pol->filters[k][src];
+    return ck->harm_ran && !ck->harm_err && f->enabled && f->blocking && ck->sev[k] >= f->threshold;
+}
+
+static bool pii_blocks(const custos_rai_policy_config_t *pol, int src, const cf_check_t *ck)
+{
+    return pol->pii[src] == CUSTOS_RAI_PII_BLOCK && ck->pii_n > 0;
+}
+
+static bool check_filtered(const custos_rai_policy_config_t *pol, int src, const cf_check_t *ck)
+{
+    for (int k = 0; k < CUSTOS_RAI_NCAT; k++)
+        if (harm_filtered(pol, src, ck, k))
+            return true;
+    if (src == CUSTOS_RAI_PROMPT && pol->jailbreak == CUSTOS_RAI_BLOCK && ck->jb_det)
+        return true;
+    if (src == CUSTOS_RAI_PROMPT && pol->indirect_attack == CUSTOS_RAI_BLOCK && ck->ia_det)
+        return true;
+    if (bl_filtered(pol, src, ck))
+        return true;
+    return pii_blocks(pol, src, ck);
+}
+
+static bool check_failed(const cf_check_t *ck)
+{
+    return ck->harm_err || ck->jb_err || ck->ia_err || ck->pii_err || ck->bl_err;
+}
+
+/* A check that failed to run, where the policy would block on it: the request is refused (fail closed). */
+static bool check_failed_blocking(const custos_rai_policy_config_t *pol, int src, const cf_check_t *ck)
+{
+    if (ck->harm_err)
+        for (int k = 0; k < CUSTOS_RAI_NCAT; k++)
+            if (pol->filters[k][src].blocking)
+                return true;
+    if (ck->jb_err && pol->jailbreak == CUSTOS_RAI_BLOCK)
+        return true;
+    if (ck->ia_err && pol->indirect_attack == CUSTOS_RAI_BLOCK)
+        return true;
+    if (ck->bl_err)
+        for (size_t i = 0; i < pol->n_blocklists; i++)
+            if (pol->blocklists[i].blocking && pol->blocklists[i].source[src])
+                return true;
+    return ck->pii_err && pol->pii[src] >= CUSTOS_RAI_PII_REDACT;
+}
+
+/* content_filter_results for one prompt or one choice. ents: PII entity list (ownership taken; may be NULL). */
+static json_object *annotation(const custos_cf_t *cf, int src, const cf_check_t *ck, json_object *ents)
+{
+    const custos_rai_policy_config_t *pol = cf->pol;
+    json_object *o = json_object_new_object();
+    if (!o) {
+        json_object_put(ents);
+        return NULL;
+    }
+    static const char *const cat[CUSTOS_RAI_NCAT] = {"hate", "sexual", "violence", "self_harm"};
+    if (ck->harm_ran && !ck->harm_err)
+        for (int k = 0; k < CUSTOS_RAI_NCAT; k++)
+            if (pol->filters[k][src].enabled)
+                json_object_object_add(o, cat[k], sev_obj(harm_filtered(pol, src, ck, k), ck->sev[k]));
+    if (src == CUSTOS_RAI_PROMPT && ck->jb_ran && !ck->jb_err)
+        json_object_object_add(o, "jailbreak", det_obj(pol->jailbreak == CUSTOS_RAI_BLOCK && ck->jb_det, ck->jb_det));
+    if (src == CUSTOS_RAI_PROMPT && ck->ia_ran && !ck->ia_err)
+        json_object_object_add(o, "indirect_attack",
+                               det_obj(pol->indirect_attack == CUSTOS_RAI_BLOCK && ck->ia_det, ck->ia_det));
+    if (ck->bl_ran && !ck->bl_err) {
+        /* ContentFilterDetailedResults: {"filtered", "details":[{"filtered","id"}]} for each list that matched */
+        json_object *b = json_object_new_object(), *det = json_object_new_array();
+        if (b && det) {
+            for (size_t i = 0; i < pol->n_blocklists; i++) {
+                if (!(ck->bl_hit >> i & 1))
+                    continue;
+                json_object *d = json_object_new_object();
+                if (!d)
+                    continue;
+                json_object_object_add(
+                    d, "filtered",
+                    json_object_new_boolean(pol->blocklists[i].blocking && pol->blocklists[i].source[src]));
+                json_object_object_add(d, "id", json_object_new_string(pol->blocklists[i].name));
+                json_object_array_add(det, d);
+            }
+            json_object_object_add(b, "filtered", json_object_new_boolean(bl_filtered(pol, src, ck)));
+            json_object_object_add(b, "details", det);
+            json_object_object_add(o, "custom_blocklists", b);
+        } else {
+            json_object_put(b);
+            json_object_put(det);
+        }
+    }
+    if (pol->pii[src] != CUSTOS_RAI_PII_OFF && ck->pii_ran && !ck->pii_err) {
+        json_object *p = json_object_new_object();
+        if (p) {
+            json_object_object_add(p, "filtered", json_object_new_boolean(pii_blocks(pol, src, ck)));
+            json_object_object_add(p, "detected", json_object_new_boolean(ck->pii_n > 0));
+            json_object_object_add(p, "action", json_object_new_string(pii_action_name(pol->pii[src])));
+            json_object *types = json_object_new_object();
+            for (int t = 0; types && t < CUSTOS_PII_NTYPES; t++)
+                if (ck->pii_count[t])
+                    json_object_object_add(types, custos_pii_type_name(t), json_object_new_int64(ck->pii_count[t]));
+            json_object_object_add(p, "types", types);
+            if (ents) {
+                json_object_object_add(p, "entities", ents);
+                ents = NULL;
+            }
+            if (ck->pii_truncated)
+                json_object_object_add(p, "truncated", json_object_new_boolean(true));
+            json_object_object_add(o, "pii", p);
+        }
+    }
+    json_object_put(ents);
+    if (ck->unscreened)
+        json_object_object_add(o, "unscreened_parts", json_object_new_int((int32_t)ck->unscreened));
+    if (check_failed(ck)) {
+        json_object *e = json_object_new_object();
+        if (e) {
+            json_object_object_add(e, "code", json_object_new_string("content_filter_error"));
+            json_object_object_add(e, "message", json_object_new_string("The contents are not filtered"));
+            json_object_object_add(o, "error", e);
+        }
+    }
+    return o;
+}
+
+static void summary_add(custos_cf_t *cf, int src, const cf_check_t *ck, bool filtered)
+{
+    custos_cf_summary_t *s = &cf->sum;
+    int8_t *sev = src == CUSTOS_RAI_PROMPT ? s->prompt_severity : s->completion_severity;
+    if (ck->harm_ran && !ck->harm_err)
+        for (int k = 0; k < CUSTOS_HARM_NCAT; k++)
+            if (ck->sev[k] > sev[k])
+                sev[k] = (int8_t)ck->sev[k];
+    if (src == CUSTOS_RAI_PROMPT) {
+        s->prompt_filtered |= filtered;
+        s->pii_prompt += ck->pii_n;
+    } else {
+        s->completion_filtered |= filtered;
+        s->pii_completion += ck->pii_n;
+        s->completion_screened = true;
+    }
+    s->jailbreak_detected |= ck->jb_det;
+    s->blocklist_hits += ck->bl_count;
+    s->indirect_attack_detected |= ck->ia_det;
+    s->error |= check_failed(ck);
+}
+
+/* ---------- the prompt ---------- */
+
+/* Text of a message's content: the string itself, or each {"type":"text","text":...} part. Calls fn per text
+ * node (json string object) with its part index (-1 for a plain string); counts other parts as unscreened. */
+typedef void (*text_fn)(custos_cf_t *cf, json_object *str, int msg, int part, void *ud);
+
+static void each_text(custos_cf_t *cf, json_object *content, int msg, cf_check_t *ck, text_fn fn, void *ud)
+{
+    if (!content)
+        return;
+    if (json_object_is_type(content, json_type_string)) {
+        fn(cf, content, msg, -1, ud);
+        return;
+    }
+    if (!json_object_is_type(content, json_type_array))
+        return;
+    size_t n = json_object_array_length(content);
+    for (size_t i = 0; i < n; i++) {
+        json_object *part = json_object_array_get_idx(content, i), *t = NULL;
+        if (part && json_object_is_type(part, json_type_object) && json_object_object_get_ex(part, "text", &t) &&
+            json_object_is_type(t, json_type_string))
+            fn(cf, t, msg, (int)i, ud);
+        else if (part && !json_object_is_type(part, json_type_null))
+            ck->unscreened++;
+    }
+}
+
+typedef struct prompt_ctx {
+    cf_check_t *ck;
+    json_object *ents;
+    unsigned what; /* CK_* for this message */
+} prompt_ctx_t;
+
+/* Finds <documents>...</documents> spans (Azure's convention for marking data in a prompt). Returns their count;
+ * spans[i] = {start, end} byte offsets of the inner text. */
+static size_t doc_spans(const char *s, size_t n, size_t spans[][2], size_t cap)
+{
+    static const char open[] = "<documents>", close[] = "</documents>";
+    size_t k = 0, pos = 0;
+    while (k < cap && pos < n) {
+        const char *o = memmem(s + pos, n - pos, open, sizeof(open) - 1);
+        if (!o)
+            break;
+        size_t start = (size_t)(o - s) + sizeof(open) - 1;
+        const char *c = memmem(s + start, n - start, close, sizeof(close) - 1);
+        size_t end = c ? (size_t)(c - s) : n;
+        spans[k][0] = start;
+        spans[k][1] = end;
+        k++;
+        pos = c ? end + sizeof(close) - 1 : n;
+    }
+    return k;
+}
+
+static void prompt_text(custos_cf_t *cf, json_object *str, int msg, int part, void *ud)
+{
+    prompt_ctx_t *pc = ud;
+    const char *s = json_object_get_string(str);
+    size_t n = (size_t)json_object_get_string_len(str);
+    if (pc->what & (CK_HARM | CK_JB)) {
+        size_t spans[MAX_DOC_SPANS][2];
+        size_t nd = doc_spans(s, n, spans, MAX_DOC_SPANS);
+        screen(cf, CUSTOS_RAI_PROMPT, s, n, pc->what & CK_HARM, pc->ck);
+        screen_blocklists(cf, CUSTOS_RAI_PROMPT, s, n, 0, pc->ck);
+        if (nd == 0) {
+            screen(cf, CUSTOS_RAI_PROMPT, s, n, pc->what & CK_JB, pc->ck);
+        } else {
+            /* jailbreak on the instructions, indirect attack on each document */
+            custos_buf_t rest;
+            custos_buf_init(&rest, 0);
+            size_t pos = 0;
+            int rc = 0;
+            for (size_t i = 0; i < nd && rc == 0; i++) {
+                rc = custos_buf_append(&rest, s + pos, spans[i][0] - pos);
+                screen(cf, CUSTOS_RAI_PROMPT, s + spans[i][0], spans[i][1] - spans[i][0], CK_IA, pc->ck);
+                pos = spans[i][1];
+            }
+            if (rc == 0)
+                rc = custos_buf_append(&rest, s + pos, n - pos);
+            if (rc < 0)
+                pc->ck->jb_err = true;
+            else
+                screen(cf, CUSTOS_RAI_PROMPT, custos_buf_peek(&rest), custos_buf_size(&rest), pc->what & CK_JB, pc->ck);
+            custos_buf_dispose(&rest);
+        }
+    } else if (pc->what & CK_IA) {
+        screen(cf, CUSTOS_RAI_PROMPT, s, n, CK_IA, pc->ck);
+    } else {
+        /* other roles: only <documents> spans are screened (indirect attack) */
+        size_t spans[MAX_DOC_SPANS][2];
+        size_t nd = doc_spans(s, n, spans, MAX_DOC_SPANS);
+        for (size_t i = 0; i < nd; i++)
+            screen(cf, CUSTOS_RAI_PROMPT, s + spans[i][0], spans[i][1] - spans[i][0], CK_IA, pc->ck);
+    }
+    if (pc->what & CK_PII) {
+        char *nw = NULL;
+        size_t nl = 0;
+        screen_pii(cf, CUSTOS_RAI_PROMPT, s, n, pc->ck, pc->ents, cf->chat ? "message" : NULL, msg, part, &nw, &nl);
+        if (nw)
+            json_object_set_string_len(str, nw, (int)nl);
+    }
+}
+
+static int prompt_result_add(custos_cf_t *cf, int index, const cf_check_t *ck, json_object *ents)
+{
+    json_object *r = json_object_new_object(), *a = annotation(cf, CUSTOS_RAI_PROMPT, ck, ents);
+    if (!r || !a) {
+        json_object_put(r);
+        json_object_put(a);
+        return CUSTOS_ENOMEM;
+    }
+    json_object_object_add(r, "prompt_index", json_object_new_int(index));
+    json_object_object_add(r, "content_filter_results", a);
+    return json_object_array_add(cf->prompt_results, r) == 0 ? 0 : CUSTOS_ENOMEM;
+}
+
+static void answer_blocked(custos_cf_t *cf, json_object *results, int *status)
+{
+    /* Azure's wire form (azure-wire.md 2.3): innererror.content_filter_result (singular), param "prompt". */
+    custos_buf_t b;
+    custos_buf_init(&b, 0);
+    int rc = custos_buf_append_lit(&b, "{\"error\":{\"message\":");
+    rc = rc ? rc : custos_json_append_string(&b, MSG_PROMPT_FILTERED, sizeof(MSG_PROMPT_FILTERED) - 1);
+    rc =
+        rc ? rc
+           : custos_buf_append_lit(&b, ",\"type\":null,\"param\":\"prompt\",\"code\":\"content_filter\",\"status\":400,"
+                                       "\"innererror\":{\"code\":\"ResponsibleAIPolicyViolation\",\"content_filter_"
+                                       "result\":");
+    rc = rc ? rc : custos_json_write(&b, results);
+    rc = rc ? rc : custos_buf_append_lit(&b, "}}}");
+    if (rc < 0) {
+        custos_http_respond_error(cf->req, 500, "internal_error", "Out of memory.", NULL, 0);
+        *status = 500;
+    } else {
+        custos_http_header_t h[1] = {{"content-type", 12, "application/json", 16}};
+        custos_http_respond(cf->req, 400, h, 1, custos_buf_peek(&b), custos_buf_size(&b));
+        *status = 400;
+    }
+    custos_buf_dispose(&b);
+}
+
+static void answer_check_failed(custos_cf_t *cf, int *status)
+{
+    custos_http_respond_error(cf->req, 500, "content_filter_error",
+                              "The content filter could not screen the prompt and the policy blocks on it, so the "
+                              "request was not sent. Shorter input may help; see docs/content-filtering.md.",
+                              NULL, 0);
+    *status = 500;
+}
+
+static int get_n(json_object *body, const char *key, unsigned *out)
+{
+    json_object *o;
+    if (!json_object_object_get_ex(body, key, &o) || json_object_is_type(o, json_type_null))
+        return 0;
+    if (!json_object_is_type(o, json_type_int))
+        return CUSTOS_EINVAL;
+    int64_t v = json_object_get_int64(o);
+    if (v < 1 || v > CUSTOS_CF_MAX_CHOICES)
+        return CUSTOS_EINVAL;
+    if ((unsigned)v > *out)
+        *out = (unsigned)v;
+    return 0;
+}
+
+custos_cf_outcome_t custos_cf_prompt(custos_worker_t *w, custos_http_req_t *req, const custos_deployment_config_t *dep,
+                                     custos_op_t op, json_object *body, bool stream, custos_cf_t **out, int *status)
+{
+    *out = NULL;
+    *status = 0;
+    bool chat = op == CUSTOS_OP_CHAT;
+    if (!chat && op != CUSTOS_OP_COMPLETIONS)
+        return CUSTOS_CF_PASS; /* embeddings and the rest are not content-filtered (as in Azure) */
+    custos_cf_t *cf = custos_arena_alloc(req->arena, sizeof(*cf));
+    if (!cf) {
+        custos_http_respond_error(req, 503, "server_busy", "Out of memory.", NULL, 0);
+        *status = 503;
+        return CUSTOS_CF_ANSWERED;
+    }
+    memset(cf, 0, sizeof(*cf));
+    cf->w = w;
+    cf->req = req;
+    cf->pol = dep->rai;
+    cf->safety = w->gw->safety;
+    cf->chat = chat;
+    cf->stream = stream;
+    cf->n = 1;
+    memset(cf->sum.prompt_severity, -1, sizeof(cf->sum.prompt_severity));
+    memset(cf->sum.completion_severity, -1, sizeof(cf->sum.completion_severity));
+    if (get_n(body, "n", &cf->n) < 0 || get_n(body, "best_of", &cf->n) < 0) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "'n' and 'best_of' must be integers from 1 to %d.", CUSTOS_CF_MAX_CHOICES);
+        custos_http_respond_error(req, 400, "invalid_request_error", msg, NULL, 0);
+        *status = 400;
+        return CUSTOS_CF_ANSWERED;
+    }
+    blocklists_setup(cf);
+    cf->prompt_results = json_object_new_array();
+    if (!cf->prompt_results) {
+        custos_http_respond_error(req, 503, "server_busy", "Out of memory.", NULL, 0);
+        *status = 503;
+        return CUSTOS_CF_ANSWERED;
+    }
+    bool filtered = false, failed = false;
+    json_object *blocked = NULL; /* content_filter_result of the first filtered prompt */
+    unsigned pii = cf->pol->pii[CUSTOS_RAI_PROMPT] != CUSTOS_RAI_PII_OFF ? CK_PII : 0;
+    if (chat) {
+        json_object *msgs = NULL;
+        cf_check_t ck = {0};
+        json_object *ents =
+            pii && cf->pol->pii[CUSTOS_RAI_PROMPT] == CUSTOS_RAI_PII_ANNOTATE ? json_object_new_array() : NULL;
+        if (json_object_object_get_ex(body, "messages", &msgs) && json_object_is_type(msgs, json_type_array)) {
+            size_t n = json_object_array_length(msgs);
+            int last_user = -1;
+            for (size_t i = 0; i < n; i++) {
+                json_object *m = json_object_array_get_idx(msgs, i), *role;
+                if (m && json_object_object_get_ex(m, "role", &role) && json_object_is_type(role, json_type_string) &&
+                    strcmp(json_object_get_string(role), "user") == 0)
+                    last_user = (int)i;
+            }
+            for (size_t i = 0; i < n; i++) {
+                json_object *m = json_object_array_get_idx(msgs, i), *role = NULL, *content = NULL;
+                if (!m || !json_object_is_type(m, json_type_object))
+                    continue;
+                json_object_object_get_ex(m, "role", &role);
+                json_object_object_get_ex(m, "content", &content);
+                const char *r = role && json_object_is_type(role, json_type_string) ? json_object_get_string(role) : "";
+                prompt_ctx_t pc = {.ck = &ck, .ents = ents, .what = pii};
+                if ((int)i == last_user)
+                    pc.what |= CK_HARM | CK_JB;
+                else if (strcmp(r, "tool") == 0 || strcmp(r, "function") == 0)
+                    pc.what |= CK_IA;
+                each_text(cf, content, (int)i, &ck, prompt_text, &pc);
+            }
+        }
+        filtered = check_filtered(cf->pol, CUSTOS_RAI_PROMPT, &ck);
+        failed = check_failed_blocking(cf->pol, CUSTOS_RAI_PROMPT, &ck);
+        summary_add(cf, CUSTOS_RAI_PROMPT, &ck, filtered);
+        if (prompt_result_add(cf, 0, &ck, ents) < 0)
+            failed = true;
+    } else {
+        json_object *pr = NULL;
+        json_object_object_get_ex(body, "prompt", &pr);
+        size_t n = pr && json_object_is_type(pr, json_type_array) ? json_object_array_length(pr) : 1;
+        for (size_t i = 0; i < n; i++) {
+            json_object *s = pr && json_object_is_type(pr, json_type_array) ? json_object_array_get_idx(pr, i) : pr;
+            cf_check_t ck = {0};
+            json_object *ents =
+                pii && cf->pol->pii[CUSTOS_RAI_PROMPT] == CUSTOS_RAI_PII_ANNOTATE ? json_object_new_array() : NULL;
+            prompt_ctx_t pc = {.ck = &ck, .ents = ents, .what = pii | CK_HARM | CK_JB};
+            if (s && json_object_is_type(s, json_type_string))
+                prompt_text(cf, s, (int)i, -1, &pc);
+            else if (s && !json_object_is_type(s, json_type_null))
+                ck.unscreened++; /* token arrays */
+            bool f = check_filtered(cf->pol, CUSTOS_RAI_PROMPT, &ck);
+            failed |= check_failed_blocking(cf->pol, CUSTOS_RAI_PROMPT, &ck);
+            summary_add(cf, CUSTOS_RAI_PROMPT, &ck, f);
+            if (prompt_result_add(cf, (int)i, &ck, ents) < 0)
+                failed = true;
+            if (f && !filtered) {
+                filtered = true;
+                blocked = json_object_array_get_idx(cf->prompt_results, i);
+            }
+        }
+    }
+    if (failed) {
+        answer_check_failed(cf, status);
+        *out = cf;
+        return CUSTOS_CF_ANSWERED;
+    }
+    if (filtered) {
+        if (!blocked)
+            blocked = json_object_array_get_idx(cf->prompt_results, 0);
+        json_object *res = NULL;
+        json_object_object_get_ex(blocked, "content_filter_results", &res);
+        answer_blocked(cf, res, status);
+        *out = cf;
+        return CUSTOS_CF_ANSWERED;
+    }
+    for (int k = 0; k < CUSTOS_RAI_NCAT; k++)
+        cf->completion_active |= cf->pol->filters[k][CUSTOS_RAI_COMPLETION].enabled;
+    cf->completion_active |= cf->pol->pii[CUSTOS_RAI_COMPLETION] != CUSTOS_RAI_PII_OFF || cf->n_ph > 0;
+    cf->completion_active |= cf->bl_n[CUSTOS_RAI_COMPLETION] > 0 || cf->bl_missing[CUSTOS_RAI_COMPLETION];
+    *out = cf;
+    return CUSTOS_CF_PASS;
+}
+
+/* ---------- the completion ---------- */
+
+/* Restores PII placeholders in s[0..n) into out. */
+static int restore_placeholders(const custos_cf_t *cf, const char *s, size_t n, custos_buf_t *out)
+{
+    size_t pos = 0;
+    while (pos < n) {
+        const char *o = cf->n_ph ? memmem(s + pos, n - pos, "<<", 2) : NULL;
+        if (!o)
+            break;
+        size_t at = (size_t)(o - s);
+        const cf_placeholder_t *hit = NULL;
+        for (size_t i = 0; i < cf->n_ph; i++)
+            if (cf->ph[i].ph_len <= n - at && memcmp(s + at, cf->ph[i].ph, cf->ph[i].ph_len) == 0) {
+                hit = &cf->ph[i];
+                break;
+            }
+        int rc = custos_buf_append(out, s + pos, at - pos);
+        if (rc < 0)
+            return rc;
+        if (hit) {
+            if ((rc = custos_buf_append(out, hit->orig, hit->orig_len)) < 0)
+                return rc;
+            pos = at + hit->ph_len;
+        } else {
+            if ((rc = custos_buf_append(out, "<<", 2)) < 0)
+                return rc;
+            pos = at + 2;
+        }
+    }
+    return custos_buf_append(out, s + pos, n - pos);
+}
+
+/* Screens one completion text (already restored). When the PII action rewrites, *rewritten receives the new
+ * text (arena) or stays NULL. */
+static void screen_completion(custos_cf_t *cf, const char *ctx, size_t ctx_len, const char *text, size_t len,
+                              cf_check_t *ck, json_object *ents, char **rewritten, size_t *rewritten_len)
+{
+    if (ctx_len) {
+        /* the window with the text before it, so that what straddles the boundary is judged whole */
+        custos_buf_t b;
+        custos_buf_init(&b, 0);
+        if (custos_buf_append(&b, ctx, ctx_len) < 0 || custos_buf_append(&b, text, len) < 0) {
+            ck->harm_err = true;
+        } else {
+            screen(cf, CUSTOS_RAI_COMPLETION, custos_buf_peek(&b), custos_buf_size(&b), CK_HARM, ck);
+            /* a term split across the window boundary is found whole; one already reported is not again */
+            screen_blocklists(cf, CUSTOS_RAI_COMPLETION, custos_buf_peek(&b), custos_buf_size(&b), ctx_len, ck);
+        }
+        custos_buf_dispose(&b);
+    } else {
+        screen(cf, CUSTOS_RAI_COMPLETION, text, len, CK_HARM, ck);
+        screen_blocklists(cf, CUSTOS_RAI_COMPLETION, text, len, 0, ck);
+    }
+    screen_pii(cf, CUSTOS_RAI_COMPLETION, text, len, ck, ents, NULL, 0, -1, rewritten, rewritten_len);
+}
+
+static json_object *choice_text_node(json_object *choice, bool chat, json_object **parent)
+{
+    json_object *t = NULL;
+    *parent = choice;
+    if (chat) {
+        json_object *m = NULL;
+        if (!json_object_object_get_ex(choice, "message", &m) || !json_object_is_type(m, json_type_object))
+            return NULL;
+        *parent = m;
+        json_object_object_get_ex(m, "content", &t);
+    } else {
+        json_object_object_get_ex(choice, "text", &t);
+    }
+    return t && json_object_is_type(t, json_type_string) ? t : NULL;
+}
+
+int custos_cf_response(custos_cf_t *cf, custos_buf_t *body)
+{
+    json_object *root = NULL;
+    if (custos_json_parse(custos_buf_peek(body), custos_buf_size(body), 128, &root, NULL, NULL) < 0 || !root ||
+        !json_object_is_type(root, json_type_object)) {
+        json_object_put(root);
+        return 0;
+    }
+    json_object *choices = NULL;
+    int rc = 0;
+    if (json_object_object_get_ex(root, "choices", &choices) && json_object_is_type(choices, json_type_array)) {
+        size_t n = json_object_array_length(choices);
+        for (size_t i = 0; i < n; i++) {
+            json_object *c = json_object_array_get_idx(choices, i), *parent;
+            if (!c || !json_object_is_type(c, json_type_object))
+                continue;
+            json_object *t = choice_text_node(c, cf->chat, &parent);
+            cf_check_t ck = {0};
+            json_object *ents =
+                cf->pol->pii[CUSTOS_RAI_COMPLETION] == CUSTOS_RAI_PII_ANNOTATE ? json_object_new_array() : NULL;
+            if (t) {
+                const char *s = json_object_get_string(t);
+                size_t len = (size_t)json_object_get_string_len(t);
+                if (cf->n_ph) {
+                    custos_buf_t r;
+                    custos_buf_init(&r, 0);
+                    if (restore_placeholders(cf, s, len, &r) == 0)
+                        json_object_set_string_len(t, custos_buf_peek(&r), (int)custos_buf_size(&r));
+                    custos_buf_dispose(&r);
+                    s = json_object_get_string(t);
+                    len = (size_t)json_object_get_string_len(t);
+                }
+                char *nw = NULL;
+                size_t nl = 0;
+                screen_completion(cf, NULL, 0, s, len, &ck, ents, &nw, &nl);
+                if (nw)
+                    json_object_set_string_len(t, nw, (int)nl);
+            }
+            bool filtered = check_filtered(cf->pol, CUSTOS_RAI_COMPLETION, &ck) ||
+                            check_failed_blocking(cf->pol, CUSTOS_RAI_COMPLETION, &ck);
+            summary_add(cf, CUSTOS_RAI_COMPLETION, &ck, filtered);
+            if (filtered) {
+                /* content withheld; the other choices finish normally */
+                json_object_object_add(c, "finish_reason", json_object_new_string("content_filter"));
+                if (cf->chat)
+                    json_object_object_add(parent, "content", NULL);
+                else
+                    json_object_object_add(c, "text", json_object_new_string(""));
+                json_object_object_del(c, "logprobs");
+                if (cf->chat)
+                    json_object_object_del(parent, "tool_calls");
+            }
+            json_object *a = annotation(cf, CUSTOS_RAI_COMPLETION, &ck, ents);
+            if (!a) {
+                rc = CUSTOS_ENOMEM;
+                break;
+            }
+            json_object_object_add(c, "content_filter_results", a);
+        }
+    }
+    if (rc == 0) {
+        json_object_object_add(root, "prompt_filter_results", json_object_get(cf->prompt_results));
+        custos_buf_t nb;
+        custos_buf_init(&nb, 0);
+        rc = custos_json_write(&nb, root);
+        if (rc == 0) {
+            custos_buf_reset(body);
+            size_t max = body->max;
+            body->max = SIZE_MAX; /* the annotated answer may be a little larger than the upstream's */
+            rc = custos_buf_append(body, custos_buf_peek(&nb), custos_buf_size(&nb));
+            body->max = max;
+        }
+        custos_buf_dispose(&nb);
+    }
+    json_object_put(root);
+    return rc;
+}
+
+/* ---------- streaming ---------- */
+
+static int write_event_obj(custos_buf_t *out, json_object *o)
+{
+    custos_buf_t b;
+    custos_buf_init(&b, 0);
+    int rc = custos_json_write(&b, o);
+    if (rc == 0)
+        rc = custos_sse_write_event(out, custos_buf_peek(&b), custos_buf_size(&b));
+    custos_buf_dispose(&b);
+    return rc;
+}
+
+int custos_cf_stream_first(custos_cf_t *cf, custos_buf_t *out)
+{
+    json_object *o = json_object_new_object();
+    if (!o)
+        return CUSTOS_ENOMEM;
+    json_object_object_add(o, "choices", json_object_new_array());
+    json_object_object_add(o, "created", json_object_new_int(0));
+    json_object_object_add(o, "id", json_object_new_string(""));
+    json_object_object_add(o, "model", json_object_new_string(""));
+    json_object_object_add(o, "object", json_object_new_string(""));
+    json_object_object_add(o, "prompt_filter_results", json_object_get(cf->prompt_results));
+    int rc = write_event_obj(out, o);
+    json_object_put(o);
+    return rc;
+}
+
+static cf_choice_t *choice_get(custos_cf_t *cf, int64_t idx)
+{
+    if (idx < 0 || idx >= CUSTOS_CF_MAX_CHOICES)
+        return NULL;
+    cf_choice_t *c = cf->choices[idx];
+    if (!c) {
+        c = custos_arena_alloc(cf->req->arena, sizeof(*c));
+        if (!c)
+            return NULL;
+        memset(c, 0, sizeof(*c));
+        custos_buf_init(&c->pending, 0);
+        custos_buf_init(&c->context, 0);
+        cf->choices[idx] = c;
+    }
+    c->seen = true;
+    return c;
+}
+
+static void remember_template(custos_cf_t *cf, json_object *ev)
+{
+    json_object *o;
+    custos_arena_t *a = cf->req->arena;
+    if (!cf->id && json_object_object_get_ex(ev, "id", &o) && json_object_is_type(o, json_type_string))
+        cf->id = custos_arena_strdup(a, json_object_get_string(o));
+    if (!cf->object && json_object_object_get_ex(ev, "object", &o) && json_object_is_type(o, json_type_string))
+        cf->object = custos_arena_strdup(a, json_object_get_string(o));
+    if (!cf->model && json_object_object_get_ex(ev, "model", &o) && json_object_is_type(o, json_type_string))
+        cf->model = custos_arena_strdup(a, json_object_get_string(o));
+    if (!cf->fingerprint && json_object_object_get_ex(ev, "system_fingerprint", &o) &&
+        json_object_is_type(o, json_type_string))
+        cf->fingerprint = custos_arena_strdup(a, json_object_get_string(o));
+    if (!cf->created && json_object_object_get_ex(ev, "created", &o) && json_object_is_type(o, json_type_int))
+        cf->created = json_object_get_int64(o);
+}
+
+/* A chunk for one choice in the upstream's shape. text may be NULL (no content field); finish may be NULL. */
+static int write_chunk(custos_cf_t *cf, custos_buf_t *out, int idx, cf_choice_t *c, const char *text, size_t len,
+                       const char *finish, json_object *annot)
+{
+    json_object *o = json_object_new_object(), *ch = json_object_new_object(), *arr = json_object_new_array();
+    if (!o || !ch || !arr) {
+        json_object_put(o);
+        json_object_put(ch);
+        json_object_put(arr);
+        json_object_put(annot);
+        return CUSTOS_ENOMEM;
+    }
+    json_object_object_add(o, "id", json_object_new_string(cf->id ? cf->id : ""));
+    json_object_object_add(o, "object",
+                           json_object_new_string(cf->object ? cf->object
+                                                  : cf->chat ? "chat.completion.chunk"
+                                                             : "text_completion"));
+    json_object_object_add(o, "created", json_object_new_int64(cf->created));
+    json_object_object_add(o, "model", json_object_new_string(cf->model ? cf->model : ""));
+    if (cf->fingerprint)
+        json_object_object_add(o, "system_fingerprint", json_object_new_string(cf->fingerprint));
+    json_object_object_add(ch, "index", json_object_new_int(idx));
+    if (cf->chat) {
+        json_object *d = json_object_new_object();
+        if (d && c->role_pending) {
+            json_object_object_add(d, "role", json_object_new_string("assistant"));
+            c->role_pending = false;
+        }
+        if (d && text)
+            json_object_object_add(d, "content", json_object_new_string_len(text, (int)len));
+        json_object_object_add(ch, "delta", d);
+    } else {
+        json_object_object_add(ch, "text", json_object_new_string_len(text ? text : "", text ? (int)len : 0));
+    }
+    json_object_object_add(ch, "logprobs", NULL);
+    json_object_object_add(ch, "finish_reason", finish ? json_object_new_string(finish) : NULL);
+    if (annot)
+        json_object_object_add(ch, "content_filter_results", annot);
+    json_object_array_add(arr, ch);
+    json_object_object_add(o, "choices", arr);
+    int rc = write_event_obj(out, o);
+    json_object_put(o);
+    return rc;
+}
+
+/* Async mode: an annotation-only frame (azure-wire.md 2.5). */
+static int write_async_annotation(custos_cf_t *cf, custos_buf_t *out, int idx, uint64_t start, uint64_t end,
+                                  const char *finish, json_object *annot)
+{
+    json_object *o = json_object_new_object(), *ch = json_object_new_object(), *arr = json_object_new_array(),
+                *off = json_object_new_object();
+    if (!o || !ch || !arr || !off) {
+        json_object_put(o);
+        json_object_put(ch);
+        json_object_put(arr);
+        json_object_put(off);
+        json_object_put(annot);
+        return CUSTOS_ENOMEM;
+    }
+    (void)cf;
+    json_object_object_add(o, "id", json_object_new_string(""));
+    json_object_object_add(o, "object", json_object_new_string(""));
+    json_object_object_add(o, "created", json_object_new_int(0));
+    json_object_object_add(o, "model", json_object_new_string(""));
+    json_object_object_add(ch, "index", json_object_new_int(idx));
+    json_object_object_add(ch, "finish_reason", finish ? json_object_new_string(finish) : NULL);
+    json_object_object_add(ch, "content_filter_results", annot);
+    json_object_object_add(off, "check_offset", json_object_new_int64((int64_t)end));
+    json_object_object_add(off, "start_offset", json_object_new_int64((int64_t)start));
+    json_object_object_add(off, "end_offset", json_object_new_int64((int64_t)end));
+    json_object_object_add(ch, "content_filter_offsets", off);
+    json_object_array_add(arr, ch);
+    json_object_object_add(o, "choices", arr);
+    json_object_object_add(o, "usage", NULL);
+    int rc = write_event_obj(out, o);
+    json_object_put(o);
+    return rc;
+}
+
+static int write_done(custos_cf_t *cf, custos_buf_t *out)
+{
+    cf->done = true;
+    return custos_sse_write_event(out, "[DONE]", 6);
+}
+
+/* Where the next window ends in pending (bytes), or 0 when it should wait for more text. final: take it all. */
+static size_t window_end(const custos_cf_t *cf, const cf_choice_t *c, bool final)
+{
+    const char *s = custos_buf_peek(&c->pending);
+    size_t n = custos_buf_size(&c->pending);
+    if (n == 0)
+        return 0;
+    /* never cut inside a PII placeholder that may still be completed by the next chunk */
+    size_t limit = n;
+    if (!final && cf->n_ph) {
+        size_t from = n > PLACEHOLDER_MAX ? n - PLACEHOLDER_MAX : 0;
+        const char *o = NULL;
+        for (const char *q = s + from; (q = memmem(q, (size_t)(s + n - q), "<<", 2)) != NULL; q += 2)
+            o = q;
+        if (o && !memmem(o, (size_t)(s + n - o), ">>", 2))
+            limit = (size_t)(o - s);
+    }
+    if (final)
+        return n;
+    size_t cps = utf8_cp_count(s, limit);
+    const custos_rai_policy_config_t *pol = cf->pol;
+    if (cps < pol->window_min_chars)
+        return 0;
+    /* the last sentence end after window_min_chars, within window_max_chars */
+    size_t min_b = utf8_cp_offset(s, limit, pol->window_min_chars);
+    size_t max_b = utf8_cp_offset(s, limit, pol->window_max_chars);
+    for (size_t i = max_b; i > min_b; i--) {
+        char ch = s[i - 1];
+        if (ch == '\n' ||
+            ((ch == '.' || ch == '!' || ch == '?' || ch == ';') && (i == limit || s[i] == ' ' || s[i] == '\n')))
+            return i;
+    }
+    if (cps < pol->window_max_chars)
+        return 0;
+    /* forced cut at the window bound: prefer the last space in its final fifth, so a word or an identifier
+     * is not split */
+    size_t floor_b = utf8_cp_offset(s, limit, pol->window_max_chars - pol->window_max_chars / 5);
+    for (size_t i = max_b; i > floor_b; i--)
+        if (s[i - 1] == ' ' || s[i - 1] == '\n')
+            return i;
+    return max_b;
+}
+
+/* Screens the next window of choice idx (len bytes of pending) and releases it (default mode) or annotates it
+ * (async mode). Returns 0, 1 when the choice was filtered, or a negative code. */
+static int release_window(custos_cf_t *cf, int idx, cf_choice_t *c, size_t len, custos_buf_t *out)
+{
+    const char *s = custos_buf_peek(&c->pending);
+    custos_buf_t restored;
+    custos_buf_init(&restored, 0);
+    int rc = 0;
+    if (cf->n_ph && cf->pol->mode == CUSTOS_RAI_MODE_DEFAULT) {
+        if ((rc = restore_placeholders(cf, s, len, &restored)) < 0)
+            goto out;
+        s = custos_buf_peek(&restored);
+    }
+    size_t slen = cf->n_ph && cf->pol->mode == CUSTOS_RAI_MODE_DEFAULT ? custos_buf_size(&restored) : len;
+    cf_check_t ck = {0};
+    json_object *ents = cf->pol->pii[CUSTOS_RAI_COMPLETION] == CUSTOS_RAI_PII_ANNOTATE ? json_object_new_array() : NULL;
+    char *nw = NULL;
+    size_t nl = 0;
+    screen_completion(cf, custos_buf_peek(&c->context), custos_buf_size(&c->context), s, slen, &ck, ents,
+                      cf->pol->mode == CUSTOS_RAI_MODE_DEFAULT ? &nw : NULL, &nl);
+    bool filtered = check_filtered(cf->pol, CUSTOS_RAI_COMPLETION, &ck) ||
+                    check_failed_blocking(cf->pol, CUSTOS_RAI_COMPLETION, &ck);
+    summary_add(cf, CUSTOS_RAI_COMPLETION, &ck, filtered);
+    check_merge(&c->total, &ck);
+    uint64_t start = c->screened_cp, end = start + utf8_cp_count(s, slen);
+    json_object *annot = annotation(cf, CUSTOS_RAI_COMPLETION, &ck, ents);
+    if (!annot) {
+        rc = CUSTOS_ENOMEM;
+        goto out;
+    }
+    if (cf->pol->mode == CUSTOS_RAI_MODE_ASYNC)
+        rc = write_async_annotation(cf, out, idx, start, end, filtered ? "content_filter" : NULL, annot);
+    else if (filtered)
+        rc = write_chunk(cf, out, idx, c, NULL, 0, "content_filter", annot);
+    else
+        rc = write_chunk(cf, out, idx, c, nw ? nw : s, nw ? nl : slen, NULL, annot);
+    if (rc < 0)
+        goto out;
+    c->screened_cp = end;
+    /* keep the tail as context for the next window */
+    if (cf->pol->context_chars) {
+        if ((rc = custos_buf_append(&c->context, s, slen)) < 0)
+            goto out;
+        size_t keep = utf8_tail(custos_buf_peek(&c->context), custos_buf_size(&c->context), cf->pol->context_chars);
+        custos_buf_consume(&c->context, keep);
+    }
+    custos_buf_consume(&c->pending, len);
+    if (filtered) {
+        c->done = c->filtered = true;
+        cf->n_filtered++;
+        rc = 1;
+    }
+out:
+    custos_buf_dispose(&restored);
+    return rc;
+}
+
+static int flush_choice(custos_cf_t *cf, int idx, cf_choice_t *c, bool final, custos_buf_t *out)
+{
+    size_t end;
+    while (!c->done && (end = window_end(cf, c, final)) > 0) {
+        int rc = release_window(cf, idx, c, end, out);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* The stream ends for the client once every choice asked for was filtered (or, in async mode, any). */
+static bool all_filtered(const custos_cf_t *cf)
+{
+    return cf->pol->mode == CUSTOS_RAI_MODE_ASYNC ? cf->n_filtered > 0 : cf->n_filtered >= cf->n;
+}
+
+int custos_cf_stream_event(custos_cf_t *cf, const char *data, size_t len, custos_buf_t *out)
+{
+    if (cf->done)
+        return 1;
+    bool async = cf->pol->mode == CUSTOS_RAI_MODE_ASYNC;
+    if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+        int rc = custos_cf_stream_end(cf, true, out);
+        return rc < 0 ? rc : 1;
+    }
+    if (!cf->completion_active)
+        return custos_sse_write_event(out, data, len); /* nothing to screen: relayed as it is */
+    json_object *ev = NULL;
+    if (custos_json_parse(data, len, 64, &ev, NULL, NULL) < 0 || !ev || !json_object_is_type(ev, json_type_object)) {
+        /* not JSON: cannot be screened, so it is not passed on (fail closed); counted as a filter error */
+        json_object_put(ev);
+        cf->sum.error = true;
+        return 0;
+    }
+    json_object *choices = NULL;
+    int rc = 0;
+    if (!json_object_object_get_ex(ev, "choices", &choices) || !json_object_is_type(choices, json_type_array) ||
+        json_object_array_length(choices) == 0) {
+        /* no choices: the upstream's own prompt annotations are replaced by ours; anything else (usage, error)
+         * carries no completion text and passes */
+        if (!json_object_object_get_ex(ev, "prompt_filter_results", NULL) &&
+            !json_object_object_get_ex(ev, "prompt_annotations", NULL))
+            rc = custos_sse_write_event(out, data, len);
+        json_object_put(ev);
+        return rc;
+    }
+    remember_template(cf, ev);
+    if (async)
+        rc = custos_sse_write_event(out, data, len); /* text flows at once; annotations follow */
+    size_t n = json_object_array_length(choices);
+    for (size_t i = 0; i < n && rc >= 0; i++) {
+        json_object *ch = json_object_array_get_idx(choices, i), *o = NULL, *delta = NULL, *t = NULL;
+        if (!ch || !json_object_is_type(ch, json_type_object))
+            continue;
+        int64_t idx = json_object_object_get_ex(ch, "index", &o) ? json_object_get_int64(o) : (int64_t)i;
+        cf_choice_t *c = choice_get(cf, idx);
+        if (!c) {
+            cf->sum.error = true; /* index beyond CUSTOS_CF_MAX_CHOICES: dropped */
+            continue;
+        }
+        if (c->done)
+            continue;
+        if (cf->chat) {
+            if (json_object_object_get_ex(ch, "delta", &delta) && json_object_is_type(delta, json_type_object)) {
+                if (json_object_object_get_ex(delta, "role", NULL))
+                    c->role_pending = true;
+                json_object_object_get_ex(delta, "content", &t);
+            }
+        } else {
+            json_object_object_get_ex(ch, "text", &t);
+        }
+        if (t && json_object_is_type(t, json_type_string))
+            rc = custos_buf_append(&c->pending, json_object_get_string(t), (size_t)json_object_get_string_len(t));
+        if (rc < 0)
+            break;
+        bool other = false; /* tool / function call deltas: passed on in order, after the text before them */
+        if (delta) {
+            json_object_object_foreach(delta, k, v)
+            {
+                (void)v;
+                if (strcmp(k, "role") != 0 && strcmp(k, "content") != 0 && !json_object_is_type(v, json_type_null))
+                    other = true;
+            }
+        }
+        json_object *fr = NULL;
+        json_object_object_get_ex(ch, "finish_reason", &fr);
+        bool finish = fr && json_object_is_type(fr, json_type_string);
+        if ((rc = flush_choice(cf, (int)idx, c, finish || other, out)) < 0)
+            break;
+        rc = 0;
+        if (c->done)
+            continue; /* filtered */
+        if (other && !async) {
+            json_object *copy = NULL;
+            if (json_object_deep_copy(ch, &copy, NULL) < 0 || !copy) {
+                rc = CUSTOS_ENOMEM;
+                break;
+            }
+            json_object *d2 = NULL;
+            if (json_object_object_get_ex(copy, "delta", &d2)) {
+                json_object_object_del(d2, "content");
+                if (c->role_pending)
+                    c->role_pending = false;
+                else
+                    json_object_object_del(d2, "role");
+            }
+            json_object_object_del(copy, "logprobs");
+            json_object *wrap = json_object_new_object(), *arr = json_object_new_array();
+            json_object_object_add(wrap, "id", json_object_new_string(cf->id ? cf->id : ""));
+            json_object_object_add(wrap, "object", json_object_new_string(cf->object ? cf->object : ""));
+            json_object_object_add(wrap, "created", json_object_new_int64(cf->created));
+            json_object_object_add(wrap, "model", json_object_new_string(cf->model ? cf->model : ""));
+            json_object_array_add(arr, copy);
+            json_object_object_add(wrap, "choices", arr);
+            rc = write_event_obj(out, wrap);
+            json_object_put(wrap);
+            if (rc < 0)
+                break;
+            if (finish)
+                c->done = true;
+            continue;
+        }
+        if (finish && !c->done) {
+            if (!async && (rc = write_chunk(cf, out, (int)idx, c, NULL, 0, json_object_get_string(fr), NULL)) < 0)
+                break;
+            c->done = true;
+        }
+    }
+    json_object_put(ev);
+    if (rc < 0)
+        return rc;
+    if (all_filtered(cf)) {
+        rc = write_done(cf, out);
+        return rc < 0 ? rc : 1;
+    }
+    return 0;
+}
+
+int custos_cf_stream_end(custos_cf_t *cf, bool complete, custos_buf_t *out)
+{
+    if (cf->done)
+        return 0;
+    for (int i = 0; i < CUSTOS_CF_MAX_CHOICES; i++) {
+        cf_choice_t *c = cf->choices[i];
+        if (!c || c->done)
+            continue;
+        int rc = flush_choice(cf, i, c, true, out);
+        if (rc < 0)
+            return rc;
+    }
+    if (!complete)
+        return 0;
+    return write_done(cf, out);
+}
+
+bool custos_cf_stream_done(const custos_cf_t *cf)
+{
+    return cf->done;
+}
+
+const custos_cf_summary_t *custos_cf_summary(const custos_cf_t *cf)
+{
+    return &cf->sum;
+}
+
+void custos_cf_release(custos_cf_t *cf)
+{
+    if (!cf)
+        return;
+    for (int i = 0; i < CUSTOS_CF_MAX_CHOICES; i++)
+        if (cf->choices[i]) {
+            custos_buf_dispose(&cf->choices[i]->pending);
+            custos_buf_dispose(&cf->choices[i]->context);
+            cf->choices[i] = NULL;
+        }
+    json_object_put(cf->prompt_results);
+    cf->prompt_results = NULL;
+    custos_blocklists_unref(cf->bl);
+    cf->bl = NULL;
+    /* placeholders live in the request arena, which is freed with the request */
+}

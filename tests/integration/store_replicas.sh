@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Two custos replicas on one throwaway PostgreSQL 15 (tests/tools/store_services.sh): both start at once (the
+# schema is made once, under an advisory lock); a key created with the CLI, a key revoked on one replica and a
+# role assignment made on the other reach both within the documented delay (storage.poll_interval_ms, here
+# 500 ms; the test allows 15 s and prints what it measured). Then kill -9 of writers on PostgreSQL.
+source "$(dirname "$0")/lib.sh"
+source "$CUSTOS_SRC/tests/tools/store_services.sh"
+pg_start
+
+MP=$(free_port)
+start_mock "$MP"
+mkdir -m 700 "$T/keys"
+printf '%s' "admin-key-123" >"$T/admin.key"
+replica() { # NAME PORT
+  mkdir -p "$T/$1"
+  cp "$T/admin.key" "$T/$1/admin.key"
+  cp "$PG_PWFILE" "$T/$1/pgpw"
+  cat >"$T/$1/custos.yaml" <<YAML
+server: {workers: 2, drain_timeout_ms: 2000}
+listeners:
+  - address: "127.0.0.1:$2"
+identity:
+  api_keys:
+    - {name: root, key_file: admin.key, principal: ops-admin, roles: [admin]}
+storage:
+  driver: postgres
+  url: "$PG_URL"
+  password_file: pgpw
+  poll_interval_ms: 500
+  encryption: {key_dir: "$T/keys"}
+backends:
+  - {name: mock, provider: openai, url: "http://127.0.0.1:$MP"}
+deployments:
+  - {name: demo, backends: [mock]}
+  - {name: other, backends: [mock]}
+YAML
+}
+PA=$(free_port)
+PB=$(free_port)
+replica a "$PA"
+replica b "$PB"
+"$CUSTOS_BIN" serve -c "$T/a/custos.yaml" >>"$T/custos-a.log" 2>&1 &
+A_PID=$!
+"$CUSTOS_BIN" serve -c "$T/b/custos.yaml" >>"$T/custos-b.log" 2>&1 &
+B_PID=$!
+PIDS+=("$A_PID" "$B_PID")
+wait_port "$PA" 30 && wait_port "$PB" 30 && ok "two replicas started together on one database" ||
+  fail "replicas start" "$(tail -3 "$T"/custos-*.log)"
+check_contains "replica a: postgres store" "store: postgres" "$(cat "$T/custos-a.log")"
+
+models() { req "$1" "http://127.0.0.1:$2/v1/models" -H "api-key: $3"; }
+ADMIN=(-H "api-key: admin-key-123" -H 'content-type: application/json')
+# until NAME PORT KEY EXPECTED: polls until the replica on PORT answers EXPECTED; prints seconds taken
+until_status() {
+  local start now
+  start=$(date +%s%N)
+  for _ in $(seq 1 300); do
+    [ "$(models "$1" "$2" "$3")" = "$4" ] && break
+    sleep 0.05
+  done
+  now=$(date +%s%N)
+  echo "$(( (now - start) / 1000000 ))"
+}
+
+# --- a key made with the CLI (against replica a's config) reaches both ---
+K=$("$CUSTOS_BIN" keys create -c "$T/a/custos.yaml" --principal dave --role inference.user --scope /deployments/other 2>/dev/null)
+[ -n "$K" ] && ok "CLI key created in PostgreSQL" || fail "CLI key created in PostgreSQL"
+ms=$(until_status m1 "$PB" "$K" 200)
+check "replica b accepts the new key (after ${ms} ms)" 200 "$(models m2 "$PB" "$K")"
+ms=$(until_status m3 "$PA" "$K" 200)
+check "replica a accepts the new key (after ${ms} ms)" 200 "$(models m4 "$PA" "$K")"
+check_contains "dave sees only 'other'" '"other"' "$(cat "$T/m4.body")"
+case "$(cat "$T/m4.body")" in *'"demo"'*) fail "dave does not see demo yet" ;; *) ok "dave does not see demo yet" ;; esac
+
+# --- a role assignment made on replica b reaches replica a ---
+check "role assignment on b" 201 "$(req r1 "${ADMIN[@]}" -d '{"principal":"dave","role":"inference.user","scope":"/deployments/demo"}' "http://127.0.0.1:$PB/admin/v1/role-assignments")"
+start=$(date +%s%N)
+for _ in $(seq 1 300); do
+  models m5 "$PA" "$K" >/dev/null
+  grep -q '"demo"' "$T/m5.body" && break
+  sleep 0.05
+done
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+check_contains "replica a applies b's role assignment (after ${ms} ms)" '"demo"' "$(cat "$T/m5.body")"
+
+# --- a revocation on replica a reaches replica b ---
+ID=$(jfield "$T/r1.body" id)
+KID=$("$CUSTOS_BIN" keys list -c "$T/a/custos.yaml" 2>/dev/null | awk '$3 == "dave" {print $1; exit}')
+check "revoke on a" 200 "$(req v1 "${ADMIN[@]}" -X DELETE "http://127.0.0.1:$PA/admin/v1/keys/$KID")"
+check "replica a rejects it at once" 401 "$(models m6 "$PA" "$K")"
+ms=$(until_status m7 "$PB" "$K" 401)
+check "replica b rejects it (after ${ms} ms)" 401 "$(models m8 "$PB" "$K")"
+[ -n "$ID" ] && ok "role assignment id returned" || fail "role assignment id returned"
+
+# --- kill -9 of writers on PostgreSQL ---
+WRITER=${CUSTOS_TOOLS:-$(dirname "$CUSTOS_BIN")/tools}/store_writer
+for i in 1 2; do
+  "$WRITER" "$T/a/custos.yaml" >"$T/w$i.out" 2>&1 &
+  wp=$!
+  wait_log '^ready' "$T/w$i.out" 20 || true
+  sleep 0.$((RANDOM % 5 + 1))
+  kill -9 "$wp" 2>/dev/null || true
+  wait "$wp" 2>/dev/null || true
+done
+"$WRITER" "$T/b/custos.yaml" 3 >/dev/null 2>&1 && ok "store writable after kill -9" || fail "store writable after kill -9"
+"$CUSTOS_BIN" keys list -c "$T/b/custos.yaml" >/dev/null 2>&1 && ok "store readable after kill -9" ||
+  fail "store readable after kill -9"
+check "replicas still serve" 200 "$(models m9 "$PB" admin-key-123)"
+
+cp "$T/custos-a.log" "$T/custos.log"
+stop_custos_clean "$A_PID"
+stop_custos_clean "$B_PID"
+
+# --- faults: a wrong password, then the database down: custos refuses to start, saying why ---
+serve_fails() { # NAME NEEDLE
+  local rc=0
+  timeout 30 "$CUSTOS_BIN" serve -c "$T/a/custos.yaml" >"$T/fail.log" 2>&1 || rc=$?
+  check "$1: custos refuses to start" 2 "$rc"
+  check_contains "$1: message" "$2" "$(cat "$T/fail.log")"
+}
+printf 'not-the-password\n' >"$T/a/pgpw"
+serve_fails "wrong database password" "password authentication failed"
+grep -q not-the-password "$T/fail.log" && fail "the password is never printed" || ok "the password is never printed"
+cp "$PG_PWFILE" "$T/a/pgpw"
+store_services_stop
+serve_fails "database down" "storage postgres: cannot open"
+finish
