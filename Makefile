@@ -27,7 +27,8 @@ check: deps
 bench: all
 	bench/proxy
 
-# Rebuilds the shipped harm and shields models (deterministic) and prints their dev-split and hard-negative metrics.
+# Rebuilds the shipped harm, shields, grounded and PII tagger models (deterministic) and prints their dev-split and
+# hard-negative metrics.
 models: all
 	$(BUILD)/custos train harm --data $(DATA) --out models/harm.model --dev-out $(BUILD)/harm-dev.jsonl \
 		--extra models/data/benign_sensitive.jsonl --extra models/data/everyday.jsonl
@@ -39,6 +40,13 @@ models: all
 	$(BUILD)/custos eval --task attacks --model models/shields.model $(BUILD)/shields-dev.jsonl
 	$(BUILD)/custos eval --task attacks --model models/shields.model models/data/shields_benign_trigger_heldout.jsonl
 	$(BUILD)/custos eval --task attacks --model models/shields.model models/data/everyday_heldout.jsonl
+	$(BUILD)/custos train grounded --data $(DATA) --out models/grounded.model --dev-out $(BUILD)/grounded-dev.jsonl
+	$(BUILD)/custos eval --task grounded --model models/grounded.model $(BUILD)/grounded-dev.jsonl
+	$(BUILD)/custos train pii --data $(DATA) --out models/pii_ner.model --dev-out $(BUILD)/pii-dev.jsonl
+	grep -a '"src":"generated"' $(BUILD)/pii-dev.jsonl > $(BUILD)/pii-dev-generated.jsonl
+	grep -av '"src":"generated"' $(BUILD)/pii-dev.jsonl > $(BUILD)/pii-dev-wnut17.jsonl
+	$(BUILD)/custos eval --task pii --model models/pii_ner.model $(BUILD)/pii-dev-generated.jsonl
+	$(BUILD)/custos eval --task pii --model models/pii_ner.model $(BUILD)/pii-dev-wnut17.jsonl
 
 fuzz: deps
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCUSTOS_FUZZ=ON >/dev/null

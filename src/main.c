@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CUSTOS_VERSION "0.1.0"
@@ -21,8 +22,10 @@ static void usage(FILE *f)
             "usage:\n"
             "  custos serve -c FILE        run the gateway with the configuration in FILE\n"
             "  custos config check FILE    validate FILE and print a summary (exit 0 if valid, 1 if not)\n"
-            "  custos audit verify [--expect-head HASH] [--genesis HASH] FILE\n"
-            "                              verify a governance log's hash chain (exit 0 intact, 1 tampered)\n"
+            "  custos audit verify [--expect-head HASH] [--genesis HASH] [--pubkey PEM]... [--signed-tail] FILE\n"
+            "                              verify a governance log's hash chain and signed checkpoints\n"
+            "                              (exit 0 intact, 1 tampered)\n"
+            "  custos audit pubkey -c FILE print the governance log's signing public key (PEM)\n"
             "  custos audit repair FILE    remove a torn (partial) last line of a governance log\n"
             "  custos keys create -c FILE --principal ID --role ROLE[,ROLE] [--scope /deployments/NAME]\n"
             "                  [--expires-in DAYS] [--name NAME]   create an API key (printed once)\n"
@@ -57,14 +60,52 @@ static int cmd_config_check(const char *path)
     return 0;
 }
 
-/* custos audit verify|repair (docs/governance-log.md). */
+/* custos audit pubkey -c FILE: the governance log's signing public key, from the store (docs/governance-log.md). */
+static int cmd_audit_pubkey(const char *cfgpath)
+{
+    char err[1024], *pem = NULL, kid[CUSTOS_GOVLOG_KEY_ID_LEN + 1];
+    unsigned char seed[32];
+    custos_config_t *c = NULL;
+    if (custos_config_load_file(cfgpath, &c, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    int rc = custos_govlog_signing_seed(&c->storage, false, seed, NULL, err, sizeof(err));
+    custos_config_unref(c);
+    if (rc == CUSTOS_ENOTFOUND) {
+        fprintf(stderr, "custos audit pubkey: no signing key yet (custos creates it at its first start)\n");
+        return 1;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "custos audit pubkey: %s\n", err);
+        return 1;
+    }
+    rc = custos_govlog_public_key_pem(seed, &pem, kid);
+    explicit_bzero(seed, sizeof(seed));
+    if (rc != 0)
+        return 1;
+    fputs(pem, stdout);
+    fprintf(stderr, "key id %s\n", kid);
+    free(pem);
+    return 0;
+}
+
+/* custos audit verify|repair|pubkey (docs/governance-log.md). */
 static int cmd_audit(int argc, char **argv)
 {
-    const char *expect = NULL, *genesis = NULL, *file = NULL;
+    const char *expect = NULL, *genesis = NULL, *file = NULL, *pubkeys[CUSTOS_GOVLOG_MAX_PUBKEYS];
+    size_t npub = 0;
     bool verify = argc >= 3 && strcmp(argv[2], "verify") == 0, repair = argc >= 3 && strcmp(argv[2], "repair") == 0;
+    bool signed_tail = false;
+    if (argc == 5 && strcmp(argv[2], "pubkey") == 0 && strcmp(argv[3], "-c") == 0)
+        return cmd_audit_pubkey(argv[4]);
     for (int i = 3; i < argc && (verify || repair); i++) {
         if (strcmp(argv[i], "--expect-head") == 0 && verify && i + 1 < argc)
             expect = argv[++i];
+        else if (strcmp(argv[i], "--pubkey") == 0 && verify && i + 1 < argc && npub < CUSTOS_GOVLOG_MAX_PUBKEYS)
+            pubkeys[npub++] = argv[++i];
+        else if (strcmp(argv[i], "--signed-tail") == 0 && verify)
+            signed_tail = true;
         else if (strcmp(argv[i], "--genesis") == 0 && i + 1 < argc)
             genesis = argv[++i];
         else if (argv[i][0] != '-' && !file)
@@ -87,7 +128,19 @@ static int cmd_audit(int argc, char **argv)
         return 0;
     }
     custos_govlog_verify_result_t res;
-    int rc = custos_govlog_verify_file(file, genesis, expect, stdout, &res);
+    int rc = custos_govlog_verify_file_signed(file, genesis, expect, pubkeys, npub, signed_tail, stdout, &res);
+    if (rc == 0 || rc == CUSTOS_EPROTO) {
+        if (res.checkpoints == 0)
+            printf("checkpoints: none (a log from before signed checkpoints, or never signed): hash chain only\n");
+        else
+            printf("checkpoints: %llu %s, the last at seq %llu (line %llu)\n", (unsigned long long)res.checkpoints,
+                   res.signatures_checked ? "with valid signatures" : "(signatures NOT checked: give --pubkey)",
+                   (unsigned long long)res.last_checkpoint_seq, (unsigned long long)res.last_checkpoint_line);
+        if (res.checkpoints && res.unsigned_tail)
+            printf("unsigned tail: %llu record(s) after the last checkpoint; their removal could not be detected "
+                   "(a stopped custos ends its log with a checkpoint; --signed-tail makes this a failure)\n",
+                   (unsigned long long)res.unsigned_tail);
+    }
     if (rc == 0) {
         printf("ok: %llu records, head %s\n", (unsigned long long)res.records, res.head);
         return 0;

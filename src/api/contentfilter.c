@@ -194,12 +194,8 @@ static void check_merge(cf_check_t *into, const cf_check_t *c)
 static int harm_max(const custos_harm_model_t *m, const char *text, size_t len, int sev[CUSTOS_HARM_NCAT],
                     custos_safety_scratch_t *sc)
 {
-    custos_harm_result_t hr;
-    int rc = custos_harm_score(m, text, len, &hr, sc);
-    if (rc < 0)
-        return rc;
-    for (int k = 0; k < CUSTOS_HARM_NCAT; k++)
-        sev[k] = hr.severity[k];
+    size_t seg[SEG_MAX_COUNT + 1][2];
+    custos_harm_result_t whole, parts[SEG_MAX_COUNT + 1];
     size_t start = 0, nseg = 0;
     for (size_t i = 0; i < len && nseg < SEG_MAX_COUNT; i++) {
         char c = text[i];
@@ -208,21 +204,27 @@ static int harm_max(const custos_harm_model_t *m, const char *text, size_t len, 
         if (!end || i + 1 - start < SEG_MIN_BYTES)
             continue;
         if (start == 0 && i + 1 >= len)
-            break; /* one sentence: already scored whole */
-        if ((rc = custos_harm_score(m, text + start, i + 1 - start, &hr, sc)) < 0)
-            return rc;
-        for (int k = 0; k < CUSTOS_HARM_NCAT; k++)
-            if (hr.severity[k] > sev[k])
-                sev[k] = hr.severity[k];
+            break; /* one sentence: the whole text */
+        seg[nseg][0] = start;
+        seg[nseg][1] = i + 1;
         start = i + 1;
         nseg++;
     }
     if (start > 0 && len - start >= 8) {
-        if ((rc = custos_harm_score(m, text + start, len - start, &hr, sc)) < 0)
-            return rc;
-        for (int k = 0; k < CUSTOS_HARM_NCAT; k++)
-            if (hr.severity[k] > sev[k])
-                sev[k] = hr.severity[k];
+        seg[nseg][0] = start;
+        seg[nseg][1] = len;
+        nseg++;
+    }
+    /* one normalisation for the text and its sentences; the whole text's features stay cached in sc for the
+     * jailbreak model that scores the same text next (harm.h) */
+    int rc = custos_harm_score_parts(m, text, len, (const size_t(*)[2])seg, nseg, &whole, parts, sc);
+    if (rc < 0)
+        return rc;
+    for (int k = 0; k < CUSTOS_HARM_NCAT; k++) {
+        sev[k] = whole.severity[k];
+        for (size_t j = 0; j < nseg; j++)
+            if (parts[j].severity[k] > sev[k])
+                sev[k] = parts[j].severity[k];
     }
     return 0;
 }
@@ -1293,7 +1295,339 @@ static bool all_filtered(const custos_cf_t *cf)
     return cf->pol->mode == CUSTOS_RAI_MODE_ASYNC ? cf->n_filtered > 0 : cf->n_filtered >= cf->n;
 }
 
+/* ---------- stream fast path ----------
+ * Most upstream events are {"id":..,"object":..,"created":..,"model":..,"choices":[{"index":0,"delta":{"content":
+ * "tok"},"finish_reason":null}]}. After custos_json_validate has accepted the event (the same strict grammar as the
+ * full parse), a small walker extracts index and text of each choice, and the event is handled without building a
+ * json-c tree. Anything the walker does not handle exactly like the full path (role or tool deltas, a finish reason,
+ * template fields not yet remembered, escapes json-c treats specially, duplicate keys, unusual types) makes it give
+ * up, and the full path runs. Input is validated JSON, so the walker only needs to find value boundaries. */
+
+#define FAST_MAX_CHOICES 8
+#define FAST_MAX_TEXT 4096 /* raw bytes of one choice's text handled on the fast path */
+
+typedef struct fast_choice {
+    int64_t idx;
+    const char *t; /* raw string contents (between the quotes) or NULL */
+    size_t tn;
+} fast_choice_t;
+
+static const char *fj_ws(const char *p, const char *e)
+{
+    while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* p at '"': returns the byte after the closing quote; *s, *n: the raw contents; *esc: a backslash was seen. */
+static const char *fj_string(const char *p, const char *e, const char **s, size_t *n, bool *esc)
+{
+    const char *q = ++p;
+    for (;;) { /* the next quote not escaped by an odd run of backslashes */
+        const char *qq = memchr(q, '"', (size_t)(e - q));
+        if (!qq) {
+            q = e;
+            break;
+        }
+        size_t bs = 0;
+        while (qq - bs > p && qq[-1 - (ptrdiff_t)bs] == '\\')
+            bs++;
+        q = qq;
+        if (bs % 2 == 0)
+            break;
+        q++;
+    }
+    *esc = memchr(p, '\\', (size_t)(q - p)) != NULL;
+    *s = p;
+    *n = (size_t)(q - p);
+    return q + 1;
+}
+
+/* Skips one (valid) value at p; returns the byte after it. */
+static const char *fj_skip(const char *p, const char *e)
+{
+    const char *s;
+    size_t n;
+    bool esc;
+    if (*p == '"')
+        return fj_string(p, e, &s, &n, &esc);
+    if (*p == '{' || *p == '[') {
+        int depth = 0;
+        while (p < e) {
+            if (*p == '"') {
+                p = fj_string(p, e, &s, &n, &esc);
+                continue;
+            }
+            if (*p == '{' || *p == '[')
+                depth++;
+            else if ((*p == '}' || *p == ']') && --depth == 0)
+                return p + 1;
+            p++;
+        }
+        return e;
+    }
+    while (p < e && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+        p++;
+    return p;
+}
+
+static bool fj_key(const char *s, size_t n, const char *k)
+{
+    return strlen(k) == n && memcmp(s, k, n) == 0;
+}
+
+/* A plain integer literal (what json-c types json_type_int) of at most 18 digits: *v. */
+static bool fj_int(const char *p, const char *end, int64_t *v)
+{
+    bool neg = p < end && *p == '-';
+    p += neg;
+    if (end - p < 1 || end - p > 18)
+        return false;
+    int64_t x = 0;
+    for (; p < end; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        x = x * 10 + (*p - '0');
+    }
+    *v = neg ? -x : x;
+    return true;
+}
+
+/* One choice object at p ('{'). Returns the byte after it, or NULL to give up. */
+static const char *fast_choice(const custos_cf_t *cf, const char *p, const char *e, fast_choice_t *fc)
+{
+    bool seen_idx = false, seen_delta = false, seen_text = false, seen_fr = false;
+    p = fj_ws(p + 1, e);
+    if (p < e && *p == '}')
+        return p + 1;
+    while (p < e) {
+        const char *k;
+        size_t kn;
+        bool esc;
+        p = fj_ws(fj_string(p, e, &k, &kn, &esc), e) + 1; /* past ':' */
+        if (esc)
+            return NULL;
+        p = fj_ws(p, e);
+        const char *vend = fj_skip(p, e);
+        if (fj_key(k, kn, "index")) {
+            if (seen_idx || !fj_int(p, vend, &fc->idx))
+                return NULL;
+            seen_idx = true;
+        } else if (fj_key(k, kn, "finish_reason")) {
+            if (seen_fr || vend - p != 4 || memcmp(p, "null", 4) != 0)
+                return NULL;
+            seen_fr = true;
+        } else if (cf->chat && fj_key(k, kn, "delta")) {
+            if (seen_delta || *p != '{')
+                return NULL;
+            seen_delta = true;
+            bool seen_content = false;
+            const char *d = fj_ws(p + 1, e);
+            while (d < vend - 1) {
+                d = fj_ws(fj_string(d, e, &k, &kn, &esc), e) + 1;
+                if (esc)
+                    return NULL;
+                d = fj_ws(d, e);
+                const char *dend = fj_skip(d, e);
+                bool null = dend - d == 4 && memcmp(d, "null", 4) == 0;
+                if (fj_key(k, kn, "content")) {
+                    if (seen_content || (*d != '"' && !null))
+                        return NULL;
+                    seen_content = true;
+                    if (*d == '"')
+                        fj_string(d, e, &fc->t, &fc->tn, &esc);
+                } else if (fj_key(k, kn, "role") || !null) {
+                    return NULL; /* role or a tool / function call delta */
+                }
+                d = fj_ws(dend, e);
+                if (*d == ',')
+                    d = fj_ws(d + 1, e);
+            }
+        } else if (!cf->chat && fj_key(k, kn, "text")) {
+            if (seen_text)
+                return NULL;
+            seen_text = true;
+            if (*p == '"')
+                fj_string(p, e, &fc->t, &fc->tn, &esc);
+        }
+        p = fj_ws(vend, e);
+        if (p < e && *p == '}')
+            return p + 1;
+        p = fj_ws(p + 1, e); /* past ',' */
+    }
+    return NULL;
+}
+
+/* Walks a validated event. Returns the number of choices (1..FAST_MAX_CHOICES) or 0 to give up. */
+static size_t fast_parse(const custos_cf_t *cf, const char *p, const char *e, fast_choice_t *fc)
+{
+    size_t n = 0;
+    bool seen_choices = false;
+    p = fj_ws(p, e);
+    if (p >= e || *p != '{')
+        return 0;
+    p = fj_ws(p + 1, e);
+    while (p < e && *p != '}') {
+        const char *k;
+        size_t kn;
+        bool esc;
+        p = fj_ws(fj_string(p, e, &k, &kn, &esc), e) + 1;
+        if (esc)
+            return 0;
+        p = fj_ws(p, e);
+        const char *vend = fj_skip(p, e);
+        bool str = *p == '"';
+        if (fj_key(k, kn, "choices")) {
+            if (seen_choices || *p != '[')
+                return 0;
+            seen_choices = true;
+            const char *q = fj_ws(p + 1, e);
+            while (q < vend - 1) {
+                if (*q != '{' || n == FAST_MAX_CHOICES)
+                    return 0;
+                fast_choice_t *c = &fc[n];
+                c->idx = (int64_t)n;
+                c->t = NULL;
+                c->tn = 0;
+                if (!(q = fast_choice(cf, q, e, c)) || c->tn > FAST_MAX_TEXT)
+                    return 0;
+                n++;
+                q = fj_ws(q, e);
+                if (*q == ',')
+                    q = fj_ws(q + 1, e);
+            }
+        } else if (fj_key(k, kn, "prompt_filter_results") || fj_key(k, kn, "prompt_annotations") ||
+                   (fj_key(k, kn, "id") && str && !cf->id) || (fj_key(k, kn, "object") && str && !cf->object) ||
+                   (fj_key(k, kn, "model") && str && !cf->model) ||
+                   (fj_key(k, kn, "system_fingerprint") && str && !cf->fingerprint)) {
+            return 0; /* the upstream's prompt annotations, or a field remember_template would take */
+        } else if (fj_key(k, kn, "created") && !cf->created) {
+            if (*p == '-' || (*p >= '0' && *p <= '9'))
+                return 0; /* a number json-c may type as int: let the full path decide */
+        }
+        p = fj_ws(vend, e);
+        if (*p == ',')
+            p = fj_ws(p + 1, e);
+    }
+    return n;
+}
+
+/* Decodes the raw contents of a JSON string (validated) into dst (capacity >= n) as json-c does. Returns the
+ * length, or -1 to give up (\u0000 and surrogate escapes, which json-c treats specially). */
+static long fast_unescape(const char *s, size_t n, char *dst)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c != '\\') {
+            dst[o++] = c;
+            continue;
+        }
+        c = s[++i];
+        switch (c) {
+        case 'b':
+            dst[o++] = '\b';
+            break;
+        case 'f':
+            dst[o++] = '\f';
+            break;
+        case 'n':
+            dst[o++] = '\n';
+            break;
+        case 'r':
+            dst[o++] = '\r';
+            break;
+        case 't':
+            dst[o++] = '\t';
+            break;
+        case 'u': {
+            unsigned v = 0;
+            for (int k = 1; k <= 4; k++) {
+                char h = s[i + (size_t)k];
+                v = v * 16 + (unsigned)(h <= '9' ? h - '0' : (h | 0x20) - 'a' + 10);
+            }
+            i += 4;
+            if (v == 0 || (v >= 0xd800 && v <= 0xdfff))
+                return -1;
+            if (v < 0x80) {
+                dst[o++] = (char)v;
+            } else if (v < 0x800) { /* 2 bytes from 6 escaped: fits */
+                dst[o++] = (char)(0xc0 | (v >> 6));
+                dst[o++] = (char)(0x80 | (v & 0x3f));
+            } else {
+                dst[o++] = (char)(0xe0 | (v >> 12));
+                dst[o++] = (char)(0x80 | ((v >> 6) & 0x3f));
+                dst[o++] = (char)(0x80 | (v & 0x3f));
+            }
+            break;
+        }
+        default: /* '"', '\\', '/' */
+            dst[o++] = c;
+            break;
+        }
+    }
+    return (long)o;
+}
+
+static int stream_event(custos_cf_t *cf, const char *data, size_t len, custos_buf_t *out, bool fast);
+
 int custos_cf_stream_event(custos_cf_t *cf, const char *data, size_t len, custos_buf_t *out)
+{
+    return stream_event(cf, data, len, out, true);
+}
+
+int custos_cf_stream_event_full(custos_cf_t *cf, const char *data, size_t len, custos_buf_t *out)
+{
+    return stream_event(cf, data, len, out, false);
+}
+
+/* The fast path: 1 when it handled the event (*rc set as custos_cf_stream_event would return), 0 to fall back. */
+static int stream_fast(custos_cf_t *cf, const char *data, size_t len, custos_buf_t *out, int *ret)
+{
+    fast_choice_t fc[FAST_MAX_CHOICES];
+    if (len > INT32_MAX || custos_json_validate(data, len, 64, NULL, NULL) < 0)
+        return 0;
+    size_t n = fast_parse(cf, data, data + len, fc);
+    if (n == 0)
+        return 0;
+    char text[FAST_MAX_TEXT];
+    for (size_t i = 0; i < n; i++)
+        if (fc[i].t && fast_unescape(fc[i].t, fc[i].tn, text) < 0)
+            return 0;
+    /* from here on exactly what the full path does for text-only deltas without a finish reason */
+    int rc = 0;
+    if (cf->pol->mode == CUSTOS_RAI_MODE_ASYNC)
+        rc = custos_sse_write_event(out, data, len);
+    for (size_t i = 0; i < n && rc >= 0; i++) {
+        cf_choice_t *c = choice_get(cf, fc[i].idx);
+        if (!c) {
+            cf->sum.error = true;
+            continue;
+        }
+        if (c->done)
+            continue;
+        if (fc[i].t)
+            rc = custos_buf_append(&c->pending, text, (size_t)fast_unescape(fc[i].t, fc[i].tn, text));
+        if (rc < 0)
+            break;
+        if ((rc = flush_choice(cf, (int)fc[i].idx, c, false, out)) < 0)
+            break;
+        rc = 0;
+    }
+    if (rc < 0) {
+        *ret = rc;
+        return 1;
+    }
+    if (all_filtered(cf)) {
+        rc = write_done(cf, out);
+        *ret = rc < 0 ? rc : 1;
+        return 1;
+    }
+    *ret = 0;
+    return 1;
+}
+
+static int stream_event(custos_cf_t *cf, const char *data, size_t len, custos_buf_t *out, bool fast)
 {
     if (cf->done)
         return 1;
@@ -1304,6 +1638,9 @@ int custos_cf_stream_event(custos_cf_t *cf, const char *data, size_t len, custos
     }
     if (!cf->completion_active)
         return custos_sse_write_event(out, data, len); /* nothing to screen: relayed as it is */
+    int fret;
+    if (fast && stream_fast(cf, data, len, out, &fret))
+        return fret;
     json_object *ev = NULL;
     if (custos_json_parse(data, len, 64, &ev, NULL, NULL) < 0 || !ev || !json_object_is_type(ev, json_type_object)) {
         /* not JSON: cannot be screened, so it is not passed on (fail closed); counted as a filter error */

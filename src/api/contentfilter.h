@@ -58,6 +58,9 @@ int custos_cf_stream_first(custos_cf_t *cf, custos_buf_t *out);
  * events) to out. Returns 0, 1 when the stream is finished for the client (every choice filtered, or [DONE] sent:
  * stop reading upstream), or a negative code. */
 int custos_cf_stream_event(custos_cf_t *cf, const char *data, size_t len, custos_buf_t *out);
+/* The same without the fast path for plain text deltas (always the full json-c parse): identical results, kept
+ * for the differential fuzzer (tests/fuzz/fuzz_cf_stream_diff.c). */
+int custos_cf_stream_event_full(custos_cf_t *cf, const char *data, size_t len, custos_buf_t *out);
 /* Upstream ended (cleanly or not): flushes held windows (screened) to out. complete = upstream sent [DONE]. */
 int custos_cf_stream_end(custos_cf_t *cf, bool complete, custos_buf_t *out);
 /* True once the stream ended for the client (a [DONE] was written by this module). */

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0
- * Azure AI Content Safety routes: text:analyze, text:shieldPrompt and text blocklists (docs/content-safety-api.md). */
+ * Azure AI Content Safety routes: text:analyze, text:shieldPrompt, text:detectGroundedness and text blocklists
+ * (docs/content-safety-api.md). */
 #include "api/contentsafety.h"
 #include "api/authn.h"
 #include "audit/govlog.h"
 #include "safety/blocklist_store.h"
+#include "safety/grounded.h"
 #include "safety/harm.h"
 #include "safety/safety.h"
 #include "safety/shields.h"
@@ -23,33 +25,39 @@
 
 #define PREFIX "/contentsafety"
 
-/* Serialises blocklist writes in this process (begin → change → compile → governance → commit) and numbers them:
- * g_version counts commits (and reloads); a compiled set is published only if it was built at a newer version than
- * the one running, so a slow build can never replace a newer set. */
+/* Serialises blocklist writes in this process (begin → change → compile → governance → commit). Versions are the
+ * store's "blocklists" counter (custos_blstore_version), which every write of every replica bumps: a compiled set
+ * is published only if it was built at a newer version than the one running, so a slow build can never replace a
+ * newer set, and the store watcher (custos_contentsafety_store_poll) recompiles only when the store is ahead. */
 static pthread_mutex_t g_write_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t g_version; /* under g_write_lock */
 static pthread_mutex_t g_pub_lock = PTHREAD_MUTEX_INITIALIZER;
 static size_t g_sync_max = CUSTOS_CS_SYNC_COMPILE_MAX_ITEMS; /* env CUSTOS_BLOCKLIST_SYNC_MAX overrides (tests) */
-static uint64_t g_published;                                 /* under g_pub_lock */
+static int64_t g_published = -1;                             /* under g_pub_lock */
+static int64_t g_failed = -1; /* under g_pub_lock: a version whose build failed (not retried by the watcher) */
 
-/* Background compiler for large sets (more than CUSTOS_CS_SYNC_COMPILE_MAX_ITEMS items): changes are committed at
- * once and compiled by this thread, coalescing bursts (a bulk load of 1,000 calls compiles a few times, not 1,000). */
+/* Background compiler for large sets (more than CUSTOS_CS_SYNC_COMPILE_MAX_ITEMS items) and for changes made by
+ * other replicas: changes are committed at once and compiled by this thread, coalescing bursts (a bulk load of
+ * 1,000 calls compiles a few times, not 1,000). */
 static struct {
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool dirty, stop, running;
+    bool same_ok; /* a reload is pending: republish even at the running version */
     custos_gateway_t *gw;
 } g_bg = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
-static void publish_if_newer(custos_gateway_t *gw, custos_blocklists_t *set, uint64_t version, const char *why)
+/* same_ok: a reload (SIGHUP) republishes a set built at the running version too. */
+static void publish_if_newer(custos_gateway_t *gw, custos_blocklists_t *set, int64_t version, bool same_ok,
+                             const char *why)
 {
     pthread_mutex_lock(&g_pub_lock);
-    bool newer = version > g_published && gw->blocklists;
+    bool newer = (version > g_published || (same_ok && version == g_published)) && gw->blocklists;
     if (newer) {
         g_published = version;
-        CUSTOS_INFO("blocklists: %s: %zu lists, %zu items compiled (%zu bytes)", why, custos_blocklists_count(set),
-                    custos_blocklists_items(set), custos_blocklists_bytes(set));
+        CUSTOS_INFO("blocklists: %s: %zu lists, %zu items compiled (%zu bytes), store version %lld", why,
+                    custos_blocklists_count(set), custos_blocklists_items(set), custos_blocklists_bytes(set),
+                    (long long)version);
         custos_blocklist_hub_publish(gw->blocklists, set);
     }
     pthread_mutex_unlock(&g_pub_lock);
@@ -57,21 +65,22 @@ static void publish_if_newer(custos_gateway_t *gw, custos_blocklists_t *set, uin
         custos_blocklists_unref(set);
 }
 
-/* Builds from the store as it is now and publishes (reload or background). bump: count this as a new version
- * (a reload picks up changes made by other processes). */
-static int rebuild(custos_gateway_t *gw, bool bump, const char *why)
+/* Builds from the store as it is now (one snapshot) and publishes (reload, background, other replicas' changes). */
+static int rebuild(custos_gateway_t *gw, bool same_ok, const char *why)
 {
-    pthread_mutex_lock(&g_write_lock);
-    uint64_t v = bump ? ++g_version : g_version;
-    pthread_mutex_unlock(&g_write_lock);
     custos_blocklists_t *set = NULL;
     char err[320];
-    int rc = custos_blstore_build_path(gw->cfg->storage.path, &set, err, sizeof(err));
+    int64_t v = -1;
+    int rc = custos_blstore_build_config(&gw->cfg->storage, &set, &v, err, sizeof(err));
     if (rc < 0) {
         CUSTOS_ERROR("blocklists (%s): %s; keeping the running blocklists", why, err);
+        pthread_mutex_lock(&g_pub_lock);
+        if (v >= 0)
+            g_failed = v;
+        pthread_mutex_unlock(&g_pub_lock);
         return rc;
     }
-    publish_if_newer(gw, set, v, why);
+    publish_if_newer(gw, set, v, same_ok, why);
     return 0;
 }
 
@@ -84,9 +93,10 @@ static void *bg_main(void *arg)
             pthread_cond_wait(&g_bg.cv, &g_bg.mu);
             continue;
         }
-        g_bg.dirty = false;
+        bool same_ok = g_bg.same_ok;
+        g_bg.dirty = g_bg.same_ok = false;
         pthread_mutex_unlock(&g_bg.mu);
-        rebuild(g_bg.gw, false, "background compile");
+        rebuild(g_bg.gw, same_ok, same_ok ? "reload" : "background compile");
         pthread_mutex_lock(&g_bg.mu);
     }
     pthread_mutex_unlock(&g_bg.mu);
@@ -539,6 +549,145 @@ out:
     json_object_put(o);
 }
 
+/* ---------- text:detectGroundedness (preview) ---------- */
+
+static int put_units(custos_buf_t *b, const char *key, size_t u8, size_t u16, size_t cp)
+{
+    return custos_buf_appendf(b, "\"%s\":{\"utf8\":%zu,\"utf16\":%zu,\"codePoint\":%zu}", key, u8, u16, cp);
+}
+
+/* Case-insensitive enum value: index into names, or -1. */
+static int enum_of(json_object *v, const char *const *names)
+{
+    for (int i = 0; names[i]; i++)
+        if (strcasecmp(json_object_get_string(v), names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static void detect_groundedness(custos_worker_t *w, custos_http_req_t *req)
+{
+    static const char *const DOMAINS[] = {"Generic", "Medical", NULL}, *const TASKS[] = {"Summarization", "QnA", NULL};
+    const char *v = custos_http_req_query(req, "api-version");
+    if (!v || (strcmp(v, "2024-09-15-preview") != 0 && strcmp(v, "2024-02-15-preview") != 0)) {
+        cs_error(req, 400, "InvalidRequest", "text:detectGroundedness needs api-version=2024-09-15-preview.");
+        return;
+    }
+    json_object *o = body_object(w, req), *jt, *js, *jd, *jk, *jq, *jr, *jqq = NULL;
+    if (!o)
+        return;
+    custos_buf_t b;
+    custos_buf_init(&b, 0);
+    const char **src = NULL;
+    size_t *lens = NULL;
+    custos_grounded_result_t res = {0};
+    size_t ncp = 0, total = 0;
+    if (field(o, "text", json_type_string, &jt) != 1 || field(o, "groundingSources", json_type_array, &js) != 1 ||
+        field(o, "domain", json_type_string, &jd) < 0 || field(o, "task", json_type_string, &jk) < 0 ||
+        field(o, "qna", json_type_object, &jq) < 0 || field(o, "reasoning", json_type_boolean, &jr) < 0 ||
+        (jq && field(jq, "query", json_type_string, &jqq) < 0)) {
+        bad_request(req, "Expected {\"text\": string, \"groundingSources\": [string, ...], \"domain\"?: "
+                         "\"Generic\"|\"Medical\", \"task\"?: \"Summarization\"|\"QnA\", \"qna\"?: "
+                         "{\"query\": string}, \"reasoning\"?: boolean}.");
+        goto out;
+    }
+    int domain = jd ? enum_of(jd, DOMAINS) : 0, task = jk ? enum_of(jk, TASKS) : 0;
+    if (domain < 0 || task < 0) {
+        bad_request(req, "'domain' must be Generic or Medical; 'task' must be Summarization or QnA.");
+        goto out;
+    }
+    if (task == 1 && !jqq) {
+        bad_request(req, "'qna.query' is required when 'task' is QnA.");
+        goto out;
+    }
+    if (!utf8_count(json_object_get_string(jt), (size_t)json_object_get_string_len(jt), false, &ncp) || ncp == 0 ||
+        ncp > CUSTOS_CS_MAX_GROUNDED_TEXT_CHARS) {
+        bad_request(req, "'text' must be valid UTF-8 of 1 to 7500 characters.");
+        goto out;
+    }
+    if (jqq && (!utf8_count(json_object_get_string(jqq), (size_t)json_object_get_string_len(jqq), false, &ncp) ||
+                ncp > CUSTOS_CS_MAX_GROUNDED_TEXT_CHARS)) {
+        bad_request(req, "'qna.query' must be valid UTF-8 of at most 7500 characters.");
+        goto out;
+    }
+    size_t ns = json_object_array_length(js);
+    if (ns == 0 || ns > CUSTOS_CS_MAX_GROUNDING_SOURCES) {
+        bad_request(req, "'groundingSources' must hold 1 to 256 strings.");
+        goto out;
+    }
+    src = calloc(ns, sizeof(*src));
+    lens = calloc(ns, sizeof(*lens));
+    if (!src || !lens) {
+        internal(req, "Out of memory.");
+        goto out;
+    }
+    for (size_t i = 0; i < ns; i++) {
+        json_object *x = json_object_array_get_idx(js, i);
+        if (!x || !json_object_is_type(x, json_type_string) ||
+            !utf8_count(json_object_get_string(x), (size_t)json_object_get_string_len(x), false, &ncp)) {
+            bad_request(req, "Each grounding source must be a valid UTF-8 string.");
+            goto out;
+        }
+        src[i] = json_object_get_string(x);
+        lens[i] = (size_t)json_object_get_string_len(x);
+        total += ncp;
+    }
+    if (total > CUSTOS_CS_MAX_GROUNDING_CHARS) {
+        bad_request(req, "The grounding sources together are longer than 55000 characters.");
+        goto out;
+    }
+    if (jr && json_object_get_boolean(jr)) {
+        cs_error(req, 501, "NotImplemented",
+                 "'reasoning': true is not available yet in custos (docs/content-safety-api.md); send false.");
+        goto out;
+    }
+    const custos_grounded_model_t *gm = w->gw->safety ? custos_safety_grounded(w->gw->safety) : NULL;
+    if (!gm) {
+        cs_error(req, 503, "ServiceUnavailable",
+                 "Groundedness detection is not available: no grounded.model is loaded.");
+        goto out;
+    }
+    custos_grounded_input_t in = {.text = json_object_get_string(jt),
+                                  .text_len = (size_t)json_object_get_string_len(jt),
+                                  .sources = src,
+                                  .source_lens = lens,
+                                  .n_sources = ns,
+                                  .query = jqq ? json_object_get_string(jqq) : NULL,
+                                  .query_len = jqq ? (size_t)json_object_get_string_len(jqq) : 0,
+                                  .domain = domain ? CUSTOS_GROUNDED_MEDICAL : CUSTOS_GROUNDED_GENERIC,
+                                  .task = task ? CUSTOS_GROUNDED_QNA : CUSTOS_GROUNDED_SUMMARIZATION};
+    int drc = custos_grounded_detect(gm, &in, &res);
+    if (drc < 0) {
+        CUSTOS_ERROR("contentsafety: groundedness detection failed: %s", custos_strerror(drc));
+        internal(req, "The text could not be analyzed.");
+        goto out;
+    }
+    int rc = custos_buf_appendf(&b, "{\"ungroundedDetected\":%s,\"ungroundedPercentage\":%.4g,\"ungroundedDetails\":[",
+                                res.detected ? "true" : "false", (double)res.percentage);
+    for (size_t i = 0; !rc && i < res.n_spans; i++) {
+        const custos_grounded_span_t *sp = &res.spans[i];
+        rc = i ? custos_buf_append_lit(&b, ",{\"text\":") : custos_buf_append_lit(&b, "{\"text\":");
+        rc = rc ? rc : custos_json_append_string(&b, in.text + sp->utf8_off, sp->utf8_len);
+        rc = rc ? rc : custos_buf_append_lit(&b, ",");
+        rc = rc ? rc : put_units(&b, "offset", sp->utf8_off, sp->utf16_off, sp->cp_off);
+        rc = rc ? rc : custos_buf_append_lit(&b, ",");
+        rc = rc ? rc : put_units(&b, "length", sp->utf8_len, sp->utf16_len, sp->cp_len);
+        rc = rc ? rc : custos_buf_append_lit(&b, "}");
+    }
+    rc = rc ? rc : custos_buf_append_lit(&b, "]}");
+    if (rc != 0) {
+        internal(req, "Out of memory.");
+        goto out;
+    }
+    reply(req, 200, &b);
+out:
+    custos_grounded_result_dispose(&res);
+    free(src);
+    free(lens);
+    custos_buf_dispose(&b);
+    json_object_put(o);
+}
+
 /* ---------- blocklist writes ---------- */
 
 typedef struct wctx {
@@ -551,6 +700,7 @@ typedef struct wctx {
     const char *actor, *action, *target;
     custos_buf_t details;
     custos_blocklists_t *built;
+    int64_t version; /* the store's blocklists counter this write commits */
     char err[320];
     bool compile_failed;
 } wctx_t;
@@ -568,7 +718,8 @@ static int commit_hook(void *ud)
             return CUSTOS_ENOMEM;
     }
     size_t total = 0;
-    int rc = custos_blstore_count_items(c->st, &total);
+    int rc = custos_blstore_version(c->st, &c->version);
+    rc = rc ? rc : custos_blstore_count_items(c->st, &total);
     c->deferred = rc == 0 && total > g_sync_max && g_bg.running;
     if (rc == 0 && !c->deferred)
         rc = custos_blstore_build(c->st, &c->built, c->err, sizeof(c->err));
@@ -597,7 +748,7 @@ static int wctx_open(wctx_t *c, custos_worker_t *w, const custos_caller_t *calle
     c->target = target;
     custos_buf_init(&c->details, CUSTOS_GOVLOG_MAX_DETAILS);
     pthread_mutex_lock(&g_write_lock);
-    return custos_blstore_open(w->cfg->storage.path, true, &c->st);
+    return custos_blstore_open(&w->cfg->storage, true, &c->st);
 }
 
 /* Publishes a successful change and releases everything. */
@@ -608,11 +759,10 @@ static void wctx_publish(wctx_t *c, int rc)
 {
     if (c->unlocked)
         return;
-    uint64_t v = rc == 0 ? ++g_version : 0;
     pthread_mutex_unlock(&g_write_lock);
     c->unlocked = true;
     if (rc == 0 && c->built) {
-        publish_if_newer(c->w->gw, c->built, v, c->action);
+        publish_if_newer(c->w->gw, c->built, c->version, false, c->action);
         c->built = NULL;
     } else if (rc == 0 && c->deferred) {
         bg_schedule();
@@ -911,7 +1061,7 @@ static void lists_get(custos_worker_t *w, custos_http_req_t *req)
     custos_buf_init(&b, 0);
     list_acc_t a = {&b, 0};
     int rc = custos_buf_append_lit(&b, "{\"value\":[");
-    int orc = custos_blstore_open(w->cfg->storage.path, false, &st);
+    int orc = custos_blstore_open(&w->cfg->storage, false, &st);
     if (rc == 0 && orc == 0)
         rc = custos_blstore_lists(st, acc_list, &a);
     else if (orc != CUSTOS_ENOTFOUND)
@@ -932,7 +1082,7 @@ static void list_get(custos_worker_t *w, custos_http_req_t *req, const char *nam
     custos_blstore_t *st = NULL;
     custos_buf_t b;
     custos_buf_init(&b, 0);
-    int rc = custos_blstore_open(w->cfg->storage.path, false, &st);
+    int rc = custos_blstore_open(&w->cfg->storage, false, &st);
     if (rc == 0)
         rc = custos_blstore_list_get(st, name, one_list, &b);
     if (rc == CUSTOS_ENOTFOUND)
@@ -983,7 +1133,7 @@ static void items_get(custos_worker_t *w, custos_http_req_t *req, const char *na
     custos_buf_t b;
     custos_buf_init(&b, 0);
     list_acc_t acc = {&b, 0};
-    int rc = custos_blstore_open(w->cfg->storage.path, false, &st);
+    int rc = custos_blstore_open(&w->cfg->storage, false, &st);
     rc = rc ? rc : custos_buf_append_lit(&b, "{\"value\":[");
     /* one extra row tells whether there is a next page */
     if (rc == 0 && want > 0)
@@ -1029,7 +1179,7 @@ static void item_get(custos_worker_t *w, custos_http_req_t *req, const char *nam
     custos_blstore_t *st = NULL;
     custos_buf_t b;
     custos_buf_init(&b, 0);
-    int rc = custos_blstore_open(w->cfg->storage.path, false, &st);
+    int rc = custos_blstore_open(&w->cfg->storage, false, &st);
     if (rc == 0)
         rc = custos_blstore_item_get(st, name, id, one_item, &b);
     if (rc == CUSTOS_ENOTFOUND)
@@ -1048,6 +1198,7 @@ typedef enum {
     R_NONE,
     R_ANALYZE,
     R_SHIELD,
+    R_GROUNDED,
     R_LISTS,
     R_LIST,
     R_ADD,
@@ -1094,6 +1245,8 @@ static route_t route(const char *p, char *name, char *id, bool *bad_name)
         return R_ANALYZE;
     if (strcmp(p, PREFIX "/text:shieldPrompt") == 0)
         return R_SHIELD;
+    if (strcmp(p, PREFIX "/text:detectGroundedness") == 0)
+        return R_GROUNDED;
     static const char L[] = PREFIX "/text/blocklists";
     size_t ll = sizeof(L) - 1;
     if (strncmp(p, L, ll) != 0)
@@ -1140,7 +1293,8 @@ static void not_allowed(custos_http_req_t *req, const char *allow)
 static void handle(custos_worker_t *w, custos_http_req_t *req, const char **label);
 
 /* Metrics: custos_requests_total {route, "", status} and custos_request_duration_seconds {route}, route one of
- * contentsafety_analyze, contentsafety_shield_prompt, contentsafety_blocklists_read, contentsafety_blocklists_write,
+ * contentsafety_analyze, contentsafety_shield_prompt, contentsafety_detect_groundedness,
+ * contentsafety_blocklists_read, contentsafety_blocklists_write,
  * contentsafety (anything else). */
 void custos_contentsafety_handle(custos_worker_t *w, custos_http_req_t *req)
 {
@@ -1177,10 +1331,11 @@ static void handle(custos_worker_t *w, custos_http_req_t *req, const char **labe
     }
     bool write = r == R_ADD || r == R_REMOVE ||
                  (r == R_LIST && (strcmp(req->method, "PATCH") == 0 || strcmp(req->method, "DELETE") == 0));
-    *label = r == R_ANALYZE  ? "contentsafety_analyze"
-             : r == R_SHIELD ? "contentsafety_shield_prompt"
-             : write         ? "contentsafety_blocklists_write"
-                             : "contentsafety_blocklists_read";
+    *label = r == R_ANALYZE    ? "contentsafety_analyze"
+             : r == R_SHIELD   ? "contentsafety_shield_prompt"
+             : r == R_GROUNDED ? "contentsafety_detect_groundedness"
+             : write           ? "contentsafety_blocklists_write"
+                               : "contentsafety_blocklists_read";
     const char *m = req->method;
     bool get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0, patch = strcmp(m, "PATCH") == 0,
          del = strcmp(m, "DELETE") == 0;
@@ -1188,6 +1343,7 @@ static void handle(custos_worker_t *w, custos_http_req_t *req, const char **labe
     switch (r) {
     case R_ANALYZE:
     case R_SHIELD:
+    case R_GROUNDED:
     case R_ADD:
     case R_REMOVE:
         allow = post ? NULL : "POST";
@@ -1232,6 +1388,9 @@ static void handle(custos_worker_t *w, custos_http_req_t *req, const char **labe
     case R_SHIELD:
         shield_prompt(w, req);
         break;
+    case R_GROUNDED:
+        detect_groundedness(w, req);
+        break;
     case R_LISTS:
         lists_get(w, req);
         break;
@@ -1271,7 +1430,8 @@ int custos_contentsafety_init(custos_gateway_t *gw, char *err, size_t errlen)
     }
     custos_blocklists_t *set = NULL;
     char why[320];
-    rc = custos_blstore_build_path(gw->cfg->storage.path, &set, why, sizeof(why));
+    int64_t ver = 0;
+    rc = custos_blstore_build_config(&gw->cfg->storage, &set, &ver, why, sizeof(why));
     if (rc < 0) {
         snprintf(err, errlen, "blocklists: %s", why);
         return rc;
@@ -1280,6 +1440,10 @@ int custos_contentsafety_init(custos_gateway_t *gw, char *err, size_t errlen)
         CUSTOS_INFO("blocklists: %zu lists, %zu items, %zu bytes compiled", custos_blocklists_count(set),
                     custos_blocklists_items(set), custos_blocklists_bytes(set));
     custos_blocklist_hub_publish(gw->blocklists, set);
+    pthread_mutex_lock(&g_pub_lock);
+    g_published = ver;
+    g_failed = -1;
+    pthread_mutex_unlock(&g_pub_lock);
     g_bg.gw = gw;
     g_bg.stop = g_bg.dirty = false;
     const char *sm = getenv("CUSTOS_BLOCKLIST_SYNC_MAX");
@@ -1302,11 +1466,32 @@ int custos_contentsafety_reload(custos_gateway_t *gw)
         return CUSTOS_EINVAL;
     if (!g_bg.running)
         return rebuild(gw, true, "reload");
-    /* a new version (changes by other processes are not counted here), compiled off the signal thread */
-    pthread_mutex_lock(&g_write_lock);
-    ++g_version;
-    pthread_mutex_unlock(&g_write_lock);
+    /* compiled off the signal thread; a reload republishes what the store holds even if its counter did not move (a
+     * change written by another program) */
+    pthread_mutex_lock(&g_bg.mu);
+    g_bg.same_ok = true;
+    pthread_mutex_unlock(&g_bg.mu);
     bg_schedule();
+    return 0;
+}
+
+int custos_contentsafety_store_poll(custos_gateway_t *gw, custos_store_t *st)
+{
+    if (!gw->blocklists)
+        return 0;
+    int64_t v = -1;
+    int rc = custos_blstore_store_version(st, &v);
+    if (rc != 0)
+        return rc;
+    pthread_mutex_lock(&g_pub_lock);
+    bool behind = v > g_published && v != g_failed;
+    pthread_mutex_unlock(&g_pub_lock);
+    if (!behind)
+        return 0;
+    if (g_bg.running)
+        bg_schedule(); /* the compile runs on the background thread, never on the request path */
+    else
+        (void)rebuild(gw, false, "store changed");
     return 0;
 }
 

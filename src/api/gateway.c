@@ -108,7 +108,7 @@ static void audit_request(custos_worker_t *w, const custos_http_req_t *req, cust
                           int status, uint64_t total_ns, uint64_t upstream_ns)
 {
     custos_audit_t *a = w->gw->audit;
-    if (!a)
+    if (!custos_audit_enabled(a))
         return;
     custos_audit_record_t r;
     custos_audit_record_init(&r);

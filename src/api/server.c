@@ -219,8 +219,10 @@ static void reload(custos_gateway_t *gw, listener_rt_t *ls, const siginfo_t *si)
             free(m);
         }
     }
-    if (custos_audit_config_changed(&gw->cfg->diagnostics, &nc->diagnostics))
-        CUSTOS_WARN("reload: diagnostics settings changed; sinks are not re-created on reload, restart to apply");
+    /* Request-record sinks: new ones start, removed ones drain and stop, changed ones are replaced without loss. */
+    if (custos_audit_config_changed(&gw->cfg->diagnostics, &nc->diagnostics) &&
+        custos_audit_reconfigure(gw->audit, nc) < 0)
+        CUSTOS_ERROR("reload: some diagnostics sinks could not be applied (see above)");
     custos_gateway_set_config(gw, nc);
     custos_prober_set_config(gw->prober, nc); /* health checks of the new backend set; health state is kept */
     custos_gateway_identity_reload(gw, NULL); /* keys and role assignments: config and store, re-read */
@@ -361,6 +363,14 @@ int custos_gateway_serve(const char *config_path)
         custos_config_unref(gw.cfg);
         return 2;
     }
+    /* Signed checkpoints in the governance log (docs/governance-log.md): its Ed25519 key is sealed in the store. */
+    if (custos_govlog_enable_signing(gw.cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "custos: governance log signing key: %s\n", err);
+        custos_gateway_identity_dispose(&gw);
+        custos_govlog_close_global();
+        custos_config_unref(gw.cfg);
+        return 2;
+    }
     /* OIDC signing keys and upstream OAuth2 tokens: fetched on a background thread; wait a little for the first
      * ones so that the first requests find them (an unreachable endpoint only delays startup by this much). */
     custos_oidc_sync(gw.cfg, 5000);
@@ -380,6 +390,7 @@ int custos_gateway_serve(const char *config_path)
     {
         custos_safety_opts_t so = {.harm_model = gw.cfg->safety.harm_model,
                                    .shields_model = gw.cfg->safety.shields_model,
+                                   .grounded_model = gw.cfg->safety.grounded_model,
                                    .pii_mrn_format = gw.cfg->safety.pii_mrn_format};
         if (custos_safety_new(&so, &gw.safety, err, sizeof(err)) < 0) {
             fprintf(stderr, "custos: safety models: %s\n", err);

@@ -2,6 +2,7 @@
  * Start-up store/KEK check and the store watcher thread (store_sync.h). */
 #include "api/store_sync.h"
 #include "api/authn.h"
+#include "api/contentsafety.h"
 #include "crypto/crypto.h"
 #include "store/store.h"
 #include "util/err.h"
@@ -119,6 +120,11 @@ static void *watch(void *arg)
                 if (last >= 0 && gen != last)
                     custos_gateway_identity_reload(gw, NULL);
                 last = gen;
+                /* blocklists have their own counter: a key change does not recompile them */
+                int brc = custos_contentsafety_store_poll(gw, st);
+                if (brc != 0)
+                    CUSTOS_WARN("store watcher: cannot read the blocklists version: %s (%s)", custos_strerror(brc),
+                                custos_store_errmsg(st));
             }
         }
         if (time(NULL) - last_purge >= PURGE_EVERY_S) {

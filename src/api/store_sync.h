@@ -3,7 +3,8 @@
  * is reachable: the HSM PIN is right, the local key file is there, or is created at first start) and one
  * background thread that (1) reads the store's change counter every storage.poll_interval_ms and rebuilds
  * the identity snapshot when another process (a replica, `custos keys`) changed keys or role assignments,
- * and (2) applies retention.content (purge at start, then hourly). */
+ * and has the blocklists recompiled (background compiler, api/contentsafety.c) when their counter moved, and (2)
+ * applies retention.content (purge at start, then hourly). */
 #ifndef CUSTOS_API_STORE_SYNC_H
 #define CUSTOS_API_STORE_SYNC_H
 

@@ -26,6 +26,8 @@
 #define LINGER_MS 5
 #define WAKE_DEPTH 256
 #define MAX_SPARE 32
+/* Metric shard slots: 2 shards per slot; a reload may hold the old and the new version of every sink at once. */
+#define MAX_SLOTS (2 * CUSTOS_CONFIG_MAX_SINKS)
 
 typedef struct chunk {
     struct chunk *next;
@@ -37,6 +39,7 @@ typedef struct sink {
     custos_audit_t *a;
     size_t idx;
     const custos_audit_sink_config_t *cfg;
+    custos_config_t *cfg_ref; /* keeps cfg alive for sinks created on reload; NULL otherwise */
     const custos_audit_sink_driver_t *drv;
     void *state;
     bool opened;
@@ -69,6 +72,7 @@ typedef struct sink {
     uint64_t retry_at_ms; /* next replay attempt while the spool is not empty */
     uint32_t backoff_ms;
     bool outage_logged;
+    uint64_t idle_at_ms; /* when the driver's idle hook wants to run (UINT64_MAX: not) */
 
     /* stats (atomics: read by tests) */
     atomic_uint_fast64_t delivered, spooled, replayed, dropped, spool_bytes;
@@ -83,8 +87,17 @@ struct custos_audit {
     custos_config_t *cfg; /* reference, or NULL */
     custos_audit_options_t opts;
     char *resource_id;
-    sink_t *sinks;
+    /* Active sinks. Changed only by custos_audit_reconfigure, under reconf_mu and (the swap itself) the write lock;
+     * submit reads them under the read lock, flush/stats/reconfigure under reconf_mu. */
+    pthread_rwlock_t lock;
+    pthread_mutex_t reconf_mu;
+    sink_t **sinks;
     size_t n;
+    atomic_size_t nactive;
+    atomic_uint queue_max;
+    atomic_bool mask_ip;
+    pthread_mutex_t slots_mu;
+    bool slot_used[MAX_SLOTS];
     custos_metrics_t *metrics;
     custos_metric_family_t *f_records, *f_dropped, *f_spool, *f_depth;
 };
@@ -323,6 +336,7 @@ static void *sink_main(void *arg)
 {
     sink_t *s = arg;
     s->backoff_ms = retry_min(s);
+    s->idle_at_ms = UINT64_MAX;
     /* records left from an earlier run go first */
     if (!custos_spool_empty(s->spool))
         replay(s);
@@ -346,6 +360,8 @@ static void *sink_main(void *arg)
                 deadline = s->oldest_ms + s->cfg->flush_ms;
             if (spooled && s->retry_at_ms < deadline)
                 deadline = s->retry_at_ms;
+            if (!s->pcount && s->idle_at_ms < deadline)
+                deadline = s->idle_at_ms;
             if (deadline <= now)
                 break;
             s->sleeping = true;
@@ -392,6 +408,11 @@ static void *sink_main(void *arg)
             mark_done(s, failed);
         }
         process(s, stop || flush);
+        if (s->drv->idle && s->pcount == 0 && custos_spool_empty(s->spool) &&
+            (taken || custos_now_ms() >= s->idle_at_ms)) {
+            uint32_t ms = s->drv->idle(s->state);
+            s->idle_at_ms = ms ? custos_now_ms() + ms : UINT64_MAX;
+        }
         if (stop) {
             pthread_mutex_lock(&s->mu);
             bool more = s->head != NULL;
@@ -407,13 +428,15 @@ static void *sink_main(void *arg)
 
 void custos_audit_submit(custos_audit_t *a, const custos_audit_record_t *r)
 {
-    if (!a)
+    if (!a || atomic_load_explicit(&a->nactive, memory_order_relaxed) == 0)
         return;
+    unsigned qmax = atomic_load_explicit(&a->queue_max, memory_order_relaxed);
+    pthread_rwlock_rdlock(&a->lock);
     for (size_t i = 0; i < a->n; i++) {
-        sink_t *s = &a->sinks[i];
+        sink_t *s = a->sinks[i];
         pthread_mutex_lock(&s->mu);
         s->submitted++;
-        if (s->depth >= a->opts.queue_max_records || s->stop) {
+        if (s->depth >= qmax || s->stop) {
             s->done++;
             bool first = !s->drop_logged;
             s->drop_logged = true;
@@ -423,7 +446,7 @@ void custos_audit_submit(custos_audit_t *a, const custos_audit_record_t *r)
             if (first)
                 CUSTOS_ERROR("audit sink %s: dropped a record: the in-memory queue is full (%u records; reported "
                              "once; see custos_audit_dropped_total)",
-                             s->cfg->name, a->opts.queue_max_records);
+                             s->cfg->name, qmax);
             continue;
         }
         chunk_t *c = s->tail;
@@ -459,11 +482,17 @@ void custos_audit_submit(custos_audit_t *a, const custos_audit_record_t *r)
             pthread_cond_signal(&s->cv);
         pthread_mutex_unlock(&s->mu);
     }
+    pthread_rwlock_unlock(&a->lock);
+}
+
+bool custos_audit_enabled(custos_audit_t *a)
+{
+    return a && atomic_load_explicit(&a->nactive, memory_order_relaxed) > 0;
 }
 
 bool custos_audit_mask_ip(const custos_audit_t *a)
 {
-    return a ? a->opts.mask_client_ip : true;
+    return a ? atomic_load_explicit(&a->mask_ip, memory_order_relaxed) : true;
 }
 
 custos_metrics_t *custos_audit_metrics(custos_audit_t *a)
@@ -473,14 +502,20 @@ custos_metrics_t *custos_audit_metrics(custos_audit_t *a)
 
 int custos_audit_sink_stats(custos_audit_t *a, size_t i, custos_audit_sink_stats_t *st)
 {
-    if (!a || i >= a->n)
+    if (!a)
         return CUSTOS_EINVAL;
-    sink_t *s = &a->sinks[i];
+    pthread_mutex_lock(&a->reconf_mu);
+    if (i >= a->n) {
+        pthread_mutex_unlock(&a->reconf_mu);
+        return CUSTOS_EINVAL;
+    }
+    sink_t *s = a->sinks[i];
     st->delivered = atomic_load(&s->delivered);
     st->spooled = atomic_load(&s->spooled);
     st->replayed = atomic_load(&s->replayed);
     st->dropped = atomic_load(&s->dropped);
     st->spool_bytes = atomic_load(&s->spool_bytes);
+    pthread_mutex_unlock(&a->reconf_mu);
     return 0;
 }
 
@@ -490,8 +525,9 @@ int custos_audit_flush(custos_audit_t *a, uint32_t timeout_ms)
         return 0;
     int rc = 0;
     uint64_t end = custos_now_ms() + timeout_ms;
+    pthread_mutex_lock(&a->reconf_mu); /* sinks stay while we wait; a reload waits for the flush */
     for (size_t i = 0; i < a->n; i++) {
-        sink_t *s = &a->sinks[i];
+        sink_t *s = a->sinks[i];
         pthread_mutex_lock(&s->mu);
         uint64_t target = s->submitted;
         s->flush_waiters++;
@@ -509,11 +545,16 @@ int custos_audit_flush(custos_audit_t *a, uint32_t timeout_ms)
         s->flush_waiters--;
         pthread_mutex_unlock(&s->mu);
     }
+    pthread_mutex_unlock(&a->reconf_mu);
     return rc;
 }
 
-static void sink_dispose(sink_t *s)
+/* Frees a sink whose thread was joined or never started: closes its driver and spool (unless handed over), releases
+ * its metric slot and its configuration reference. */
+static void sink_destroy(custos_audit_t *a, sink_t *s)
 {
+    if (!s)
+        return;
     if (s->opened && s->drv->close)
         s->drv->close(s->state);
     custos_spool_close(s->spool);
@@ -534,38 +575,57 @@ static void sink_dispose(sink_t *s)
     pthread_cond_destroy(&s->cv);
     pthread_cond_destroy(&s->done_cv);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_lock(&a->slots_mu);
+    a->slot_used[s->idx] = false;
+    pthread_mutex_unlock(&a->slots_mu);
+    custos_config_unref(s->cfg_ref);
+    free(s);
+}
+
+/* Asks a sink's thread to finish (deliver or spool what is queued, then exit). */
+static void sink_stop(sink_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Joins a stopped sink's thread and reports what it leaves behind. */
+static void sink_join(sink_t *s)
+{
+    if (s->started)
+        pthread_join(s->thread, NULL);
+    s->started = false;
+    uint64_t d = atomic_load(&s->dropped);
+    if (d)
+        CUSTOS_WARN("audit sink %s: %" PRIu64 " record(s) dropped in total", s->cfg->name, d);
 }
 
 void custos_audit_free(custos_audit_t *a)
 {
     if (!a)
         return;
+    for (size_t i = 0; a->sinks && i < a->n; i++)
+        if (a->sinks[i] && a->sinks[i]->started)
+            sink_stop(a->sinks[i]);
     for (size_t i = 0; a->sinks && i < a->n; i++) {
-        sink_t *s = &a->sinks[i];
-        if (!s->started)
+        sink_t *s = a->sinks[i];
+        if (!s)
             continue;
-        pthread_mutex_lock(&s->mu);
-        s->stop = true;
-        pthread_cond_signal(&s->cv);
-        pthread_mutex_unlock(&s->mu);
-    }
-    for (size_t i = 0; a->sinks && i < a->n; i++) {
-        sink_t *s = &a->sinks[i];
-        if (s->started)
-            pthread_join(s->thread, NULL);
-        uint64_t d = atomic_load(&s->dropped);
-        if (d)
-            CUSTOS_WARN("audit sink %s: %" PRIu64 " record(s) dropped in total", s->cfg ? s->cfg->name : "?", d);
-        if (s->spool && s->cfg && !custos_spool_empty(s->spool))
+        sink_join(s);
+        if (s->spool && !custos_spool_empty(s->spool))
             CUSTOS_INFO("audit sink %s: %" PRIu64 " bytes left in the spool, replayed at the next start", s->cfg->name,
                         custos_spool_bytes(s->spool));
-        if (s->cfg)
-            sink_dispose(s);
+        sink_destroy(a, s);
     }
     free(a->sinks);
     custos_metrics_free(a->metrics);
     free(a->resource_id);
     custos_config_unref(a->cfg);
+    pthread_rwlock_destroy(&a->lock);
+    pthread_mutex_destroy(&a->reconf_mu);
+    pthread_mutex_destroy(&a->slots_mu);
     free(a);
 }
 
@@ -574,7 +634,7 @@ static int register_metrics(custos_audit_t *a)
     static const char *const l_so[] = {"sink", "outcome"};
     static const char *const l_sr[] = {"sink", "reason"};
     static const char *const l_s[] = {"sink"};
-    a->metrics = custos_metrics_new((unsigned)(2 * a->n));
+    a->metrics = custos_metrics_new((unsigned)(2 * MAX_SLOTS));
     if (!a->metrics)
         return CUSTOS_ENOMEM;
     int rc = custos_metrics_counter(a->metrics, "custos_audit_records_total",
@@ -590,22 +650,99 @@ static int register_metrics(custos_audit_t *a)
     rc = rc ? rc
             : custos_metrics_gauge(a->metrics, "custos_audit_queue_depth", "Records waiting in the sink's queue.", l_s,
                                    1, &a->f_depth);
-    if (rc)
-        return rc;
-    for (size_t i = 0; i < a->n; i++) {
-        sink_t *s = &a->sinks[i];
-        const char *nm = s->cfg->name;
-        const char *d[2] = {nm, "delivered"}, *sp[2] = {nm, "spooled"}, *rp[2] = {nm, "replayed"};
-        const char *df[2] = {nm, "spool_full"}, *dq[2] = {nm, "queue_full"}, *one[1] = {nm};
-        s->m_delivered = custos_metrics_series(a->f_records, d);
-        s->m_spooled = custos_metrics_series(a->f_records, sp);
-        s->m_replayed = custos_metrics_series(a->f_records, rp);
-        s->m_dropped_full = custos_metrics_series(a->f_dropped, df);
-        s->m_dropped_queue = custos_metrics_series(a->f_dropped, dq);
-        s->m_spool_bytes = custos_metrics_series(a->f_spool, one);
-        s->m_depth = custos_metrics_series(a->f_depth, one);
+    return rc;
+}
+
+/* A sink for cfg, not yet started: metric slot and series, queue. The same name gets the same series, so counters
+ * continue across a reload. NULL when out of memory or out of metric slots. */
+static sink_t *sink_alloc(custos_audit_t *a, const custos_audit_sink_config_t *cfg,
+                          const custos_audit_sink_driver_t *drv)
+{
+    sink_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    pthread_mutex_lock(&a->slots_mu);
+    size_t idx = MAX_SLOTS;
+    for (size_t i = 0; i < MAX_SLOTS && idx == MAX_SLOTS; i++)
+        if (!a->slot_used[i])
+            idx = i;
+    if (idx < MAX_SLOTS)
+        a->slot_used[idx] = true;
+    pthread_mutex_unlock(&a->slots_mu);
+    if (idx == MAX_SLOTS) {
+        free(s);
+        return NULL;
     }
+    s->a = a;
+    s->idx = idx;
+    s->cfg = cfg;
+    s->drv = drv;
+    pthread_mutex_init(&s->mu, NULL);
+    custos_buf_init(&s->enc, 0);
+    if (cond_init_mono(&s->cv) != 0 || cond_init_mono(&s->done_cv) != 0) {
+        sink_destroy(a, s);
+        return NULL;
+    }
+    const char *nm = cfg->name;
+    const char *d[2] = {nm, "delivered"}, *sp[2] = {nm, "spooled"}, *rp[2] = {nm, "replayed"};
+    const char *df[2] = {nm, "spool_full"}, *dq[2] = {nm, "queue_full"}, *one[1] = {nm};
+    s->m_delivered = custos_metrics_series(a->f_records, d);
+    s->m_spooled = custos_metrics_series(a->f_records, sp);
+    s->m_replayed = custos_metrics_series(a->f_records, rp);
+    s->m_dropped_full = custos_metrics_series(a->f_dropped, df);
+    s->m_dropped_queue = custos_metrics_series(a->f_dropped, dq);
+    s->m_spool_bytes = custos_metrics_series(a->f_spool, one);
+    s->m_depth = custos_metrics_series(a->f_depth, one);
+    return s;
+}
+
+/* Opens the sink's driver and, when with_spool, its spool directory. err gets a message. */
+static int sink_open(custos_audit_t *a, sink_t *s, bool with_spool, char *err, size_t errlen)
+{
+    char derr[256];
+    int rc;
+    if (!s->drv) {
+        if (err && errlen)
+            snprintf(err, errlen, "diagnostics sink %s: type %s is not available in this build", s->cfg->name,
+                     s->cfg->type_name ? s->cfg->type_name : "?");
+        return CUSTOS_ENOTFOUND;
+    }
+    if (with_spool) {
+        if (asprintf(&s->spool_path, "%s/%s", a->opts.spool_dir ? a->opts.spool_dir : "spool", s->cfg->name) < 0) {
+            s->spool_path = NULL;
+            if (err && errlen)
+                snprintf(err, errlen, "diagnostics: out of memory");
+            return CUSTOS_ENOMEM;
+        }
+        if ((rc = custos_spool_open(s->spool_path, a->opts.spool_max_bytes ? a->opts.spool_max_bytes : (1ull << 30),
+                                    &s->spool)) != 0) {
+            if (err && errlen)
+                snprintf(err, errlen, "diagnostics sink %s: cannot open the spool directory %s: %s", s->cfg->name,
+                         s->spool_path, rc == CUSTOS_EUNAVAIL ? "in use by another process" : strerror(errno));
+            return rc;
+        }
+        publish_spool_bytes(s);
+    }
+    derr[0] = 0;
+    if ((rc = s->drv->open(s->cfg, &s->state, derr, sizeof(derr))) != 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "diagnostics sink %s: %s", s->cfg->name, derr[0] ? derr : custos_strerror(rc));
+        return rc;
+    }
+    s->opened = true;
     return 0;
+}
+
+/* Starts the sink's thread (it takes no signals: the main thread handles them). */
+static int sink_start(sink_t *s)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&s->thread, NULL, sink_main, s) == 0 ? 0 : CUSTOS_ENOMEM;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    s->started = rc == 0;
+    return rc;
 }
 
 int custos_audit_new_with(const custos_audit_options_t *opts, const custos_audit_sink_config_t *sinks,
@@ -614,15 +751,24 @@ int custos_audit_new_with(const custos_audit_options_t *opts, const custos_audit
 {
     custos_audit_t *a = calloc(1, sizeof(*a));
     int rc = CUSTOS_ENOMEM;
-    char derr[256];
     *out = NULL;
     if (err && errlen)
         err[0] = 0;
     if (!a)
         goto oom;
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    /* a reload's brief swap must not wait behind a steady stream of submitters */
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&a->lock, &ra);
+    pthread_rwlockattr_destroy(&ra);
+    pthread_mutex_init(&a->reconf_mu, NULL);
+    pthread_mutex_init(&a->slots_mu, NULL);
     a->opts = *opts;
     if (a->opts.queue_max_records == 0)
         a->opts.queue_max_records = 65536;
+    atomic_init(&a->queue_max, a->opts.queue_max_records);
+    atomic_init(&a->mask_ip, a->opts.mask_client_ip);
     if (opts->resource_id) {
         a->resource_id = strdup(opts->resource_id);
     } else {
@@ -636,68 +782,32 @@ int custos_audit_new_with(const custos_audit_options_t *opts, const custos_audit
     }
     if (!a->resource_id)
         goto oom;
-    a->sinks = calloc(n ? n : 1, sizeof(*a->sinks));
-    if (!a->sinks)
-        goto oom;
-    a->n = n;
-    for (size_t i = 0; i < n; i++) {
-        sink_t *s = &a->sinks[i];
-        s->a = a;
-        s->idx = i;
-        s->drv = drivers[i];
-        pthread_mutex_init(&s->mu, NULL);
-        if (cond_init_mono(&s->cv) != 0 || cond_init_mono(&s->done_cv) != 0)
-            goto oom;
-        custos_buf_init(&s->enc, 0);
-        s->cfg = &sinks[i];
+    if (n > CUSTOS_CONFIG_MAX_SINKS) {
+        rc = CUSTOS_EINVAL;
+        if (err && errlen)
+            snprintf(err, errlen, "diagnostics: at most %d sinks", CUSTOS_CONFIG_MAX_SINKS);
+        goto fail;
     }
-    if (register_metrics(a) != 0)
+    a->sinks = calloc(CUSTOS_CONFIG_MAX_SINKS, sizeof(*a->sinks));
+    if (!a->sinks || register_metrics(a) != 0)
         goto oom;
     for (size_t i = 0; i < n; i++) {
-        sink_t *s = &a->sinks[i];
-        if (!s->drv) {
-            rc = CUSTOS_ENOTFOUND;
-            if (err && errlen)
-                snprintf(err, errlen, "diagnostics sink %s: type %s is not available in this build", s->cfg->name,
-                         s->cfg->type_name ? s->cfg->type_name : "?");
-            goto fail;
-        }
-        if (asprintf(&s->spool_path, "%s/%s", opts->spool_dir ? opts->spool_dir : "spool", s->cfg->name) < 0) {
-            s->spool_path = NULL;
+        sink_t *s = sink_alloc(a, &sinks[i], drivers[i]);
+        if (!s)
             goto oom;
-        }
-        if ((rc = custos_spool_open(s->spool_path, opts->spool_max_bytes ? opts->spool_max_bytes : (1ull << 30),
-                                    &s->spool)) != 0) {
-            if (err && errlen)
-                snprintf(err, errlen, "diagnostics sink %s: cannot open the spool directory %s: %s", s->cfg->name,
-                         s->spool_path, rc == CUSTOS_EUNAVAIL ? "in use by another process" : strerror(errno));
+        a->sinks[a->n++] = s;
+        if ((rc = sink_open(a, s, true, err, errlen)) != 0)
             goto fail;
-        }
-        publish_spool_bytes(s);
-        derr[0] = 0;
-        if ((rc = s->drv->open(s->cfg, &s->state, derr, sizeof(derr))) != 0) {
-            if (err && errlen)
-                snprintf(err, errlen, "diagnostics sink %s: %s", s->cfg->name, derr[0] ? derr : custos_strerror(rc));
-            goto fail;
-        }
-        s->opened = true;
     }
-    /* sink threads take no signals: the main thread handles them */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
     for (size_t i = 0; i < n; i++) {
-        sink_t *s = &a->sinks[i];
-        if (pthread_create(&s->thread, NULL, sink_main, s) != 0) {
-            pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (sink_start(a->sinks[i]) != 0) {
             rc = CUSTOS_ENOMEM;
             if (err && errlen)
-                snprintf(err, errlen, "diagnostics sink %s: cannot start its thread", s->cfg->name);
+                snprintf(err, errlen, "diagnostics sink %s: cannot start its thread", a->sinks[i]->cfg->name);
             goto fail;
         }
-        s->started = true;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    atomic_store(&a->nactive, a->n);
     *out = a;
     return 0;
 oom:
@@ -705,12 +815,6 @@ oom:
     if (err && errlen)
         snprintf(err, errlen, "diagnostics: out of memory");
 fail:
-    if (a) {
-        /* sinks without cfg were never initialised */
-        for (size_t i = 0; a->sinks && i < a->n; i++)
-            if (!a->sinks[i].cfg)
-                a->n = i;
-    }
     custos_audit_free(a);
     return rc;
 }
@@ -720,8 +824,6 @@ int custos_audit_new(custos_config_t *cfg, custos_audit_t **out, char *err, size
     const custos_diagnostics_config_t *d = &cfg->diagnostics;
     const custos_audit_sink_driver_t *drivers[CUSTOS_CONFIG_MAX_SINKS];
     *out = NULL;
-    if (d->n_sinks == 0)
-        return 0;
     if (d->n_sinks > CUSTOS_CONFIG_MAX_SINKS)
         return CUSTOS_EINVAL;
     for (size_t i = 0; i < d->n_sinks; i++)
@@ -771,4 +873,110 @@ bool custos_audit_config_changed(const custos_diagnostics_config_t *a, const cus
         if (!sink_same(&a->sinks[i], &b->sinks[i]))
             return true;
     return false;
+}
+
+int custos_audit_reconfigure(custos_audit_t *a, custos_config_t *cfg)
+{
+    if (!a || !cfg)
+        return CUSTOS_EINVAL;
+    const custos_diagnostics_config_t *d = &cfg->diagnostics;
+    sink_t *next[CUSTOS_CONFIG_MAX_SINKS], *fresh[CUSTOS_CONFIG_MAX_SINKS], *pred[CUSTOS_CONFIG_MAX_SINKS];
+    sink_t *leaving[CUSTOS_CONFIG_MAX_SINKS];
+    size_t nn = 0, nleaving = 0;
+    int rc = 0;
+    char err[512];
+    if (d->n_sinks > CUSTOS_CONFIG_MAX_SINKS)
+        return CUSTOS_EINVAL;
+    pthread_mutex_lock(&a->reconf_mu);
+    if (!str_same(a->opts.spool_dir, d->spool_dir) || a->opts.spool_max_bytes != d->spool_max_bytes)
+        CUSTOS_WARN("reload: diagnostics.spool_dir / spool_max_bytes changed; they apply at the next restart");
+    /* 1. The new set: unchanged sinks are kept as they are; a changed one gets a successor (driver opened now, spool
+     * handed over below); a new one is opened with its spool. A sink that cannot be opened keeps its old version (or
+     * is not added), so a bad sink entry never silences a working one. */
+    for (size_t i = 0; i < d->n_sinks; i++) {
+        const custos_audit_sink_config_t *sc = &d->sinks[i];
+        sink_t *old = NULL;
+        for (size_t j = 0; j < a->n && !old; j++)
+            if (strcmp(a->sinks[j]->cfg->name, sc->name) == 0)
+                old = a->sinks[j];
+        fresh[nn] = pred[nn] = NULL;
+        if (old && sink_same(old->cfg, sc)) {
+            next[nn++] = old;
+            continue;
+        }
+        sink_t *s = sink_alloc(a, sc, custos_audit_sink_driver_find(sc->type));
+        int orc = s ? sink_open(a, s, old == NULL, err, sizeof(err)) : CUSTOS_ENOMEM;
+        if (!s)
+            snprintf(err, sizeof(err), "diagnostics sink %s: out of memory", sc->name);
+        if (orc != 0) {
+            CUSTOS_ERROR("reload: %s; %s", err, old ? "keeping its previous settings" : "not added");
+            if (s)
+                sink_destroy(a, s);
+            rc = orc;
+            if (old)
+                next[nn++] = old;
+            continue;
+        }
+        s->cfg_ref = custos_config_ref(cfg);
+        fresh[nn] = s;
+        pred[nn] = old;
+        next[nn++] = s;
+    }
+    for (size_t j = 0; j < a->n; j++) {
+        bool kept = false;
+        for (size_t i = 0; i < nn && !kept; i++)
+            kept = next[i] == a->sinks[j];
+        if (!kept)
+            leaving[nleaving++] = a->sinks[j];
+    }
+    /* 2. Swap: from here on workers queue records to the new set (a successor's queue fills while its predecessor
+     * drains; its thread starts only after the handover, so order is kept). */
+    pthread_rwlock_wrlock(&a->lock);
+    memcpy(a->sinks, next, nn * sizeof(*next));
+    a->n = nn;
+    atomic_store(&a->nactive, nn);
+    pthread_rwlock_unlock(&a->lock);
+    atomic_store(&a->queue_max, d->queue_max_records ? d->queue_max_records : 65536);
+    atomic_store(&a->mask_ip, d->mask_client_ip);
+    /* 3. Old versions and removed sinks deliver (one attempt) or spool what they hold, then stop. */
+    for (size_t j = 0; j < nleaving; j++)
+        sink_stop(leaving[j]);
+    for (size_t j = 0; j < nleaving; j++)
+        sink_join(leaving[j]);
+    /* 4. Hand each predecessor's spool (with what it just spooled) to its successor, which replays it first. */
+    for (size_t i = 0; i < nn; i++) {
+        if (!fresh[i] || !pred[i])
+            continue;
+        sink_t *o = pred[i], *s = fresh[i];
+        s->spool = o->spool;
+        s->spool_path = o->spool_path;
+        o->spool = NULL;
+        o->spool_path = NULL;
+        custos_metrics_gauge_add(o->m_spool_bytes, (unsigned)(2 * o->idx), -o->published_spool_bytes);
+        publish_spool_bytes(s);
+    }
+    for (size_t j = 0; j < nleaving; j++) {
+        sink_t *o = leaving[j];
+        bool replaced = false;
+        for (size_t i = 0; i < nn && !replaced; i++)
+            replaced = pred[i] == o;
+        if (!replaced)
+            CUSTOS_INFO("reload: audit sink %s removed%s", o->cfg->name,
+                        o->spool && !custos_spool_empty(o->spool) ? " (its spool is replayed if it comes back)" : "");
+        sink_destroy(a, o);
+    }
+    for (size_t i = 0; i < nn; i++) {
+        if (!fresh[i])
+            continue;
+        if (sink_start(fresh[i]) != 0) {
+            CUSTOS_ERROR("reload: audit sink %s: cannot start its thread; its records wait in memory until a restart",
+                         fresh[i]->cfg->name);
+            rc = CUSTOS_ENOMEM;
+            continue;
+        }
+        CUSTOS_INFO("reload: audit sink %s %s", fresh[i]->cfg->name,
+                    pred[i] ? "re-created with new settings" : "added");
+    }
+    pthread_mutex_unlock(&a->reconf_mu);
+    return rc;
 }

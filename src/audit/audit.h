@@ -27,7 +27,8 @@ typedef struct custos_audit_options {
 } custos_audit_options_t;
 
 /* Starts one thread per sink of cfg->diagnostics (drivers from custos_audit_sink_driver_find). Holds a reference to
- * cfg until freed. With no sinks configured, returns 0 and *out = NULL (submit etc. accept NULL). On failure (unknown
+ * cfg until freed. With no sinks configured, still returns a subsystem (sinks may be added by a reload; submit is then
+ * a no-op); submit etc. also accept NULL. On failure (unknown
  * driver, a driver's open failed, spool directory unusable) returns a negative code with a message in err.
  * Existing spool data is replayed first. Call from the main thread before workers start. */
 int custos_audit_new(custos_config_t *cfg, custos_audit_t **out, char *err, size_t errlen);
@@ -42,6 +43,9 @@ int custos_audit_new_with(const custos_audit_options_t *opts, const custos_audit
  * queue lock briefly. A record that finds a sink's queue full is dropped for that sink and counted
  * (custos_audit_dropped_total{sink,reason="queue_full"}). Thread-safe; NULL a is a no-op. */
 void custos_audit_submit(custos_audit_t *a, const custos_audit_record_t *r);
+
+/* Whether any sink is active (callers skip building a record otherwise). Thread-safe; NULL a: false. */
+bool custos_audit_enabled(custos_audit_t *a);
 
 /* Whether records should carry masked caller addresses (diagnostics.mask_client_ip). NULL a: true. */
 bool custos_audit_mask_ip(const custos_audit_t *a);
@@ -62,8 +66,19 @@ typedef struct custos_audit_sink_stats {
 int custos_audit_sink_stats(custos_audit_t *a, size_t i, custos_audit_sink_stats_t *st);
 
 /* True when the request-record settings of a and b differ (sinks, spool, queue, masking; governance_log is not
- * compared). Used on SIGHUP: sinks are not re-created on reload in this version. Pure. */
+ * compared). Pure. */
 bool custos_audit_config_changed(const custos_diagnostics_config_t *a, const custos_diagnostics_config_t *b);
+
+/* Applies cfg->diagnostics on reload (SIGHUP), matching sinks by name: an unchanged sink keeps running; a new one
+ * starts (its old spool, if any, is replayed first); a removed one delivers (one attempt) or spools what it holds and
+ * stops; a changed one is replaced: from the swap on, records queue for the new version, the old one delivers or
+ * spools what it holds through its old settings and stops, then the new one takes over the spool, replays it and
+ * continues: nothing is lost or duplicated, order is kept. A new or changed sink whose driver cannot be opened is not
+ * added / keeps its old settings (logged). queue_max_records and mask_client_ip apply at once; spool_dir and
+ * spool_max_bytes only at a restart (logged). Holds a reference to cfg while a sink created from it lives. Blocks the
+ * caller while old sinks drain (waits for custos_audit_flush calls in progress). Returns 0, or a negative code when
+ * some sink could not be applied (the rest is applied). Call from one thread (the main thread). */
+int custos_audit_reconfigure(custos_audit_t *a, custos_config_t *cfg);
 
 /* Stops: every sink thread takes what is queued, delivers it (one attempt) or spools it, closes its driver, and
  * exits; then frees everything. Records still in the spool are replayed by the next custos_audit_new on the same

@@ -14,7 +14,9 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <libgen.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -37,7 +39,16 @@ struct custos_govlog {
     uint64_t seq;
     uint64_t size; /* bytes in the file */
     unsigned char head[HASH_LEN];
+    /* signed checkpoints (custos_govlog_set_signing_key) */
+    EVP_PKEY *sign_key;
+    unsigned char key_id[CUSTOS_GOVLOG_KEY_ID_LEN / 2];
+    uint64_t cp_seq; /* seq of the last checkpoint record (0: none) */
+    uint64_t cp_ms;  /* monotonic time of the last checkpoint we wrote (or of set_signing_key) */
 };
+
+#define CP_ACTION "govlog.checkpoint"
+#define CP_CONTEXT "custos-govlog-checkpoint-v1\n"
+#define SIG_LEN 64
 
 /* ---------- helpers ---------- */
 
@@ -63,6 +74,53 @@ static int hex_decode(const char *s, size_t len, bool lower_only, unsigned char 
             return CUSTOS_EINVAL;
         out[i] = (unsigned char)(a << 4 | b);
     }
+    return 0;
+}
+
+static void hexn_encode(const unsigned char *h, size_t n, char *out)
+{
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[h[i] >> 4];
+        out[2 * i + 1] = d[h[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
+/* Exactly 2n lower-case hex digits. */
+static int hexn_decode(const char *s, size_t n, unsigned char *out)
+{
+    if (!s || strlen(s) != 2 * n)
+        return CUSTOS_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        int a = custos_hex_value((unsigned char)s[2 * i]), b = custos_hex_value((unsigned char)s[2 * i + 1]);
+        if (a < 0 || b < 0 || (s[2 * i] >= 'A' && s[2 * i] <= 'F') || (s[2 * i + 1] >= 'A' && s[2 * i + 1] <= 'F'))
+            return CUSTOS_EINVAL;
+        out[i] = (unsigned char)(a << 4 | b);
+    }
+    return 0;
+}
+
+/* The bytes a checkpoint signs: a context string, the seq and hash of the newest record it covers. */
+static size_t cp_message(uint64_t seq, const unsigned char *head, char *out, size_t cap)
+{
+    char hx[CUSTOS_GOVLOG_HEX + 1];
+    hexn_encode(head, HASH_LEN, hx);
+    int n = snprintf(out, cap, CP_CONTEXT "%llu\n%s\n", (unsigned long long)seq, hx);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+/* Key id: the first 8 bytes of SHA-256 of the raw 32-byte public key. */
+static int key_id_of(EVP_PKEY *k, unsigned char *id)
+{
+    unsigned char pub[32], h[HASH_LEN];
+    size_t pl = sizeof(pub);
+    if (EVP_PKEY_get_raw_public_key(k, pub, &pl) != 1 || pl != sizeof(pub))
+        return CUSTOS_EINVAL;
+    unsigned int hl = 0;
+    if (EVP_Digest(pub, pl, h, &hl, EVP_sha256(), NULL) != 1)
+        return CUSTOS_ENOMEM;
+    memcpy(id, h, CUSTOS_GOVLOG_KEY_ID_LEN / 2);
     return 0;
 }
 
@@ -166,7 +224,28 @@ typedef struct parsed {
     unsigned char prev[HASH_LEN];
     unsigned char hash[HASH_LEN]; /* stored */
     bool hash_ok;                 /* stored == computed */
+    int cp;                       /* 0: not a checkpoint; 1: checkpoint (fields below); -1: malformed checkpoint */
+    uint64_t cp_seq;
+    unsigned char cp_head[HASH_LEN], cp_key[CUSTOS_GOVLOG_KEY_ID_LEN / 2], cp_sig[SIG_LEN];
 } parsed_t;
+
+static const char *str_field(json_object *o, const char *key);
+
+/* details of a checkpoint: {"alg":"ed25519","key":"<16 hex>","seq":N,"head":"<64 hex>","sig":"<128 hex>"} */
+static void parse_checkpoint(json_object *d, parsed_t *p)
+{
+    json_object *seqo;
+    const char *alg = str_field(d, "alg");
+    p->cp = -1;
+    if (json_object_object_length(d) != 5 || !alg || strcmp(alg, "ed25519") != 0 ||
+        !json_object_object_get_ex(d, "seq", &seqo) || !json_object_is_type(seqo, json_type_int) ||
+        json_object_get_int64(seqo) < 0 || hexn_decode(str_field(d, "key"), sizeof(p->cp_key), p->cp_key) < 0 ||
+        hexn_decode(str_field(d, "head"), HASH_LEN, p->cp_head) < 0 ||
+        hexn_decode(str_field(d, "sig"), SIG_LEN, p->cp_sig) < 0)
+        return;
+    p->cp_seq = (uint64_t)json_object_get_int64(seqo);
+    p->cp = 1;
+}
 
 static const char *str_field(json_object *o, const char *key)
 {
@@ -185,6 +264,7 @@ static int parse_line(const char *line, size_t len, parsed_t *p, const char **wh
     custos_buf_init(&canon, LINE_MAX_BYTES + 16);
     custos_buf_init(&re, LINE_MAX_BYTES + 16);
     *why = "not a governance record";
+    p->cp = 0;
     if (len < HASH_SUFFIX_LEN + 2 || line[len - 1] != '}' || line[len - 2] != '"' ||
         memcmp(line + len - HASH_SUFFIX_LEN, HASH_SUFFIX_PREFIX, 9) != 0) {
         *why = "no trailing hash field";
@@ -246,6 +326,8 @@ static int parse_line(const char *line, size_t len, parsed_t *p, const char **wh
         goto out;
     }
     p->hash_ok = memcmp(h, p->hash, HASH_LEN) == 0;
+    if (strcmp(action, CP_ACTION) == 0)
+        parse_checkpoint(details, p);
     rc = 0;
 out:
     json_object_put(o);
@@ -263,6 +345,9 @@ typedef struct rec {
     bool after_malformed; /* a malformed line lies between this record and the previous one */
     bool flagged;         /* already explained by a finding (inserted, reordered, duplicate) */
     bool reordered;
+    int cp; /* as in parsed_t */
+    uint64_t cp_seq;
+    unsigned char cp_head[HASH_LEN], cp_key[CUSTOS_GOVLOG_KEY_ID_LEN / 2], cp_sig[SIG_LEN];
 } rec_t;
 
 typedef struct finding {
@@ -438,6 +523,13 @@ static int load_file(const char *path, vstate_t *vs, custos_govlog_verify_result
         *r = (rec_t){.seq = p.seq, .line = lineno, .hash_ok = p.hash_ok, .after_malformed = pending_malformed};
         memcpy(r->prev, p.prev, HASH_LEN);
         memcpy(r->hash, p.hash, HASH_LEN);
+        r->cp = p.cp;
+        if (p.cp == 1) {
+            r->cp_seq = p.cp_seq;
+            memcpy(r->cp_head, p.cp_head, HASH_LEN);
+            memcpy(r->cp_key, p.cp_key, sizeof(r->cp_key));
+            memcpy(r->cp_sig, p.cp_sig, SIG_LEN);
+        }
         pending_malformed = false;
     }
     free(line);
@@ -535,8 +627,87 @@ static void analyse(vstate_t *vs, const unsigned char *genesis)
     }
 }
 
+/* Checks every checkpoint record (and its signature when pk is given); fills the checkpoint fields of res. */
+static void check_checkpoints(vstate_t *vs, EVP_PKEY *const *pks, size_t npk, bool signed_tail,
+                              custos_govlog_verify_result_t *res)
+{
+    unsigned char kids[CUSTOS_GOVLOG_MAX_PUBKEYS][CUSTOS_GOVLOG_KEY_ID_LEN / 2];
+    char kx[CUSTOS_GOVLOG_KEY_ID_LEN + 1], gx[CUSTOS_GOVLOG_KEY_ID_LEN + 1];
+    for (size_t k = 0; k < npk; k++)
+        if (key_id_of(pks[k], kids[k]) < 0) {
+            vs->oom = true;
+            return;
+        }
+    size_t last = SIZE_MAX;
+    for (size_t i = 0; i < vs->n; i++) {
+        rec_t *r = &vs->r[i];
+        if (!r->cp || !r->hash_ok || r->flagged)
+            continue; /* not a checkpoint, or already a finding */
+        if (r->cp < 0) {
+            add_finding(vs, r->line, r->seq, "checkpoint: malformed checkpoint details (forged)");
+            continue;
+        }
+        if (r->cp_seq + 1 != r->seq || memcmp(r->cp_head, r->prev, HASH_LEN) != 0) {
+            add_finding(
+                vs, r->line, r->seq,
+                "checkpoint: does not sign its predecessor (it names seq %llu): forged or copied from elsewhere",
+                (unsigned long long)r->cp_seq);
+            continue;
+        }
+        if (npk) {
+            size_t k = 0;
+            while (k < npk && memcmp(r->cp_key, kids[k], sizeof(kids[k])) != 0)
+                k++;
+            if (k == npk) {
+                hexn_encode(r->cp_key, sizeof(kids[0]), kx);
+                hexn_encode(kids[0], sizeof(kids[0]), gx);
+                add_finding(vs, r->line, r->seq,
+                            "checkpoint: signed with another key (key id %s, expected %s%s): forged, or made with a "
+                            "signing key other than the one(s) given",
+                            kx, gx, npk > 1 ? " or another given key" : "");
+                continue;
+            }
+            EVP_PKEY *pk = pks[k];
+            char msg[160];
+            size_t ml = cp_message(r->cp_seq, r->cp_head, msg, sizeof(msg));
+            EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+            bool good = ctx && ml && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, pk) == 1 &&
+                        EVP_DigestVerify(ctx, r->cp_sig, SIG_LEN, (const unsigned char *)msg, ml) == 1;
+            EVP_MD_CTX_free(ctx);
+            if (!good) {
+                add_finding(vs, r->line, r->seq, "checkpoint: bad signature (forged or modified)");
+                continue;
+            }
+        }
+        res->checkpoints++;
+        last = i;
+    }
+    res->signatures_checked = npk > 0;
+    if (last != SIZE_MAX) {
+        res->last_checkpoint_seq = vs->r[last].seq;
+        res->last_checkpoint_line = vs->r[last].line;
+    }
+    res->unsigned_tail = res->last_seq > res->last_checkpoint_seq ? res->last_seq - res->last_checkpoint_seq : 0;
+    if (signed_tail && res->unsigned_tail) {
+        uint64_t last_line = vs->n ? vs->r[vs->n - 1].line : 0;
+        add_finding(vs, last_line, res->last_seq,
+                    "truncated: %llu record(s) after the last %s checkpoint (seq %llu): a stopped custos ends its log "
+                    "with a checkpoint, so records after it may have been removed or rewritten (or custos crashed, or "
+                    "is still running)",
+                    (unsigned long long)res->unsigned_tail, npk ? "signed" : "",
+                    (unsigned long long)res->last_checkpoint_seq);
+    }
+}
+
 int custos_govlog_verify_file(const char *path, const char *genesis_hex, const char *expect_head_hex, FILE *report,
                               custos_govlog_verify_result_t *res)
+{
+    return custos_govlog_verify_file_signed(path, genesis_hex, expect_head_hex, NULL, 0, false, report, res);
+}
+
+int custos_govlog_verify_file_signed(const char *path, const char *genesis_hex, const char *expect_head_hex,
+                                     const char *const *pubkey_paths, size_t npub, bool signed_tail, FILE *report,
+                                     custos_govlog_verify_result_t *res)
 {
     custos_govlog_verify_result_t dummy;
     if (!res)
@@ -548,9 +719,23 @@ int custos_govlog_verify_file(const char *path, const char *genesis_hex, const c
     if (expect_head_hex && hex_decode(expect_head_hex, strlen(expect_head_hex), false, expect) < 0)
         return CUSTOS_EINVAL;
     hex_encode(genesis, res->head);
-
+    EVP_PKEY *pks[CUSTOS_GOVLOG_MAX_PUBKEYS] = {0};
     vstate_t vs = {0};
-    int rc = load_file(path, &vs, res);
+    int rc = 0;
+    if (npub > CUSTOS_GOVLOG_MAX_PUBKEYS)
+        return CUSTOS_EINVAL;
+    for (size_t k = 0; k < npub; k++) {
+        FILE *kf = fopen(pubkey_paths[k], "re");
+        if (kf) {
+            pks[k] = PEM_read_PUBKEY(kf, NULL, NULL, NULL);
+            fclose(kf);
+        }
+        if (!pks[k] || EVP_PKEY_get_base_id(pks[k]) != EVP_PKEY_ED25519) {
+            rc = CUSTOS_EINVAL;
+            goto out;
+        }
+    }
+    rc = load_file(path, &vs, res);
     if (rc < 0)
         goto out;
     vs.by_hash = malloc((vs.n ? vs.n : 1) * sizeof(size_t));
@@ -573,6 +758,7 @@ int custos_govlog_verify_file(const char *path, const char *genesis_hex, const c
         hex_encode(vs.r[vs.n - 1].hash, res->head);
         res->last_seq = vs.r[vs.n - 1].seq;
     }
+    check_checkpoints(&vs, pks, npub, signed_tail, res);
     if (expect_head_hex && memcmp(expect, genesis, HASH_LEN) != 0) {
         size_t k = lookup(&vs, expect, 0);
         if (k == SIZE_MAX || !vs.r[k].hash_ok) {
@@ -610,6 +796,8 @@ out:
     free(vs.r);
     free(vs.by_hash);
     free(vs.by_prev);
+    for (size_t k = 0; k < CUSTOS_GOVLOG_MAX_PUBKEYS; k++)
+        EVP_PKEY_free(pks[k]);
     return rc;
 }
 
@@ -679,6 +867,7 @@ int custos_govlog_open(const char *path, const char *genesis_hex, custos_govlog_
     }
     log->size = (uint64_t)st.st_size;
     log->seq = res.last_seq;
+    log->cp_seq = res.last_checkpoint_seq;
     if (hex_decode(res.head, CUSTOS_GOVLOG_HEX, true, log->head) < 0) {
         rc = CUSTOS_EINVAL;
         goto fail;
@@ -697,6 +886,7 @@ void custos_govlog_free(custos_govlog_t *log)
         return;
     if (log->fd >= 0)
         close(log->fd);
+    EVP_PKEY_free(log->sign_key);
     pthread_mutex_destroy(&log->mu);
     free(log);
 }
@@ -752,6 +942,8 @@ static int catch_up(custos_govlog_t *log)
             goto out;
         }
         log->seq = p.seq;
+        if (p.cp == 1)
+            log->cp_seq = p.seq;
         memcpy(log->head, p.hash, HASH_LEN);
         log->size += (uint64_t)(nl + 1 - (buf + off));
         off = (size_t)(nl + 1 - buf);
@@ -761,35 +953,15 @@ out:
     return rc;
 }
 
-static int append_parsed(custos_govlog_t *log, uint64_t time_ms, const char *actor, const char *action,
-                         const char *target, json_object *details)
+/* Under mu and the file lock, after catch_up: writes one record continuing the chain (write + fsync). */
+static int write_locked(custos_govlog_t *log, const char *tbuf, const char *actor, const char *action,
+                        const char *target, json_object *details)
 {
-    char tbuf[40], prev_hex[CUSTOS_GOVLOG_HEX + 1], hash_hex[CUSTOS_GOVLOG_HEX + 1];
+    char prev_hex[CUSTOS_GOVLOG_HEX + 1], hash_hex[CUSTOS_GOVLOG_HEX + 1];
     unsigned char h[HASH_LEN];
     custos_buf_t b;
     custos_buf_init(&b, LINE_MAX_BYTES);
-    format_time(time_ms ? time_ms : custos_wall_ms(), tbuf, sizeof(tbuf));
-    pthread_mutex_lock(&log->mu);
     int rc;
-    bool locked = false;
-    if (log->failed) {
-        rc = CUSTOS_EUNAVAIL;
-        goto out;
-    }
-    while (flock(log->fd, LOCK_EX) < 0) {
-        if (errno != EINTR) {
-            rc = CUSTOS_EIO;
-            goto out;
-        }
-    }
-    locked = true;
-    if ((rc = catch_up(log)) < 0) {
-        if (rc == CUSTOS_EPROTO) {
-            log->failed = true;
-            rc = CUSTOS_EUNAVAIL;
-        }
-        goto out;
-    }
     hex_encode(log->head, prev_hex);
     if ((rc = build_canonical(&b, log->seq + 1, tbuf, actor, action, target, details, prev_hex)) < 0)
         goto out;
@@ -831,10 +1003,149 @@ static int append_parsed(custos_govlog_t *log, uint64_t time_ms, const char *act
     memcpy(log->head, h, HASH_LEN);
     rc = 0;
 out:
+    custos_buf_dispose(&b);
+    return rc;
+}
+
+/* Under mu and the file lock: appends a checkpoint signing the current head (seq, hash). */
+static int checkpoint_locked(custos_govlog_t *log, const char *tbuf)
+{
+    char msg[160], kx[CUSTOS_GOVLOG_KEY_ID_LEN + 1], hx[CUSTOS_GOVLOG_HEX + 1], sx[2 * SIG_LEN + 1];
+    unsigned char sig[SIG_LEN];
+    size_t sl = sizeof(sig), ml = cp_message(log->seq, log->head, msg, sizeof(msg));
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    bool good = ctx && ml && EVP_DigestSignInit(ctx, NULL, NULL, NULL, log->sign_key) == 1 &&
+                EVP_DigestSign(ctx, sig, &sl, (const unsigned char *)msg, ml) == 1 && sl == SIG_LEN;
+    EVP_MD_CTX_free(ctx);
+    if (!good)
+        return CUSTOS_ENOMEM;
+    hexn_encode(log->key_id, sizeof(log->key_id), kx);
+    hex_encode(log->head, hx);
+    hexn_encode(sig, SIG_LEN, sx);
+    json_object *d = json_object_new_object();
+    if (!d)
+        return CUSTOS_ENOMEM;
+    json_object_object_add(d, "alg", json_object_new_string("ed25519"));
+    json_object_object_add(d, "key", json_object_new_string(kx));
+    json_object_object_add(d, "seq", json_object_new_int64((int64_t)log->seq));
+    json_object_object_add(d, "head", json_object_new_string(hx));
+    json_object_object_add(d, "sig", json_object_new_string(sx));
+    int rc = write_locked(log, tbuf, "system", CP_ACTION, kx, d);
+    json_object_put(d);
+    if (rc == 0) {
+        log->cp_seq = log->seq;
+        log->cp_ms = custos_now_ms();
+    }
+    return rc;
+}
+
+/* Locks (mu, then the file), takes in other writers' records, then writes the event (action NULL: none) and, with a
+ * signing key, a checkpoint when one is due (force: whenever the last record is not one). */
+static int append_parsed_cp(custos_govlog_t *log, uint64_t time_ms, const char *actor, const char *action,
+                            const char *target, json_object *details, bool force_cp)
+{
+    char tbuf[40];
+    format_time(time_ms ? time_ms : custos_wall_ms(), tbuf, sizeof(tbuf));
+    pthread_mutex_lock(&log->mu);
+    int rc;
+    bool locked = false;
+    if (log->failed) {
+        rc = CUSTOS_EUNAVAIL;
+        goto out;
+    }
+    while (flock(log->fd, LOCK_EX) < 0) {
+        if (errno != EINTR) {
+            rc = CUSTOS_EIO;
+            goto out;
+        }
+    }
+    locked = true;
+    if ((rc = catch_up(log)) < 0) {
+        if (rc == CUSTOS_EPROTO) {
+            log->failed = true;
+            rc = CUSTOS_EUNAVAIL;
+        }
+        goto out;
+    }
+    if (action && (rc = write_locked(log, tbuf, actor, action, target, details)) < 0)
+        goto out;
+    rc = 0;
+    if (log->sign_key && log->cp_seq != log->seq &&
+        (force_cp || log->seq - log->cp_seq >= CUSTOS_GOVLOG_CHECKPOINT_RECORDS ||
+         custos_now_ms() - log->cp_ms >= CUSTOS_GOVLOG_CHECKPOINT_INTERVAL_S * 1000ull)) {
+        format_time(custos_wall_ms(), tbuf, sizeof(tbuf));
+        int crc = checkpoint_locked(log, tbuf);
+        if (crc < 0) {
+            CUSTOS_ERROR("governance log: cannot write a signed checkpoint: %s", custos_strerror(crc));
+            if (!action)
+                rc = crc; /* the event itself is on disk: its caller succeeds */
+        }
+    }
+out:
     if (locked)
         flock(log->fd, LOCK_UN);
     pthread_mutex_unlock(&log->mu);
-    custos_buf_dispose(&b);
+    return rc;
+}
+
+static int append_parsed(custos_govlog_t *log, uint64_t time_ms, const char *actor, const char *action,
+                         const char *target, json_object *details)
+{
+    return append_parsed_cp(log, time_ms, actor, action, target, details, false);
+}
+
+int custos_govlog_set_signing_key(custos_govlog_t *log, const unsigned char seed[32])
+{
+    EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
+    if (!k)
+        return CUSTOS_EINVAL;
+    unsigned char id[CUSTOS_GOVLOG_KEY_ID_LEN / 2];
+    if (key_id_of(k, id) < 0) {
+        EVP_PKEY_free(k);
+        return CUSTOS_EINVAL;
+    }
+    pthread_mutex_lock(&log->mu);
+    EVP_PKEY_free(log->sign_key);
+    log->sign_key = k;
+    memcpy(log->key_id, id, sizeof(id));
+    log->cp_ms = custos_now_ms();
+    pthread_mutex_unlock(&log->mu);
+    return 0;
+}
+
+int custos_govlog_checkpoint(custos_govlog_t *log)
+{
+    if (!log || !log->sign_key)
+        return CUSTOS_EINVAL;
+    return append_parsed_cp(log, 0, NULL, NULL, NULL, NULL, true);
+}
+
+int custos_govlog_public_key_pem(const unsigned char seed[32], char **pem, char *key_id)
+{
+    EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
+    BIO *b = BIO_new(BIO_s_mem());
+    int rc = CUSTOS_ENOMEM;
+    *pem = NULL;
+    if (!k || !b || PEM_write_bio_PUBKEY(b, k) != 1)
+        goto out;
+    char *data;
+    long n = BIO_get_mem_data(b, &data);
+    if (n <= 0 || !(*pem = strndup(data, (size_t)n)))
+        goto out;
+    if (key_id) {
+        unsigned char id[CUSTOS_GOVLOG_KEY_ID_LEN / 2];
+        if (key_id_of(k, id) < 0)
+            goto out;
+        hexn_encode(id, sizeof(id), key_id);
+    }
+    rc = 0;
+out:
+    if (rc < 0) {
+        free(*pem);
+        *pem = NULL;
+    }
+    BIO_free(b);
+    EVP_PKEY_free(k);
     return rc;
 }
 
@@ -954,9 +1265,21 @@ out:
     return rc;
 }
 
+int custos_govlog_global_set_signing_key(const unsigned char seed[32])
+{
+    pthread_mutex_lock(&g_mu);
+    int rc = g_state == G_OPEN ? custos_govlog_set_signing_key(g_log, seed) : CUSTOS_EUNAVAIL;
+    if (rc == 0) /* sign what is there (records of an earlier run that ended without a checkpoint, service.start) */
+        rc = custos_govlog_checkpoint(g_log);
+    pthread_mutex_unlock(&g_mu);
+    return rc;
+}
+
 void custos_govlog_close_global(void)
 {
     pthread_mutex_lock(&g_mu);
+    if (g_log && g_log->sign_key) /* a stopped custos' log ends with a signed checkpoint */
+        custos_govlog_checkpoint(g_log);
     custos_govlog_free(g_log);
     g_log = NULL;
     pending_clear();

@@ -5,6 +5,7 @@
 #define CUSTOS_AUDIT_SINK_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config/config.h"
 
@@ -21,6 +22,10 @@ typedef struct custos_audit_sink_driver {
     /* Releases the state (flush what the transport buffers first). Called once, on the sink's thread or after it has
      * been joined; NULL-safe on the framework side (not called when open failed). */
     void (*close)(void *state);
+    /* Optional (NULL: none). Called on the sink's thread after each round while no record is pending, and when the
+     * time it last asked for has come: does deferred work (the file driver's delayed fdatasync) and returns the ms
+     * until it wants to be called again, 0 for never (until the next round). */
+    uint32_t (*idle)(void *state);
 } custos_audit_sink_driver_t;
 
 /* Built-in drivers. The file driver is in sink_file.c; the others in sink_syslog.c, sink_http.c, sink_kafka.c. */

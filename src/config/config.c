@@ -2290,7 +2290,7 @@ static int parse_backends(vctx_t *v, json_object *root, custos_config_t *c)
 
 static int parse_safety(vctx_t *v, json_object *root, custos_config_t *c)
 {
-    static const char *const keys[] = {"harm_model", "shields_model", "pii", "max_text_bytes", NULL};
+    static const char *const keys[] = {"harm_model", "shields_model", "grounded_model", "pii", "max_text_bytes", NULL};
     static const char *const pii_keys[] = {"mrn_format", NULL};
     json_object *m, *pm = NULL;
     custos_ymark_t at;
@@ -2305,6 +2305,8 @@ static int parse_safety(vctx_t *v, json_object *root, custos_config_t *c)
     if ((rc = get_path(v, m, "safety", "harm_model", 0, &c->safety.harm_model)) != 0)
         return rc;
     if ((rc = get_path(v, m, "safety", "shields_model", 0, &c->safety.shields_model)) != 0)
+        return rc;
+    if ((rc = get_path(v, m, "safety", "grounded_model", 0, &c->safety.grounded_model)) != 0)
         return rc;
     if ((rc = get_int(v, m, "safety", "max_text_bytes", 1024, 4 << 20, 4 << 20, &n)) != 0)
         return rc;
@@ -2957,7 +2959,7 @@ static int parse_sink(vctx_t *v, json_object *m, const char *path, size_t idx, j
         GET_INT_AS(v, m, path, "max_bytes", 4096, (int64_t)1 << 40, 104857600, s->max_bytes);
         GET_INT_AS(v, m, path, "max_files", 0, 1000, 10, s->max_files);
         GET_INT_AS(v, m, path, "max_age_s", 0, 31536000, 86400, s->max_age_s);
-        GET_INT_AS(v, m, path, "fsync_interval_ms", 0, 60000, 0, s->fsync_interval_ms);
+        GET_INT_AS(v, m, path, "fsync_interval_ms", 0, 60000, 1000, s->fsync_interval_ms);
         break;
     case CUSTOS_AUDIT_SINK_SYSLOG: {
         if ((rc = get_str(v, m, path, "address", 1, 512, &str, &at)) != 0)
@@ -3265,6 +3267,7 @@ static void config_free(custos_config_t *c)
     rai_policy_free(&c->rai_default);
     free(c->safety.harm_model);
     free(c->safety.shields_model);
+    free(c->safety.grounded_model);
     free(c->safety.pii_mrn_format);
     free(c->backends_by_name);
     free(c->deployments_by_name);

@@ -347,6 +347,7 @@ typedef struct custos_rai_policy_config {
 typedef struct custos_safety_config {
     char *harm_model;      /* resolved path; NULL = the shipped models/harm.model */
     char *shields_model;   /* resolved path; NULL = the shipped models/shields.model */
+    char *grounded_model;  /* resolved path; NULL = the shipped models/grounded.model (optional) */
     char *pii_mrn_format;  /* organisation MRN pattern (safety/pii.h); NULL = context-gated digits only */
     size_t max_text_bytes; /* one screened text; larger -> the check cannot run (default 4 MiB) */
 } custos_safety_config_t;
@@ -454,8 +455,9 @@ typedef struct custos_audit_sink_config {
     uint64_t max_bytes;         /* rotate when the file would exceed this; 4096..2^40, default 104857600 */
     unsigned max_files;         /* rotated files kept (path.1 .. path.N), 0..1000, default 10 */
     uint32_t max_age_s;         /* rotate when the file is older than this; 0 = never, default 86400 */
-    uint32_t fsync_interval_ms; /* fdatasync at most this often (a batch written sooner waits for the next batch,
-                                   rotation or close); 0 = after every batch (default), 0..60000 */
+    uint32_t fsync_interval_ms; /* fdatasync at most this often (a batch written sooner is synced by a later batch
+                                   or the sink's idle hook that much later); 0 = after every batch; 0..60000,
+                                   default 1000 */
     /* syslog */
     char *address; /* as written: "udp://host:port", "tcp://host:port", "tls://host:port" */
     custos_syslog_transport_t transport;

@@ -107,29 +107,46 @@ static int fsync_dir(const char *dir)
     return rc;
 }
 
+/* Atomic against other processes creating the same version (replicas starting together on one key directory): the
+ * key is written and synced under a unique temporary name, then link(2)ed to its final name, which fails with EEXIST
+ * if another process won. A reader therefore sees no file or a complete one, never an empty or short one. */
 static int local_create(custos_kek_t *k, uint32_t v, char *err, size_t errlen)
 {
     local_t *l = k->impl;
-    char path[4200];
+    char path[4200], tmp[4300];
     local_label(k, v, path, sizeof(path));
     unsigned char *key = custos_secure_alloc(CUSTOS_KEY_LEN);
     if (!key)
         return CUSTOS_ENOMEM;
     int rc = CUSTOS_EIO;
-    if (RAND_priv_bytes(key, CUSTOS_KEY_LEN) != 1)
+    unsigned char r[8];
+    if (RAND_priv_bytes(key, CUSTOS_KEY_LEN) != 1 || RAND_bytes(r, sizeof(r)) != 1)
         goto out;
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    snprintf(tmp, sizeof(tmp), "%s.tmp-%ld-%02x%02x%02x%02x%02x%02x%02x%02x", path, (long)getpid(), r[0], r[1], r[2],
+             r[3], r[4], r[5], r[6], r[7]);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
-        rc = errno == EEXIST ? CUSTOS_EAGAIN : CUSTOS_EIO;
-        snprintf(err, errlen, "key file %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "key file %s: %s", tmp, strerror(errno));
         goto out;
     }
     bool ok = write(fd, key, CUSTOS_KEY_LEN) == CUSTOS_KEY_LEN && fsync(fd) == 0;
     close(fd);
-    if (!ok || fsync_dir(l->dir) != 0) {
-        snprintf(err, errlen, "key file %s: cannot write it", path);
-        unlink(path);
+    if (!ok) {
+        snprintf(err, errlen, "key file %s: cannot write it", tmp);
+        unlink(tmp);
         goto out;
+    }
+    if (link(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        rc = e == EEXIST ? CUSTOS_EAGAIN : CUSTOS_EIO;
+        snprintf(err, errlen, "key file %s: %s", path, strerror(e));
+        goto out;
+    }
+    unlink(tmp);
+    if (fsync_dir(l->dir) != 0) {
+        snprintf(err, errlen, "key file %s: cannot sync its directory", path);
+        goto out; /* the file stays: another process may already use it */
     }
     rc = 0;
 out:

@@ -99,26 +99,49 @@ int custos_vault_open_with(custos_kek_t *k, custos_store_t *st, custos_vault_t *
         goto fail;
     }
     if (cur == 0) {
-        /* First start: create (or adopt) version 1. Replicas racing here: the loser's INSERT conflicts. */
-        int64_t any = 0;
-        if ((rc = custos_store_exec(st, "SELECT COUNT(*) FROM kek_versions", NULL, 0, int_row, &any, NULL)) != 0)
+        /* First start: create (or adopt) version 1, in a write transaction so that processes starting together on
+         * one store take turns (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock) and only the first creates
+         * the key: the others find it recorded (a PKCS#11 token would otherwise get two keys with one label). */
+        bool pg = custos_store_driver(st) == CUSTOS_STORE_POSTGRES;
+        if ((rc = custos_store_begin(st)) != 0 ||
+            (pg && (rc = custos_store_exec(st, "SELECT pg_advisory_xact_lock(7302114002)", NULL, 0, NULL, NULL,
+                                           NULL)) != 0) ||
+            (rc = load_current(v, &cur)) != 0) {
+            snprintf(e, sizeof(e), "cannot start the key transaction: %s", custos_store_errmsg(st));
+            custos_store_rollback(st);
             goto fail;
-        if (any > 0) {
+        }
+        int64_t any = 0;
+        if (cur == 0 &&
+            (rc = custos_store_exec(st, "SELECT COUNT(*) FROM kek_versions", NULL, 0, int_row, &any, NULL)) != 0) {
+            custos_store_rollback(st);
+            goto fail;
+        }
+        if (cur == 0 && any > 0) {
             snprintf(e, sizeof(e), "every key version was destroyed; run `custos kek rotate` to make a new one");
+            custos_store_rollback(st);
             rc = CUSTOS_EKEYGONE;
             goto fail;
         }
-        rc = custos_kek_exists(k, 1, NULL, 0);
-        if (rc == CUSTOS_ENOTFOUND)
-            rc = custos_kek_create(k, 1, e, sizeof(e));
-        if (rc != 0 && rc != CUSTOS_EAGAIN)
-            goto fail;
-        rc = add_version(v, 1, (int64_t)time(NULL));
-        if (rc != 0 && rc != CUSTOS_EAGAIN) {
+        if (cur == 0) {
+            rc = custos_kek_exists(k, 1, NULL, 0);
+            if (rc == CUSTOS_ENOTFOUND)
+                rc = custos_kek_create(k, 1, e, sizeof(e));
+            if (rc != 0 && rc != CUSTOS_EAGAIN) {
+                custos_store_rollback(st);
+                goto fail;
+            }
+            if ((rc = add_version(v, 1, (int64_t)time(NULL))) != 0) {
+                snprintf(e, sizeof(e), "cannot record key version 1: %s", custos_store_errmsg(st));
+                custos_store_rollback(st);
+                goto fail;
+            }
+            cur = 1;
+        }
+        if ((rc = custos_store_commit(st)) != 0) {
             snprintf(e, sizeof(e), "cannot record key version 1: %s", custos_store_errmsg(st));
             goto fail;
         }
-        cur = 1;
     }
     v->current = (uint32_t)cur;
     char why[400] = "";

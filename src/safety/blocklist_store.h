@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0
- * Blocklists persisted in SQLite (tables `blocklists` and `blocklist_items` in the database at `storage.path`).
- * This header is the whole interface and the SQL stays in blocklist_store.c, so the storage layer can take it over
- * later. One handle per thread; writes run in one IMMEDIATE transaction each. */
+ * Blocklists persisted in the store (store/store.h; tables `blocklists` and `blocklist_items`, migration 3), so
+ * every replica on one store shares them. This header is the whole interface; the SQL stays in blocklist_store.c.
+ * Every write runs in one store transaction that first bumps the store's change counter and the "blocklists"
+ * counter (custos_blstore_version): on PostgreSQL the row lock this takes serialises blocklist writers of all
+ * replicas, and the watcher of every replica (api/store_sync.c) sees the change at its next poll.
+ * One handle per thread. Blocking: never on the request path of inference. */
 #ifndef CUSTOS_SAFETY_BLOCKLIST_STORE_H
 #define CUSTOS_SAFETY_BLOCKLIST_STORE_H
 
+#include "config/config.h"
 #include "safety/blocklist.h"
+#include "store/store.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -34,9 +39,13 @@ typedef struct custos_blstore_item {
 /* Called inside the write transaction after the change and before COMMIT; non-zero rolls back and is returned. */
 typedef int (*custos_blstore_commit_fn)(void *ud);
 
-/* Opens the database at path. create=false: a missing file is CUSTOS_ENOTFOUND (an empty store); create=true makes
- * it (mode 0600). Creates the two tables when missing. Returns 0, CUSTOS_ENOTFOUND, CUSTOS_EIO or CUSTOS_ENOMEM. */
-int custos_blstore_open(const char *path, bool create, custos_blstore_t **out);
+/* Opens the store named by sc (custos_store_open_config; migrations run). create=false: a missing SQLite file is
+ * CUSTOS_ENOTFOUND (an empty store); create=true makes it. Returns 0, CUSTOS_ENOTFOUND, CUSTOS_EIO, CUSTOS_ETIMEDOUT
+ * or CUSTOS_ENOMEM. */
+int custos_blstore_open(const custos_storage_config_t *sc, bool create, custos_blstore_t **out);
+/* Uses an open store handle s (borrowed: the caller closes it after custos_blstore_close). Returns 0 or
+ * CUSTOS_ENOMEM. */
+int custos_blstore_wrap(custos_store_t *s, custos_blstore_t **out);
 void custos_blstore_close(custos_blstore_t *st);
 
 /* Creates list name or updates its description (description NULL: keep it; "" on creation). *created tells which.
@@ -71,10 +80,22 @@ int custos_blstore_item_get(custos_blstore_t *st, const char *name, const char *
 /* Number of items in all lists (inside a write transaction: as it will commit). Returns 0 or CUSTOS_EIO. */
 int custos_blstore_count_items(custos_blstore_t *st, size_t *n);
 
-/* Loads every list and item and compiles them (custos_blocklists_build). Returns 0 or its error (err filled). */
+/* The "blocklists" counter: how many blocklist writes the store has committed (inside a write transaction: the
+ * value this one will commit). custos_blstore_store_version reads it from a plain store handle (the watcher). */
+int custos_blstore_version(custos_blstore_t *st, int64_t *v);
+int custos_blstore_store_version(custos_store_t *s, int64_t *v);
+
+/* Loads every list and item and compiles them (custos_blocklists_build). Inside a write transaction it sees that
+ * transaction; otherwise call custos_blstore_build_snapshot. Returns 0 or its error (err filled). */
 int custos_blstore_build(custos_blstore_t *st, custos_blocklists_t **out, char *err, size_t errlen);
 
-/* Builds from the database at path (a missing file is an empty set). Convenience for start-up and reloads. */
-int custos_blstore_build_path(const char *path, custos_blocklists_t **out, char *err, size_t errlen);
+/* Builds from one consistent read snapshot and reports the counter value it was taken at (*version, may be NULL). */
+int custos_blstore_build_snapshot(custos_blstore_t *st, custos_blocklists_t **out, int64_t *version, char *err,
+                                  size_t errlen);
+
+/* Opens the store named by sc and builds a snapshot (a missing SQLite file is an empty set at version 0).
+ * Convenience for start-up and reloads. */
+int custos_blstore_build_config(const custos_storage_config_t *sc, custos_blocklists_t **out, int64_t *version,
+                                char *err, size_t errlen);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include "safety/pii_cli.h"
 #include "safety/safety.h"
+#include "safety/grounded_cli.h"
 #include "safety/shields.h"
 #include "safety/train.h"
 #include "util/err.h"
@@ -18,19 +19,29 @@
 #define JSON_MAX_DEPTH 32
 
 const char custos_cli_safety_usage[] =
-    "  custos check [--model FILE] [--policy NAME] < in.jsonl > out.jsonl\n"
+    "  custos check [--model FILE] [--policy NAME] [--checks harm,shields,pii] < in.jsonl > out.jsonl\n"
     "                              screen {\"id\",\"text\",\"role\"} lines with the built-in models "
-    "(docs/models/harm.md)\n"
+    "(docs/models/harm.md);\n"
+    "                              --checks runs only the listed detectors (default: all) and omits the others' "
+    "fields\n"
     "  custos eval --task harm [--model FILE] FILE.jsonl\n"
     "                              per-category AUPRC, F1 and false-positive rates on labelled harm JSONL\n"
-    "  custos eval --task pii [--mrn-format FMT] FILE.jsonl\n"
+    "  custos eval --task pii [--model PII_NER_MODEL|none] [--mrn-format FMT] FILE.jsonl\n"
     "                              span precision, recall and F2 per PII type, exact and overlap (docs/models/pii.md)\n"
     "  custos train harm --data DIR --out FILE [--dev-out FILE] [--extra FILE]... [--bits N] [--epochs N] [--seed N]\n"
     "                              train the harm model (deterministic) from DIR/MANIFEST.tsv commercial_ok sets\n"
     "  custos eval --task attacks [--model FILE] FILE.jsonl\n"
     "                              prompt-shield recall, FPR and AUPRC per role and source (docs/models/shields.md)\n"
     "  custos train shields --data DIR --out FILE [--dev-out FILE] [--extra FILE]...\n"
-    "                              train the prompt-shield model (jailbreak, indirect_attack) from DIR attacks/\n";
+    "                              train the prompt-shield model (jailbreak, indirect_attack) from DIR attacks/\n"
+    "  custos train pii --data DIR --out FILE [--dev-out FILE] [--bits N] [--epochs N] [--seed N]\n"
+    "                              train the name / address tagger (docs/models/pii.md) from DIR pii/\n"
+    "  custos check --groundedness [--model FILE] < in.jsonl\n"
+    "                              {\"id\",\"sources\",\"text\"} -> ungrounded sentences "
+    "(docs/models/groundedness.md)\n"
+    "  custos eval --task grounded [--model FILE] FILE.jsonl\n"
+    "  custos train grounded --data DIR --out FILE [--dev-out FILE]\n"
+    "                              train the groundedness model from DIR grounded/\n";
 
 /* Bounded line reader: lines longer than max are reported as too long and skipped to their end. */
 typedef struct lreader {
@@ -199,13 +210,50 @@ static void put_shields(FILE *out, const custos_safety_t *s, json_object *obj, c
                 r[c].detected ? "true" : "false");
 }
 
+enum { CHECK_HARM = 1u << 0, CHECK_SHIELDS = 1u << 1, CHECK_PII = 1u << 2, CHECK_ALL = 7u };
+
+/* Parses a --checks list ("harm,shields,pii", any order, no repeats needed); returns the CHECK_* set or 0 when a
+ * name is unknown or the list is empty. */
+static unsigned parse_checks(const char *list)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } names[] = {{"harm", CHECK_HARM}, {"shields", CHECK_SHIELDS}, {"pii", CHECK_PII}};
+    unsigned set = 0;
+    const char *p = list;
+    for (;;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        unsigned bit = 0;
+        for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+            if (strlen(names[k].name) == n && strncmp(names[k].name, p, n) == 0)
+                bit = names[k].bit;
+        if (!bit)
+            return 0;
+        set |= bit;
+        if (!e)
+            return set;
+        p = e + 1;
+    }
+}
+
 int custos_cli_check(int argc, char **argv, FILE *in, FILE *out)
 {
+    for (int i = 0; i < argc; i++) /* its own input shape (grounded_cli.c) */
+        if (strcmp(argv[i], "--groundedness") == 0)
+            return custos_grounded_cli_check_args(argc, argv, in, out);
     const char *model = NULL;
+    unsigned checks = CHECK_ALL;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
             model = argv[++i];
-        else if (strcmp(argv[i], "--policy") == 0 && i + 1 < argc)
+        else if (strcmp(argv[i], "--checks") == 0 && i + 1 < argc) {
+            if (!(checks = parse_checks(argv[++i]))) {
+                fprintf(stderr, "custos check: --checks takes a comma-separated list of harm, shields, pii\n");
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--policy") == 0 && i + 1 < argc)
             i++; /* policies arrive with rai_policies; the built-in defaults apply until then */
         else if (strcmp(argv[i], "--groundedness") == 0) {
             fprintf(stderr, "custos check: --groundedness is not available in this build\n");
@@ -252,19 +300,21 @@ int custos_cli_check(int argc, char **argv, FILE *in, FILE *out)
         const char *idjson, *text = NULL;
         size_t tlen = 0;
         const char *msg = parse_input(tok, line, len, &obj, &idjson, &text, &tlen);
-        custos_harm_result_t res;
-        int src = msg ? 0 : custos_harm_score(m, text, tlen, &res, &sc);
+        custos_harm_result_t res = {0};
+        int src = msg || !(checks & CHECK_HARM) ? 0 : custos_harm_score(m, text, tlen, &res, &sc);
         if (!msg && src < 0)
             msg = src == CUSTOS_ETOOBIG ? "text too large" : "harm check failed";
         if (msg) {
             put_error(out, idjson, msg);
         } else {
             fprintf(out, "{\"id\":%s", idjson ? idjson : "null");
-            for (int c = 0; c < CUSTOS_HARM_NCAT; c++)
+            for (int c = 0; c < CUSTOS_HARM_NCAT && (checks & CHECK_HARM); c++)
                 fprintf(out, ",\"%s\":{\"score\":%.4f,\"severity\":%d}", custos_harm_category_name(c),
                         (double)res.score[c], res.severity[c]);
-            put_shields(out, s, obj, text, tlen, &sc);
-            custos_pii_write_json(out, NULL, text, tlen, &sc); /* fixed shape: type, start, end (code points) */
+            if (checks & CHECK_SHIELDS)
+                put_shields(out, s, obj, text, tlen, &sc);
+            if (checks & CHECK_PII)
+                custos_pii_write_json(out, custos_safety_pii(s), text, tlen, &sc); /* type, start, end (code points) */
             fputs("}\n", out);
         }
         json_object_put(obj);
@@ -373,6 +423,9 @@ int custos_cli_eval(int argc, char **argv, FILE *out)
     for (int i = 0; i + 1 < argc; i++)
         if (strcmp(argv[i], "--task") == 0 && strcmp(argv[i + 1], "pii") == 0)
             return custos_pii_cli_eval(argc, argv, out);
+    for (int i = 0; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--task") == 0 && strcmp(argv[i + 1], "grounded") == 0)
+            return custos_grounded_cli_eval_args(argc, argv, out);
     const char *model = NULL, *task = NULL, *file = NULL;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
@@ -457,7 +510,7 @@ int custos_cli_eval(int argc, char **argv, FILE *out)
             si = -1; /* too many sources: totals only */
         const char *text = json_object_get_string(t);
         size_t tlen = (size_t)json_object_get_string_len(t);
-        custos_harm_result_t res;
+        custos_harm_result_t res = {0};
         struct timespec a, b;
         clock_gettime(CLOCK_MONOTONIC, &a);
         int sr = custos_harm_score(m, text, tlen, &res, &sc);
@@ -580,9 +633,13 @@ out_nolr:
 
 int custos_cli_train(int argc, char **argv, FILE *out)
 {
+    if (argc >= 1 && strcmp(argv[0], "grounded") == 0)
+        return custos_grounded_cli_train_args(argc, argv, out);
     int shields = argc >= 1 && strcmp(argv[0], "shields") == 0;
-    if (argc < 1 || (strcmp(argv[0], "harm") != 0 && !shields)) {
-        fprintf(stderr, "usage: custos train harm|shields --data DIR --out FILE [--dev-out FILE] [--extra FILE]...\n");
+    int pii = argc >= 1 && strcmp(argv[0], "pii") == 0;
+    if (argc < 1 || (strcmp(argv[0], "harm") != 0 && !shields && !pii)) {
+        fprintf(stderr,
+                "usage: custos train harm|shields|pii --data DIR --out FILE [--dev-out FILE] [--extra FILE]...\n");
         return 2;
     }
     custos_train_opts_t o = {.log = out, .aug_frac = -1};
@@ -626,7 +683,9 @@ int custos_cli_train(int argc, char **argv, FILE *out)
         return 2;
     }
     char err[512] = "";
-    int rc = shields ? custos_train_shields(&o, err, sizeof(err)) : custos_train_harm(&o, err, sizeof(err));
+    int rc = pii       ? custos_train_pii(&o, err, sizeof(err))
+             : shields ? custos_train_shields(&o, err, sizeof(err))
+                       : custos_train_harm(&o, err, sizeof(err));
     if (rc < 0) {
         fprintf(stderr, "custos train harm: %s\n", err[0] ? err : custos_strerror(rc));
         return 1;

@@ -162,13 +162,18 @@ static void scan(const unsigned char *t, size_t len, sink_t *s, unsigned *kinds)
     }
     /* rot13 only when the text names it (decoding every text would double the cost for nothing) */
     static const char *const marks[] = {"rot13", "rot-13", "rot 13", "caesar"};
-    for (size_t m = 0; m < sizeof(marks) / sizeof(marks[0]); m++) {
-        size_t ml = strlen(marks[m]);
-        int found = 0;
-        for (size_t k = 0; k + ml <= len && !found; k++) /* first letter checked inline: this runs per byte */
-            found = (t[k] | 0x20) == marks[m][0] && strncasecmp((const char *)t + k, marks[m], ml) == 0;
-        if (!found)
+    int found = 0;
+    for (size_t k = 0; k + 5 <= len && !found; k++) { /* one pass; first letter checked inline: this runs per byte */
+        unsigned char f = t[k] | 0x20;
+        if (f != 'r' && f != 'c')
             continue;
+        for (size_t m = 0; m < sizeof(marks) / sizeof(marks[0]) && !found; m++) {
+            size_t ml = strlen(marks[m]);
+            found =
+                k + ml <= len && f == (unsigned char)marks[m][0] && strncasecmp((const char *)t + k, marks[m], ml) == 0;
+        }
+    }
+    if (found) {
         put_sep(s);
         for (size_t k = 0; k < len && k < 4 * SEG_MAX; k++) {
             unsigned char ch = t[k];
@@ -179,7 +184,6 @@ static void scan(const unsigned char *t, size_t len, sink_t *s, unsigned *kinds)
             put(s, (char)ch);
         }
         *kinds |= CUSTOS_DEC_ROT13;
-        break;
     }
 }
 

@@ -42,6 +42,20 @@ int custos_model_text_logits(const custos_model_t *m, const char *text, size_t l
 int custos_harm_score(const custos_harm_model_t *m, const char *text, size_t len, custos_harm_result_t *out,
                       custos_safety_scratch_t *scratch);
 
+/* Most parts custos_harm_score_parts takes. */
+#define CUSTOS_HARM_MAX_PARTS 512
+
+/* Scores text[0..len) whole (into *whole, exactly as custos_harm_score) and each part k, the bytes
+ * [seg[k][0], seg[k][1]) of it, into parts[k] exactly as custos_harm_score would score that substring alone, but
+ * normalising the text once: a part that starts and ends at a sentence edge (text start or end, or a byte of
+ * ".!?;\n" followed by ' ' or '\n'), where normalisation is local, and none of whose words the normalisation joined
+ * with a word outside it (spaced letters "k. i l l"), is scored from the whole text's token stream; any other part is
+ * scored on its own. Ends with the whole text's features in the scratch's cache (custos_model_text_logits). Returns
+ * 0, CUSTOS_EINVAL (nseg > CUSTOS_HARM_MAX_PARTS) or an error of custos_harm_score. */
+int custos_harm_score_parts(const custos_harm_model_t *m, const char *text, size_t len, const size_t (*seg)[2],
+                            size_t nseg, custos_harm_result_t *whole, custos_harm_result_t *parts,
+                            custos_safety_scratch_t *scratch);
+
 /* Severity 0..7 of a calibrated score for head c (bands in the model). */
 int custos_harm_severity(const custos_harm_model_t *m, int c, float score);
 

@@ -22,6 +22,7 @@ void custos_safety_scratch_dispose(custos_safety_scratch_t *s)
     free(s->tcp);
     free(s->tmap);
     free(s->feat);
+    free(s->fc_text);
     memset(s, 0, sizeof(*s));
 }
 
@@ -291,6 +292,19 @@ static int pass_decode(const char *text, size_t len, unsigned flags, custos_safe
     if (grow2(&s->cp, &s->map, &s->cap, len + 16) < 0)
         return CUSTOS_ENOMEM;
     while (i < len) {
+        if (segn == 0 && (flags & CUSTOS_NORM_NFKC) && i + 1 < len && p[i] < 0x80 && p[i + 1] < 0x80) {
+            /* run of ASCII followed by ASCII: exactly what the ASCII fast path below does per character (no ASCII
+             * character is invisible), without decoding or growing per character */
+            if (grow2(&s->cp, &s->map, &s->cap, n + (len - i) + 1) < 0)
+                return CUSTOS_ENOMEM;
+            uint32_t *cp = s->cp, *map = s->map;
+            do {
+                uint32_t c = p[i++];
+                cp[n] = c - 'A' < 26u ? c + 32 : c;
+                map[n++] = (uint32_t)orig++;
+            } while (i + 1 < len && p[i] < 0x80 && p[i + 1] < 0x80);
+            continue;
+        }
         size_t adv;
         int32_t c = decode_utf8(p + i, len - i, &adv);
         if (c < 0) {
@@ -503,6 +517,20 @@ int custos_normalize(const char *text, size_t len, unsigned flags, custos_safety
     out->map = s->map;
     out->len = n;
     return 0;
+}
+
+size_t custos_norm_cp_count(const char *text, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    size_t i = 0, n = 0;
+    while (i < len) {
+        size_t adv = 1;
+        if (p[i] >= 0x80)
+            (void)decode_utf8(p + i, len - i, &adv);
+        i += adv;
+        n++;
+    }
+    return n;
 }
 
 long custos_norm_to_utf8(const uint32_t *cp, size_t n, char *dst, size_t cap)

@@ -19,6 +19,14 @@ typedef struct custos_safety_scratch {
     size_t tcap;
     uint64_t *feat; /* feature hashes (harm.c) */
     size_t feat_cap;
+    /* Feature cache (harm.c custos_model_text_logits): the bytes of the last text whose features are in feat, and
+     * the feature settings used, so that a second model with the same settings (harm and shields) scoring the same
+     * text reuses them instead of normalising and hashing again. Valid only while fc_valid; any other writer of
+     * feat (custos_harm_features) clears it. */
+    char *fc_text;
+    size_t fc_len, fc_cap, fc_count;
+    uint32_t fc_cfg[5]; /* hash_seed, norm_flags, word_ngrams, char_min, char_max */
+    int fc_valid;
     size_t max_input; /* bytes; larger inputs are refused with CUSTOS_ETOOBIG */
 } custos_safety_scratch_t;
 
@@ -55,6 +63,10 @@ int custos_normalize(const char *text, size_t len, unsigned flags, custos_safety
 /* Encodes cp[0..n) as UTF-8 into dst (capacity cap, NUL-terminated). Returns bytes written (excluding NUL) or
  * CUSTOS_ETOOBIG if it does not fit. */
 long custos_norm_to_utf8(const uint32_t *cp, size_t n, char *dst, size_t cap);
+
+/* Number of code points custos_normalize counts in text[0..len) (custos_norm_t.orig_len: each invalid byte is one),
+ * i.e. the original code-point offset of byte len when len is at a character boundary. */
+size_t custos_norm_cp_count(const char *text, size_t len);
 
 /* True if cp is a letter, digit or combining mark (word character for tokenisers). */
 int custos_norm_is_word(uint32_t cp);

@@ -3,6 +3,7 @@
  * normaliser's offset map back to original code points). Every recognizer has bounded look-ahead; no backtracking. */
 #include "safety/pii.h"
 
+#include "safety/pii_ner.h"
 #include "util/err.h"
 
 #include <stdint.h>
@@ -20,11 +21,14 @@ struct custos_pii {
     char mrn[33]; /* lower-cased format; empty = none */
     size_t mrn_len;
     float min_score;
+    const custos_model_t *ner; /* borrowed; NULL = no tagger */
+    unsigned ner_types;        /* custos_pii_opts_t.ner_types, 0 resolved */
 };
 
 static const char *const type_names[CUSTOS_PII_NTYPES] = {
-    "EMAIL",         "PHONE",  "US_SSN", "CREDIT_CARD",  "IBAN",        "IP_ADDRESS",        "URL", "DATE",
-    "DATE_OF_BIRTH", "US_NPI", "US_DEA", "MEDICARE_MBI", "US_PASSPORT", "US_DRIVER_LICENSE", "ZIP", "MRN",
+    "EMAIL", "PHONE",         "US_SSN", "CREDIT_CARD",    "IBAN",         "IP_ADDRESS",  "URL",
+    "DATE",  "DATE_OF_BIRTH", "US_NPI", "US_DEA",         "MEDICARE_MBI", "US_PASSPORT", "US_DRIVER_LICENSE",
+    "ZIP",   "MRN",           "PERSON", "STREET_ADDRESS", "ORGANIZATION", "LOCATION",
 };
 
 const char *custos_pii_type_name(int t)
@@ -42,7 +46,7 @@ int custos_pii_type_from_name(const char *name)
 
 int custos_pii_in_phi(int t)
 {
-    return t >= 0 && t < CUSTOS_PII_NTYPES;
+    return t >= 0 && t < CUSTOS_PII_NTYPES && t != CUSTOS_PII_ORGANIZATION && t != CUSTOS_PII_LOCATION;
 }
 
 int custos_pii_new(const custos_pii_opts_t *opts, custos_pii_t **out, char *err, size_t errlen)
@@ -52,6 +56,8 @@ int custos_pii_new(const custos_pii_opts_t *opts, custos_pii_t **out, char *err,
     if (!p)
         return CUSTOS_ENOMEM;
     p->min_score = opts && opts->min_score > 0 ? opts->min_score : 0.5f;
+    p->ner = opts ? opts->ner : NULL;
+    p->ner_types = opts && opts->ner_types ? opts->ner_types & CUSTOS_PII_NER_ALL : 0x3u;
     if (opts && opts->mrn_format) {
         size_t n = strlen(opts->mrn_format);
         if (n == 0 || n > 32 || !strpbrk(opts->mrn_format, "#A?")) {
@@ -708,6 +714,32 @@ static void r_ipv6(const scan_t *s, size_t i, cand_t *best)
 
 static const custos_pii_t default_pii = {.min_score = 0.5f};
 
+/* Appends the tagger's spans to out[*n..cap), drops those under min_score or overlapping a structured span
+ * (out[0..*n), sorted) and restores text order (both lists are sorted, so the insertion sort moves few elements). */
+static void add_ner(const custos_pii_t *p, const char *text, size_t len, custos_pii_span_t *out, size_t cap, size_t *n)
+{
+    size_t ns = *n, nt = 0, k = 0, w = ns;
+    custos_pii_ner_tag(p->ner, text, len, out + ns, cap - ns, &nt);
+    for (size_t j = ns; j < ns + nt; j++) {
+        while (k < ns && out[k].end <= out[j].start)
+            k++;
+        if ((k < ns && out[k].start < out[j].end) || out[j].score < p->min_score ||
+            !(p->ner_types & (1u << (out[j].type - CUSTOS_PII_PERSON))))
+            continue; /* overlaps a structured finding, not confident, or a type not asked for */
+        out[w++] = out[j];
+    }
+    for (size_t j = ns; j < w; j++) {
+        custos_pii_span_t v = out[j];
+        size_t q = j;
+        while (q > 0 && out[q - 1].start > v.start) {
+            out[q] = out[q - 1];
+            q--;
+        }
+        out[q] = v;
+    }
+    *n = w;
+}
+
 int custos_pii_scan(const custos_pii_t *p, const char *text, size_t len, custos_safety_scratch_t *scratch,
                     custos_pii_span_t *out, size_t cap, size_t *n)
 {
@@ -753,5 +785,7 @@ int custos_pii_scan(const custos_pii_t *p, const char *text, size_t len, custos_
         if (i < s.n && !isword(s.c[i]))
             i++;
     }
+    if (s.p->ner && *n < cap)
+        add_ner(s.p, text, len, out, cap, n);
     return 0;
 }

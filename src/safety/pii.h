@@ -4,6 +4,7 @@
 #ifndef CUSTOS_SAFETY_PII_H
 #define CUSTOS_SAFETY_PII_H
 
+#include "safety/model.h"
 #include "safety/normalize.h"
 
 #include <stddef.h>
@@ -26,8 +27,15 @@ typedef enum custos_pii_type {
     CUSTOS_PII_US_DRIVER_LICENSE,
     CUSTOS_PII_ZIP,
     CUSTOS_PII_MRN,
+    /* learned tagger (pii_ner.h; only with a pii_ner model loaded) */
+    CUSTOS_PII_PERSON,
+    CUSTOS_PII_STREET_ADDRESS,
+    CUSTOS_PII_ORGANIZATION,
+    CUSTOS_PII_LOCATION,
     CUSTOS_PII_NTYPES
 } custos_pii_type_t;
+
+#define CUSTOS_PII_NER_ALL 0xfu /* custos_pii_opts_t.ner_types: PERSON, STREET_ADDRESS, ORGANIZATION, LOCATION */
 
 /* One finding: [start, end) in code points of the original text; score in [0,1]. */
 typedef struct custos_pii_span {
@@ -37,9 +45,14 @@ typedef struct custos_pii_span {
 } custos_pii_span_t;
 
 typedef struct custos_pii_opts {
-    const char *mrn_format; /* organisation MRN pattern, e.g. "MRN-#######": # digit, A letter, ? letter or digit,
-                               anything else literal (case-insensitive); NULL = context-gated 6..10 digits only */
-    float min_score;        /* report spans scoring at least this; 0 = 0.5 */
+    const char *mrn_format;    /* organisation MRN pattern, e.g. "MRN-#######": # digit, A letter, ? letter or digit,
+                                  anything else literal (case-insensitive); NULL = context-gated 6..10 digits only */
+    float min_score;           /* report spans scoring at least this; 0 = 0.5 */
+    const custos_model_t *ner; /* name / address tagger (pii_ner.h), borrowed: must outlive the scanner; NULL = the
+                                  structured types only */
+    unsigned ner_types;        /* tagger types reported: bit (type - CUSTOS_PII_PERSON) per type; 0 = PERSON and
+                                  STREET_ADDRESS only (the PHI ones: ORGANIZATION and LOCATION are less accurate and
+                                  would make a PII block policy refuse "capital of France?"); CUSTOS_PII_NER_ALL = all */
 } custos_pii_opts_t;
 
 /* Immutable scanner configuration; thread-safe to share once created. */
@@ -51,7 +64,8 @@ int custos_pii_new(const custos_pii_opts_t *opts, custos_pii_t **out, char *err,
 void custos_pii_free(custos_pii_t *p);
 
 /* Scans text[0..len) (any bytes; invalid UTF-8 counts one code point per byte). p NULL = defaults. Writes up to cap
- * non-overlapping spans in text order to out and their number to *n (findings past cap are dropped). Uses scratch
+ * non-overlapping spans in text order to out and their number to *n (findings past cap are dropped). Tagger spans
+ * that overlap a structured finding are dropped (the structured one wins). Uses scratch
  * (one per thread). Returns 0, CUSTOS_ETOOBIG (len over the scratch limit) or CUSTOS_ENOMEM. */
 int custos_pii_scan(const custos_pii_t *p, const char *text, size_t len, custos_safety_scratch_t *scratch,
                     custos_pii_span_t *out, size_t cap, size_t *n);
@@ -60,7 +74,8 @@ int custos_pii_scan(const custos_pii_t *p, const char *text, size_t len, custos_
 const char *custos_pii_type_name(int type);
 /* The type for a name, or -1. */
 int custos_pii_type_from_name(const char *name);
-/* 1 if the type belongs to the HIPAA Safe Harbor group "phi" (see docs/pii.md), else 0. Every structured type does. */
+/* 1 if the type belongs to the HIPAA Safe Harbor group "phi" (see docs/pii.md), else 0. Every structured type does,
+ * and PERSON and STREET_ADDRESS; ORGANIZATION and LOCATION (countries, states, most cities) do not. */
 int custos_pii_in_phi(int type);
 
 /* ---- validators (pii_validators.c); digits / chars are ASCII, n their count. Return 1 valid, 0 not. ---- */

@@ -2,6 +2,8 @@
  * Loaded safety models shared by workers (safety.h). */
 #include "safety/safety.h"
 
+#include "safety/grounded.h"
+#include "safety/pii_ner.h"
 #include "safety/shields.h"
 
 #include "util/err.h"
@@ -16,6 +18,8 @@ struct custos_safety {
     custos_model_t *harm;
     custos_model_t *shields; /* may be NULL */
     custos_pii_t *pii;
+    custos_model_t *pii_ner;           /* may be NULL */
+    custos_grounded_model_t *grounded; /* may be NULL */
 };
 
 const char *custos_safety_default_model(const char *name, char *buf, size_t cap)
@@ -70,7 +74,23 @@ int custos_safety_new(const custos_safety_opts_t *opts, custos_safety_t **out, c
         snprintf(err, errlen, "%s: not a shields model (heads must be jailbreak, indirect_attack)", p);
         goto fail;
     }
-    custos_pii_opts_t po = {.mrn_format = opts ? opts->pii_mrn_format : NULL};
+    if (opts && opts->pii_ner_model)
+        p = opts->pii_ner_model;
+    else if (access((p = custos_safety_default_model("pii_ner.model", path, sizeof(path))), R_OK) != 0)
+        p = NULL; /* optional when not asked for explicitly */
+    if (p && (rc = custos_model_open(p, &s->pii_ner, err, errlen)) < 0)
+        goto fail;
+    if (p && (rc = custos_pii_ner_check(s->pii_ner)) < 0) {
+        snprintf(err, errlen, "%s: not a PII tagger model (heads must be O, PERSON, STREET_ADDRESS, ...)", p);
+        goto fail;
+    }
+    if (opts && opts->grounded_model)
+        p = opts->grounded_model;
+    else if (access((p = custos_safety_default_model("grounded.model", path, sizeof(path))), R_OK) != 0)
+        p = NULL; /* optional when not asked for explicitly: text:detectGroundedness then answers 503 */
+    if (p && (rc = custos_grounded_model_open(p, &s->grounded, err, errlen)) < 0)
+        goto fail;
+    custos_pii_opts_t po = {.mrn_format = opts ? opts->pii_mrn_format : NULL, .ner = s->pii_ner};
     if ((rc = custos_pii_new(&po, &s->pii, err, errlen)) < 0)
         goto fail;
     *out = s;
@@ -87,6 +107,8 @@ void custos_safety_free(custos_safety_t *s)
     custos_model_free(s->harm);
     custos_model_free(s->shields);
     custos_pii_free(s->pii);
+    custos_model_free(s->pii_ner);
+    custos_grounded_model_free(s->grounded);
     free(s);
 }
 
@@ -103,4 +125,9 @@ const custos_model_t *custos_safety_shields(const custos_safety_t *s)
 const custos_pii_t *custos_safety_pii(const custos_safety_t *s)
 {
     return s->pii;
+}
+
+const custos_grounded_model_t *custos_safety_grounded(const custos_safety_t *s)
+{
+    return s->grounded;
 }

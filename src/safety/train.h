@@ -28,4 +28,13 @@ int custos_train_harm(const custos_train_opts_t *opts, char *err, size_t errlen)
  * (default 5), seed, lr. Deterministic like custos_train_harm. */
 int custos_train_shields(const custos_train_opts_t *opts, char *err, size_t errlen);
 
+/* Trains the groundedness model (grounded.h) from grounded/ (commercial_ok = yes); uses data_dir, out, dev_out (the
+ * held-out dev split, cut by source) and lr (AdaGrad step, default 0.05). Deterministic (train_grounded.c). */
+int custos_train_grounded(const custos_train_opts_t *opts, char *err, size_t errlen);
+
+/* Trains the name / address tagger (pii_ner.h) from pii/ (commercial_ok = yes) plus sentences generated from
+ * pii/resources; uses data_dir, out, dev_out (held-out wnut17 dev rows and generated rows of held-out templates and
+ * identities), hash_bits (default 18), epochs (default 10), seed. Deterministic like custos_train_harm. */
+int custos_train_pii(const custos_train_opts_t *opts, char *err, size_t errlen);
+
 #endif

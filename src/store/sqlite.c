@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 static int map_err(custos_store_t *s, int code)
@@ -145,9 +146,32 @@ int custos_store_sqlite_open(const custos_store_opts_t *o, custos_store_t *s)
         return map_err(s, rc);
     sqlite3_busy_timeout(db, o->busy_timeout_ms > 0 ? o->busy_timeout_ms : 5000);
     sqlite3_extended_result_codes(db, 1);
-    /* journal_mode=WAL answers a row; the PRAGMAs fail with "file is not a database" on a foreign file. */
-    if ((rc = custos_store_exec(s, "PRAGMA journal_mode=WAL", NULL, 0, NULL, NULL, NULL)) != 0 ||
-        (rc = custos_store_exec(s, "PRAGMA synchronous=FULL", NULL, 0, NULL, NULL, NULL)) != 0 ||
+    /* journal_mode=WAL answers a row; the PRAGMAs fail with "file is not a database" on a foreign file.
+     * Processes opening a fresh file together take turns for the switch to WAL (an flock on the file's directory,
+     * independent of SQLite's fcntl locks): the switch needs an exclusive lock, and when it cannot get one SQLite
+     * silently stays in rollback mode, where a second opener waiting to switch and the first one committing its
+     * migration wait for each other until the busy timeout ends ("database is locked" at start-up). */
+    int dfd = -1;
+    {
+        char dir[4096];
+        snprintf(dir, sizeof(dir), "%s", o->path);
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+            snprintf(dir, sizeof(dir), ".");
+        else if (slash == dir)
+            dir[1] = 0;
+        else
+            *slash = 0;
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0 && flock(dfd, LOCK_EX) != 0) {
+            close(dfd);
+            dfd = -1; /* best effort: without the lock the busy timeout still bounds the wait */
+        }
+    }
+    rc = custos_store_exec(s, "PRAGMA journal_mode=WAL", NULL, 0, NULL, NULL, NULL);
+    if (dfd >= 0)
+        close(dfd); /* releases the flock */
+    if (rc != 0 || (rc = custos_store_exec(s, "PRAGMA synchronous=FULL", NULL, 0, NULL, NULL, NULL)) != 0 ||
         (rc = custos_store_exec(s, "PRAGMA foreign_keys=ON", NULL, 0, NULL, NULL, NULL)) != 0)
         return rc == CUSTOS_ENOMEM ? rc : (rc == CUSTOS_ETIMEDOUT ? rc : CUSTOS_EIO);
     return 0;

@@ -37,7 +37,19 @@ static const char *const MIG2[] = {
     "CREATE INDEX sealed_expires ON sealed(expires)",
     NULL};
 
-static const char *const *const MIGRATIONS[] = {MIG1, MIG2};
+/* 3: blocklists (before: their own tables in the SQLite file at storage.path, created by blocklist_store.c with
+ * the same columns; IF NOT EXISTS keeps those rows in place) and their own change counter, so that a replica
+ * recompiles only when blocklists changed. */
+static const char *const MIG3[] = {
+    "CREATE TABLE IF NOT EXISTS blocklists(name TEXT PRIMARY KEY, description TEXT NOT NULL DEFAULT '',"
+    " created BIGINT NOT NULL, updated BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS blocklist_items(id TEXT PRIMARY KEY, blocklist TEXT NOT NULL, text TEXT NOT NULL,"
+    " is_regex INTEGER NOT NULL, flags INTEGER NOT NULL, description TEXT NOT NULL DEFAULT '',"
+    " created BIGINT NOT NULL{SEQCOL}, UNIQUE(blocklist, is_regex, text))",
+    "CREATE INDEX IF NOT EXISTS blocklist_items_list ON blocklist_items(blocklist)",
+    "INSERT INTO store_meta(name, value) VALUES('blocklists', 0)", NULL};
+
+static const char *const *const MIGRATIONS[] = {MIG1, MIG2, MIG3};
 #define N_MIGRATIONS ((int64_t)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
 int64_t custos_store_schema_latest(void)
@@ -168,9 +180,23 @@ static int one_int(void *ud, const custos_sv_t *c, size_t n)
 
 int custos_store_generation(custos_store_t *s, int64_t *gen)
 {
-    *gen = -1;
-    int rc = custos_store_exec(s, "SELECT value FROM store_meta WHERE name = 'changes'", NULL, 0, one_int, gen, NULL);
-    return rc != 0 ? rc : (*gen >= 0 ? 0 : CUSTOS_EIO);
+    return custos_store_counter(s, "changes", gen);
+}
+
+int custos_store_counter_bump(custos_store_t *s, const char *name)
+{
+    int64_t n = 0;
+    custos_sv_t p = custos_sv_text(name);
+    int rc = custos_store_exec(s, "UPDATE store_meta SET value = value + 1 WHERE name = ?", &p, 1, NULL, NULL, &n);
+    return rc != 0 ? rc : (n == 1 ? 0 : CUSTOS_EIO);
+}
+
+int custos_store_counter(custos_store_t *s, const char *name, int64_t *value)
+{
+    *value = -1;
+    custos_sv_t p = custos_sv_text(name);
+    int rc = custos_store_exec(s, "SELECT value FROM store_meta WHERE name = ?", &p, 1, one_int, value, NULL);
+    return rc != 0 ? rc : (*value >= 0 ? 0 : CUSTOS_EIO);
 }
 
 int custos_store_schema_version(custos_store_t *s, int64_t *version)
@@ -194,9 +220,11 @@ static int migrate(custos_store_t *s, char *err, size_t errlen)
         return rc == CUSTOS_ETIMEDOUT ? rc : CUSTOS_EIO;
     }
     cur = 0;
-    /* PostgreSQL: replicas starting together take turns (transaction-scoped advisory lock). */
+    /* PostgreSQL: replicas starting together take turns (transaction-scoped advisory lock). The wait may be a
+     * whole migration of another replica on a loaded database: longer than the ordinary lock wait. */
     if (s->driver == CUSTOS_STORE_POSTGRES &&
-        (rc = custos_store_exec(s, "SELECT pg_advisory_xact_lock(7302114001)", NULL, 0, NULL, NULL, NULL)) != 0)
+        ((rc = custos_store_exec(s, "SET LOCAL lock_timeout = 60000", NULL, 0, NULL, NULL, NULL)) != 0 ||
+         (rc = custos_store_exec(s, "SELECT pg_advisory_xact_lock(7302114001)", NULL, 0, NULL, NULL, NULL)) != 0))
         goto fail;
     if ((rc = custos_store_exec(s,
                                 "CREATE TABLE IF NOT EXISTS schema_migrations(version BIGINT PRIMARY KEY,"

@@ -99,9 +99,13 @@ int custos_store_commit(custos_store_t *s);
 void custos_store_rollback(custos_store_t *s);
 
 /* store_meta "changes": a counter bumped inside every write transaction that changes identity state
- * (keys, role assignments; later blocklists). Replicas poll it (storage.poll_interval_ms). */
+ * (keys, role assignments, blocklists). Replicas poll it (storage.poll_interval_ms). */
 int custos_store_bump(custos_store_t *s);
 int custos_store_generation(custos_store_t *s, int64_t *gen);
+/* Other store_meta counters a module keeps for itself (migration 3: "blocklists"). bump adds one (CUSTOS_EIO if
+ * the row is missing); counter reads it. Same return codes as custos_store_exec. */
+int custos_store_counter_bump(custos_store_t *s, const char *name);
+int custos_store_counter(custos_store_t *s, const char *name, int64_t *value);
 
 /* The schema version this binary migrates to, and the one the store is at. */
 int custos_store_schema_version(custos_store_t *s, int64_t *version);

@@ -115,14 +115,20 @@ deployments:
   - name: demo
     model: gpt-4o-mini
     backends: [canary-openai]
+    rai_policy: canary
   - name: azdemo
     model: gpt-4o
     backends: [canary-azure]
+    rai_policy: canary
   - name: pii
     model: gpt-4o-mini
     backends: [canary-openai]
     rai_policy: pii
 rai_policies:
+  # the random hex canary can look like an encoded payload to the jailbreak detector (a known false-positive class,
+  # see docs/models/shields.md); this test is about logs, so jailbreak only annotates here
+  - name: canary
+    prompt_shields: {jailbreak: annotate}
   - name: pii
     pii: {prompt: placeholder, completion: annotate}
 diagnostics:

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # Governance log end to end: custos records service.start, config.reload (valid SIGHUP), config.reload_failed
 # (invalid SIGHUP) and service.stop; `custos audit verify` passes, then catches each tampering kind with its line;
-# a torn log stops start-up until `custos audit repair`, after which the chain continues.
+# a torn log stops start-up until `custos audit repair`, after which the chain continues. custos signs checkpoints
+# (govlog.checkpoint records, after service.start and at the close): their signatures are tested in govlog_signed.sh.
 source "$(dirname "$0")/lib.sh"
 
 GP=$(free_port)
@@ -37,14 +38,16 @@ check_contains "reload record: config_sha256 of the applied file" "\"config_sha2
   "$(grep '"config.reload"' "$G")"
 check_contains "reload_failed record: reason, no error text" '"reason":"invalid_config"}' \
   "$(grep 'config.reload_failed' "$G")"
-check "four records" 4 "$(wc -l <"$G")"
-check_contains "records are seq 1..4" '"seq":4,' "$(line 4)"
+check "six records (start, checkpoint, reload_failed, reload, stop, checkpoint)" 6 "$(wc -l <"$G")"
+check_contains "records are seq 1..6" '"seq":6,' "$(line 6)"
+check_contains "checkpoint after service.start" '"action":"govlog.checkpoint"' "$(line 2)"
+check_contains "the log of a stopped custos ends with a checkpoint" '"action":"govlog.checkpoint"' "$(line 6)"
 
 rc=0
 out=$(V "$G") || rc=$?
 check "verify intact log: exit 0" 0 "$rc"
 head=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readlines()[-1])["hash"])' "$G")
-check "verify intact log: summary" "ok: 4 records, head $head" "$out"
+check "verify intact log: summary" "ok: 6 records, head $head" "$(echo "$out" | tail -1)"
 rc=0
 V --expect-head "$head" "$G" >/dev/null || rc=$?
 check "verify with the current head: exit 0" 0 "$rc"
@@ -61,8 +64,8 @@ tamper_check() {
   cp "$T/pristine.jsonl" "$G"
 }
 
-sed -i '2s/"reason":"invalid_config"/"reason":"operator_ok"/' "$G"
-tamper_check "modified field" "line 2 (seq 2): modified"
+sed -i '3s/"reason":"invalid_config"/"reason":"operator_ok"/' "$G"
+tamper_check "modified field" "line 3 (seq 3): modified"
 sed -i '3d' "$G"
 tamper_check "deleted record" "line 3 (seq 4): deleted: seq 3..3 missing between seq 2 (line 2) and seq 4 (line 3)"
 python3 - "$G" <<'PY'
@@ -90,14 +93,14 @@ rc=0
 V "$G" >/dev/null || rc=$?
 check "tail truncation without an external head is invisible" 0 "$rc"
 sed -i '$d' "$G"
-tamper_check "truncated tail with --expect-head" "line 3 (seq 3): truncated" --expect-head "$head"
+tamper_check "truncated tail with --expect-head" "line 5 (seq 5): truncated" --expect-head "$head"
 
 # a torn last line (crash mid-write): verify reports it, custos refuses to start, repair fixes it
-printf '{"v":1,"seq":5,"time":"2026-' >>"$G"
+printf '{"v":1,"seq":7,"time":"2026-' >>"$G"
 rc=0
 out=$(V "$G") || rc=$?
 check "torn line: verify exits 1" 1 "$rc"
-check_contains "torn line: location" "line 5: torn" "$out"
+check_contains "torn line: location" "line 7: torn" "$out"
 rc=0
 "$CUSTOS_BIN" serve -c "$T/custos.yaml" >"$T/serve-torn.out" 2>&1 || rc=$?
 check "torn log: serve refuses to start (exit 2)" 2 "$rc"
@@ -109,11 +112,11 @@ check "repair: torn bytes saved" 1 "$(ls "$G".torn.* | wc -l)"
 rc=0
 out=$(V "$G") || rc=$?
 check "after repair: verify ok" 0 "$rc"
-check_contains "after repair: 5 records" "ok: 5 records" "$out"
+check_contains "after repair: 7 records" "ok: 7 records" "$out"
 rc=0
 "$CUSTOS_BIN" audit repair "$T/pristine.jsonl" >/dev/null 2>&1 || rc=$?
 check "repair of an intact log: no-op exit 0" 0 "$rc"
-sed -i '2s/invalid_config/whatever_else/' "$T/pristine.jsonl"
+sed -i '3s/invalid_config/whatever_else/' "$T/pristine.jsonl"
 printf '{"v":1' >>"$T/pristine.jsonl"
 rc=0
 "$CUSTOS_BIN" audit repair "$T/pristine.jsonl" >/dev/null 2>&1 || rc=$?
@@ -121,13 +124,13 @@ check "repair refuses a tampered log" 1 "$rc"
 
 # the chain continues across a restart
 start_custos "$T/custos.yaml" "$GP"
-wait_log '"seq":6,.*"action":"service.start"' "$G" 10 && ok "restart: service.start continues at seq 6" ||
+wait_log '"seq":8,.*"action":"service.start"' "$G" 10 && ok "restart: service.start continues at seq 8" ||
   fail "restart: service.start continues" "$(tail -2 "$G")"
 stop_custos_clean
 rc=0
 out=$(V "$G") || rc=$?
 check "after restart: verify ok" 0 "$rc"
-check_contains "after restart: 7 records" "ok: 7 records" "$out"
+check_contains "after restart: 11 records (start, checkpoint, stop, checkpoint)" "ok: 11 records" "$out"
 
 # diagnostics.governance_log moves the file (relative to the config file)
 mkdir -p "$T/gov"

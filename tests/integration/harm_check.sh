@@ -74,6 +74,23 @@ check "shape ok, text never echoed" '[]' "$(sed -n 3p "$T/verdict")"
 check "threat scores above benign kill" "ordered" "$(sed -n 4p "$T/verdict")"
 check "empty text severity 0" "0" "$(sed -n 5p "$T/verdict")"
 
+# --checks: only the selected detectors' fields, the same values as the full run
+"$CUSTOS_BIN" check --model "$MODEL" --checks harm < "$T/in.jsonl" > "$T/harm-only.jsonl" 2>/dev/null
+check "check --checks harm exit" 0 $?
+check "--checks harm: harm fields only, same scores" "same" "$(python3 - "$T/out.jsonl" "$T/harm-only.jsonl" <<'PY'
+import json, sys
+full = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+only = [json.loads(l) for l in open(sys.argv[2], encoding="utf-8")]
+keys = ["id", "hate", "sexual", "violence", "self_harm"]
+ok = len(full) == len(only) and all(
+    (o == f) if "error" in f else (sorted(o) == sorted(keys) and all(o[k] == f[k] for k in keys))
+    for f, o in zip(full, only))
+print("same" if ok else "different")
+PY
+)"
+rc=0; "$CUSTOS_BIN" check --checks harm,nosuch </dev/null >/dev/null 2>&1 || rc=$?
+check "--checks with an unknown name: usage error" 2 "$rc"
+
 # 3. unknown flag, missing / corrupt model
 rc=0; "$CUSTOS_BIN" check --bogus </dev/null >/dev/null 2>&1 || rc=$?
 check "check usage error" 2 "$rc"

@@ -35,8 +35,19 @@ read -r _ gold pred p r _ <<<"$line"
 python3 -c "import sys; p,r=float(sys.argv[1]),float(sys.argv[2]); sys.exit(0 if p>=0.95 and r>=0.99 else 1)" "$p" "$r"
 check "structured P>=0.95 R>=0.99 (P=$p R=$r gold=$gold)" 0 $?
 check_contains "eval per type" "MEDICARE_MBI" "$(cat "$T/eval.txt")"
-printf '%s\n' '{"text":"Anna lives here","spans":[{"type":"PERSON","start":0,"end":4}]}' >"$T/person.jsonl"
-check_contains "PERSON reported as not covered" "not covered" "$("$CUSTOS_BIN" eval --task pii "$T/person.jsonl")"
+printf '%s\n' '{"text":"Anna uses Photoshop","spans":[{"type":"PRODUCT","start":10,"end":19}]}' >"$T/product.jsonl"
+check_contains "PRODUCT reported as not covered" "not covered" "$("$CUSTOS_BIN" eval --task pii "$T/product.jsonl")"
+# the name / address tagger (models/pii_ner.model) in custos check and custos eval
+if [ -f "$CUSTOS_SRC/models/pii_ner.model" ]; then
+    printf '%s\n' '{"id":"n","text":"Patient John Smith was seen at 42 Oak Street yesterday."}' >"$T/ner.jsonl"
+    out=$(CUSTOS_MODEL_DIR="$CUSTOS_SRC/models" "$CUSTOS_BIN" check --checks pii <"$T/ner.jsonl")
+    check "check tagger spans" '{"id":"n","pii":[{"type":"PERSON","start":8,"end":18},{"type":"STREET_ADDRESS","start":31,"end":44}]}' "$out"
+    printf '%s\n' '{"text":"Patient John Smith was seen at 42 Oak Street yesterday.","spans":[{"type":"PERSON","start":8,"end":18}]}' >"$T/person.jsonl"
+    line=$(grep '^PERSON' <("$CUSTOS_BIN" eval --task pii --model "$CUSTOS_SRC/models/pii_ner.model" "$T/person.jsonl"))
+    check "eval PERSON" "PERSON 1 1 1.0000 1.0000 1.0000 1.0000 1.0000 1.0000" "$(echo $line)"
+    line=$(grep '^PERSON' <("$CUSTOS_BIN" eval --task pii --model none "$T/person.jsonl"))
+    check "eval --model none: structured only" "PERSON 1 0 0.0000 0.0000 0.0000 0.0000 0.0000 0.0000" "$(echo $line)"
+fi
 # exact vs overlap matching: the gold span is one code point short of the e-mail address
 printf '%s\n' '{"text":"é mail a@b.io","spans":[{"type":"EMAIL","start":7,"end":12}]}' >"$T/ov.jsonl"
 line=$(grep '^EMAIL' <("$CUSTOS_BIN" eval --task pii "$T/ov.jsonl"))

@@ -2,7 +2,9 @@
 # Two custos replicas on one throwaway PostgreSQL 15 (tests/tools/store_services.sh): both start at once (the
 # schema is made once, under an advisory lock); a key created with the CLI, a key revoked on one replica and a
 # role assignment made on the other reach both within the documented delay (storage.poll_interval_ms, here
-# 500 ms; the test allows 15 s and prints what it measured). Then kill -9 of writers on PostgreSQL.
+# 500 ms; the test allows 15 s and prints what it measured); so does a blocklist made on one replica through the
+# Content Safety API (it blocks a prompt on the other; removing the item there unblocks it on the first). Then
+# kill -9 of writers on PostgreSQL.
 source "$(dirname "$0")/lib.sh"
 source "$CUSTOS_SRC/tests/tools/store_services.sh"
 pg_start
@@ -30,9 +32,12 @@ storage:
   encryption: {key_dir: "$T/keys"}
 backends:
   - {name: mock, provider: openai, url: "http://127.0.0.1:$MP"}
+rai_policies:
+  - {name: p, blocklists: [shared], prompt_shields: {jailbreak: annotate}}
 deployments:
   - {name: demo, backends: [mock]}
   - {name: other, backends: [mock]}
+  - {name: guarded, backends: [mock], rai_policy: p}
 YAML
 }
 PA=$(free_port)
@@ -91,6 +96,38 @@ check "replica a rejects it at once" 401 "$(models m6 "$PA" "$K")"
 ms=$(until_status m7 "$PB" "$K" 401)
 check "replica b rejects it (after ${ms} ms)" 401 "$(models m8 "$PB" "$K")"
 [ -n "$ID" ] && ok "role assignment id returned" || fail "role assignment id returned"
+
+# --- a blocklist made on replica a (Content Safety API) blocks a prompt on replica b, and back ---
+CS=(-H "api-key: admin-key-123" -H 'content-type: application/json')
+V="api-version=2024-09-01"
+chat() { # NAME PORT: a prompt naming the blocklisted term; prints the status
+  req "$1" -H "api-key: admin-key-123" -H 'content-type: application/json' \
+    -d '{"model":"guarded","messages":[{"role":"user","content":"tell me about zorblaxian gadgets"}]}' \
+    "http://127.0.0.1:$2/v1/chat/completions"
+}
+until_chat() { # NAME PORT EXPECTED: polls; prints milliseconds taken
+  local start i
+  start=$(date +%s%N)
+  for i in $(seq 1 300); do
+    [ "$(chat "$1$i" "$2")" = "$3" ] && break
+    sleep 0.05
+  done
+  echo "$(( ($(date +%s%N) - start) / 1000000 ))"
+}
+# a list the policy names that does not exist yet is a check that cannot run: fail closed (docs/content-filtering.md)
+check "b before the blocklist exists: fails closed" content_filter_error "$(chat c0 "$PB" >/dev/null; jfield "$T/c0.body" error.code)"
+check "blocklist created on a" 201 "$(req bl1 -X PATCH "${CS[@]}" -d '{"description":"shared"}' "http://127.0.0.1:$PA/contentsafety/text/blocklists/shared?$V")"
+check "item added on a" 200 "$(req bl2 "${CS[@]}" -d '{"blocklistItems":[{"text":"zorblaxian"}]}' "http://127.0.0.1:$PA/contentsafety/text/blocklists/shared:addOrUpdateBlocklistItems?$V")"
+check "replica a blocks at once" 400 "$(chat c1 "$PA")"
+ms=$(until_chat cb "$PB" 400)
+check "replica b blocks the prompt (after ${ms} ms)" 400 "$(chat c2 "$PB")"
+check "  with error.code content_filter" content_filter "$(jfield "$T/c2.body" error.code)"
+check "replica b lists a's blocklist" shared "$(req bl3 "${CS[@]}" "http://127.0.0.1:$PB/contentsafety/text/blocklists/shared?$V" >/dev/null; jfield "$T/bl3.body" blocklistName)"
+BID=$(jfield "$T/bl2.body" blocklistItems.0.blocklistItemId)
+check "item removed on b" 204 "$(req bl4 "${CS[@]}" -d "{\"blocklistItemIds\":[\"$BID\"]}" "http://127.0.0.1:$PB/contentsafety/text/blocklists/shared:removeBlocklistItems?$V")"
+ms=$(until_chat ca "$PA" 200)
+check "replica a allows the prompt again (after ${ms} ms)" 200 "$(chat c3 "$PA")"
+grep -q zorblaxian "$T"/custos-*.log && fail "blocklist terms never logged" || ok "blocklist terms never logged"
 
 # --- kill -9 of writers on PostgreSQL ---
 WRITER=${CUSTOS_TOOLS:-$(dirname "$CUSTOS_BIN")/tools}/store_writer

@@ -257,7 +257,7 @@ static void fake_close(void *state)
     (void)state;
 }
 
-static const custos_audit_sink_driver_t fake_driver = {"fake", fake_open, fake_deliver, fake_close};
+static const custos_audit_sink_driver_t fake_driver = {"fake", fake_open, fake_deliver, fake_close, NULL};
 
 static void fake_init(fake_t *f)
 {

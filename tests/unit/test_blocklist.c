@@ -409,9 +409,10 @@ static void test_store(void **state)
     assert_true(fd >= 0);
     close(fd);
     unlink(path);
+    custos_storage_config_t sc = {.driver = CUSTOS_STORAGE_SQLITE, .path = path};
     custos_blstore_t *st = NULL;
-    assert_int_equal(custos_blstore_open(path, false, &st), CUSTOS_ENOTFOUND);
-    assert_int_equal(custos_blstore_open(path, true, &st), 0);
+    assert_int_equal(custos_blstore_open(&sc, false, &st), CUSTOS_ENOTFOUND);
+    assert_int_equal(custos_blstore_open(&sc, true, &st), 0);
     bool created = false;
     assert_int_equal(custos_blstore_list_upsert(st, "L1", "first", 100, &created, NULL, NULL), 0);
     assert_true(created);
@@ -431,21 +432,82 @@ static void test_store(void **state)
     custos_blstore_close(st);
     custos_blocklists_t *set = NULL;
     char err[256];
-    assert_int_equal(custos_blstore_build_path(path, &set, err, sizeof(err)), 0);
+    assert_int_equal(custos_blstore_build_config(&sc, &set, NULL, err, sizeof(err)), 0);
     assert_int_equal(custos_blocklists_items(set), 2);
     hits_t h = scan(set, "I HATE x123y");
     assert_int_equal(h.n, 2);
     assert_true(has_hit(&h, id0));
     custos_blocklists_unref(set);
-    assert_int_equal(custos_blstore_open(path, false, &st), 0);
+    assert_int_equal(custos_blstore_open(&sc, false, &st), 0);
     const char *rm[] = {id0, "unknown"};
     assert_int_equal(custos_blstore_items_remove(st, "L1", rm, 2, NULL, NULL), 0);
     assert_int_equal(custos_blstore_list_delete(st, "L1", NULL, NULL), 0);
     assert_int_equal(custos_blstore_list_delete(st, "L1", NULL, NULL), CUSTOS_ENOTFOUND);
     custos_blstore_close(st);
-    assert_int_equal(custos_blstore_build_path(path, &set, err, sizeof(err)), 0);
+    assert_int_equal(custos_blstore_build_config(&sc, &set, NULL, err, sizeof(err)), 0);
     assert_int_equal(custos_blocklists_items(set), 0);
     custos_blocklists_unref(set);
+    unlink(path);
+    char wal[64];
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    unlink(wal);
+    snprintf(wal, sizeof(wal), "%s-shm", path);
+    unlink(wal);
+}
+
+static int one_item_text(void *ud, const custos_blstore_item_t *it)
+{
+    snprintf(ud, 64, "%s", it->text);
+    return 0;
+}
+
+/* A SQLite file from before migration 3 (blocklists in their own tables, made by the old blocklist_store.c, no
+ * store schema or with an older one): the rows are kept and served through the store. */
+static void test_store_migrates_old_tables(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/custos-blstore-old-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    custos_store_opts_t o = {.driver = CUSTOS_STORE_SQLITE, .path = path, .no_migrate = true};
+    custos_store_t *raw = NULL;
+    assert_int_equal(custos_store_open(&o, &raw, NULL, 0), 0);
+    static const char *const OLD[] = {
+        "CREATE TABLE blocklists(name TEXT PRIMARY KEY, description TEXT NOT NULL DEFAULT '',"
+        " created INTEGER NOT NULL, updated INTEGER NOT NULL)",
+        "CREATE TABLE blocklist_items(id TEXT PRIMARY KEY, blocklist TEXT NOT NULL, text TEXT NOT NULL,"
+        " is_regex INTEGER NOT NULL, flags INTEGER NOT NULL, description TEXT NOT NULL DEFAULT '',"
+        " created INTEGER NOT NULL, UNIQUE(blocklist, is_regex, text))",
+        "CREATE INDEX blocklist_items_list ON blocklist_items(blocklist)",
+        "INSERT INTO blocklists VALUES('old', 'kept', 1, 2)",
+        "INSERT INTO blocklist_items VALUES('11111111-2222-4333-8444-555555555555', 'old', 'forbidden', 0, 6, '', 1)",
+        NULL};
+    for (const char *const *q = OLD; *q; q++)
+        assert_int_equal(custos_store_exec(raw, *q, NULL, 0, NULL, NULL, NULL), 0);
+    custos_store_close(raw);
+    custos_storage_config_t sc = {.driver = CUSTOS_STORAGE_SQLITE, .path = path};
+    custos_blocklists_t *set = NULL;
+    char err[256];
+    int64_t v = -1;
+    assert_int_equal(custos_blstore_build_config(&sc, &set, &v, err, sizeof(err)), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(custos_blocklists_items(set), 1);
+    hits_t h = scan(set, "this is FORBIDDEN here");
+    assert_true(has_hit(&h, "11111111-2222-4333-8444-555555555555"));
+    custos_blocklists_unref(set);
+    custos_blstore_t *st = NULL;
+    assert_int_equal(custos_blstore_open(&sc, false, &st), 0);
+    char text[64] = "";
+    assert_int_equal(custos_blstore_item_get(st, "old", "11111111-2222-4333-8444-555555555555", one_item_text, text),
+                     0);
+    assert_string_equal(text, "forbidden");
+    /* the old table has no seq column: SQLite's rowid orders it, new writes work and count */
+    custos_blstore_item_t it = {.text = "newer", .flags = WW};
+    assert_int_equal(custos_blstore_items_upsert(st, "old", &it, 1, 3, NULL, NULL), 0);
+    assert_int_equal(custos_blstore_version(st, &v), 0);
+    assert_int_equal(v, 1);
+    custos_blstore_close(st);
     unlink(path);
     char wal[64];
     snprintf(wal, sizeof(wal), "%s-wal", path);
@@ -466,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_hub_threads),
         cmocka_unit_test(test_100k_terms),
         cmocka_unit_test(test_store),
+        cmocka_unit_test(test_store_migrates_old_tables),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -574,6 +574,74 @@ static void test_global_concurrent(void **state)
     custos_govlog_close_global();
 }
 
+/* Signed checkpoints: every CUSTOS_GOVLOG_CHECKPOINT_RECORDS records and on demand; verified with the public key, a
+ * different key is a finding, the records after the last checkpoint are counted as the unsigned tail. */
+#define PUBS(x) (const char *const[]){(x)}, 1
+
+static void test_signed_checkpoints(void **state)
+{
+    (void)state;
+    char p[300], pub[300], pub2[300];
+    path_in(p, sizeof(p), "signed.jsonl");
+    path_in(pub, sizeof(pub), "signed.pub");
+    path_in(pub2, sizeof(pub2), "other.pub");
+    unsigned char seed[32], seed2[32];
+    for (int i = 0; i < 32; i++) {
+        seed[i] = (unsigned char)(i * 7 + 1);
+        seed2[i] = (unsigned char)(i * 5 + 3);
+    }
+    char *pem = NULL, kid[CUSTOS_GOVLOG_KEY_ID_LEN + 1];
+    assert_int_equal(custos_govlog_public_key_pem(seed, &pem, kid), 0);
+    assert_int_equal(strlen(kid), CUSTOS_GOVLOG_KEY_ID_LEN);
+    FILE *f = fopen(pub, "w");
+    fputs(pem, f);
+    fclose(f);
+    free(pem);
+    assert_int_equal(custos_govlog_public_key_pem(seed2, &pem, NULL), 0);
+    f = fopen(pub2, "w");
+    fputs(pem, f);
+    fclose(f);
+    free(pem);
+
+    custos_govlog_t *log = NULL;
+    assert_int_equal(custos_govlog_open(p, NULL, &log), 0);
+    assert_int_equal(custos_govlog_checkpoint(log), CUSTOS_EINVAL); /* no key yet */
+    assert_int_equal(custos_govlog_set_signing_key(log, seed), 0);
+    for (int i = 0; i < CUSTOS_GOVLOG_CHECKPOINT_RECORDS + 5; i++)
+        assert_int_equal(custos_govlog_append(log, 0, "admin-1", "key.create", "k", NULL), 0);
+    uint64_t seq;
+    custos_govlog_head(log, NULL, &seq);
+    assert_int_equal(seq, CUSTOS_GOVLOG_CHECKPOINT_RECORDS + 6); /* one checkpoint after record 100 */
+    custos_govlog_verify_result_t res;
+    assert_int_equal(custos_govlog_verify_file_signed(p, NULL, NULL, PUBS(pub), false, NULL, &res), 0);
+    assert_int_equal(res.checkpoints, 1);
+    assert_int_equal(res.last_checkpoint_seq, CUSTOS_GOVLOG_CHECKPOINT_RECORDS + 1);
+    assert_int_equal(res.unsigned_tail, 5);
+    assert_int_equal(custos_govlog_verify_file_signed(p, NULL, NULL, PUBS(pub), true, NULL, &res), CUSTOS_EPROTO);
+    assert_int_equal(custos_govlog_checkpoint(log), 0);
+    assert_int_equal(custos_govlog_checkpoint(log), 0); /* the last record is one already: nothing written */
+    custos_govlog_head(log, NULL, &seq);
+    assert_int_equal(seq, CUSTOS_GOVLOG_CHECKPOINT_RECORDS + 7);
+    custos_govlog_free(log);
+    assert_int_equal(custos_govlog_verify_file_signed(p, NULL, NULL, PUBS(pub), true, NULL, &res), 0);
+    assert_int_equal(res.checkpoints, 2);
+    assert_int_equal(res.unsigned_tail, 0);
+    assert_int_equal(custos_govlog_verify_file_signed(p, NULL, NULL, PUBS(pub2), false, NULL, &res), CUSTOS_EPROTO);
+    assert_int_equal(res.problems, 2);
+    const char *both[2] = {pub2, pub}; /* a log that lived through a key replacement: either key */
+    assert_int_equal(custos_govlog_verify_file_signed(p, NULL, NULL, both, 2, true, NULL, &res), 0);
+    assert_int_equal(res.checkpoints, 2);
+    assert_int_equal(custos_govlog_verify_file_signed(p, NULL, NULL, PUBS("/nonexistent.pub"), false, NULL, &res),
+                     CUSTOS_EINVAL);
+    /* a reopened log continues: the checkpoint state is read back */
+    assert_int_equal(custos_govlog_open(p, NULL, &log), 0);
+    assert_int_equal(custos_govlog_set_signing_key(log, seed), 0);
+    assert_int_equal(custos_govlog_checkpoint(log), 0);
+    custos_govlog_head(log, NULL, &seq);
+    assert_int_equal(seq, CUSTOS_GOVLOG_CHECKPOINT_RECORDS + 7);
+    custos_govlog_free(log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -589,6 +657,7 @@ int main(void)
         cmocka_unit_test(test_restart_continues_chain),
         cmocka_unit_test(test_global_concurrent),
         cmocka_unit_test(test_shared_file),
+        cmocka_unit_test(test_signed_checkpoints),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -251,12 +251,60 @@ static void test_quality_smoke(void **state)
     custos_model_free(m);
 }
 
+/* custos_harm_score_parts: the whole text and every part score exactly (bit for bit) as custos_harm_score on that
+ * text alone, including parts that do not start at a sentence edge, spaced letters joined across an edge, runs of
+ * newlines, non-ASCII and invalid UTF-8; a feature-cache hit (the same bytes again) gives the same result. */
+static void test_score_parts_exact(void **state)
+{
+    (void)state;
+    custos_model_t *m = NULL;
+    char err[256];
+    assert_int_equal(custos_model_open(model_a, &m, err, sizeof(err)), 0);
+    custos_safety_scratch_t sc;
+    custos_safety_scratch_init(&sc, 0);
+    static const char *const texts[] = {
+        "The weather was lovely in Lisbon all week long, we walked a lot. I will stab you with a knife tonight. "
+        "Then we had dinner by the river and watched the boats go by.",
+        "Some words come first, enough of them to make a sentence here: k. i l l. a b c d and more words follow "
+        "after it.\n\n\nA new paragraph starts after three newlines, long enough to be scored alone.",
+        "Caf\xc3\xa9 na\xc3\xafve r\xc3\xa9sum\xc3\xa9 with combining e\xcc\x81 marks, fine words only here. "
+        "\xff\xfe invalid bytes and \xd0\xb0 Cyrillic, \xe2\x80\x8b zero width; then the end of it all!",
+        "no sentence end at all in this text so there are no parts to score",
+    };
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        const char *t = texts[i];
+        size_t len = strlen(t), seg[8][2], n = 0, start = 0;
+        for (size_t b = 0; b < len && n < 6; b++)
+            if ((t[b] == '.' || t[b] == ';' || t[b] == '\n') && (b + 1 == len || t[b + 1] == ' ' || t[b + 1] == '\n')) {
+                seg[n][0] = start, seg[n][1] = b + 1, start = b + 1, n++;
+            }
+        if (len > 12) /* not at sentence edges: scored alone */
+            seg[n][0] = 5, seg[n][1] = len - 3, n++;
+        custos_harm_result_t whole, parts[8], ref;
+        assert_int_equal(custos_harm_score_parts(m, t, len, (const size_t(*)[2])seg, n, &whole, parts, &sc), 0);
+        assert_int_equal(custos_harm_score(m, t, len, &ref, &sc), 0); /* a cache hit */
+        assert_memory_equal(&whole, &ref, sizeof(ref));
+        for (size_t k = 0; k < n; k++) {
+            assert_int_equal(custos_harm_score(m, t + seg[k][0], seg[k][1] - seg[k][0], &ref, &sc), 0);
+            assert_memory_equal(&parts[k], &ref, sizeof(ref));
+        }
+    }
+    size_t big[CUSTOS_HARM_MAX_PARTS + 1][2] = {{0}};
+    custos_harm_result_t w, *many = calloc(CUSTOS_HARM_MAX_PARTS + 1, sizeof(*many));
+    assert_non_null(many);
+    int rc = custos_harm_score_parts(m, "x", 1, (const size_t(*)[2])big, CUSTOS_HARM_MAX_PARTS + 1, &w, many, &sc);
+    assert_int_equal(rc, CUSTOS_EINVAL);
+    free(many);
+    custos_safety_scratch_dispose(&sc);
+    custos_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deterministic_training), cmocka_unit_test(test_train_errors),
         cmocka_unit_test(test_model_validation),       cmocka_unit_test(test_shipped_model_loads),
-        cmocka_unit_test(test_quality_smoke),
+        cmocka_unit_test(test_quality_smoke),          cmocka_unit_test(test_score_parts_exact),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

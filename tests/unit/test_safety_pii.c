@@ -218,7 +218,7 @@ static void test_mrn_format_and_cap(void **st)
     assert_int_equal(sp[1].start, 7);
     assert_string_equal(custos_pii_type_name(CUSTOS_PII_US_DRIVER_LICENSE), "US_DRIVER_LICENSE");
     assert_int_equal(custos_pii_type_from_name("MRN"), CUSTOS_PII_MRN);
-    assert_int_equal(custos_pii_type_from_name("PERSON"), -1);
+    assert_int_equal(custos_pii_type_from_name("GROUP"), -1);
     assert_true(custos_pii_in_phi(CUSTOS_PII_MEDICARE_MBI));
     /* oversize input is refused */
     custos_safety_scratch_t small;

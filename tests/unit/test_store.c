@@ -20,6 +20,7 @@
 #include "auth/keystore.h"
 #include "config/config.h"
 #include "crypto/crypto.h"
+#include "safety/blocklist_store.h"
 #include "store/store.h"
 #include "util/err.h"
 
@@ -664,6 +665,99 @@ static void test_config_keys(void **state)
     unsetenv("CUSTOS_TEST_PGPW");
 }
 
+/* ---------- blocklists (safety/blocklist_store.h) on the store ---------- */
+
+static int bl_item_text(void *ud, const custos_blstore_item_t *it)
+{
+    char *out = ud;
+    size_t n = strlen(out);
+    snprintf(out + n, 128 - n, "%s%s", n ? "," : "", it->text);
+    return 0;
+}
+
+static int bl_list_desc(void *ud, const custos_blstore_list_t *l)
+{
+    snprintf(ud, 64, "%s=%s", l->name, l->description);
+    return 0;
+}
+
+static int bl_fail_hook(void *ud)
+{
+    (void)ud;
+    return CUSTOS_EPROTO;
+}
+
+static void test_blocklists(void **state)
+{
+    fresh(*state);
+    custos_blstore_t *st = NULL;
+    assert_int_equal(custos_blstore_open(&sc, true, &st), 0);
+    int64_t v = -1, g = -1;
+    assert_int_equal(custos_blstore_version(st, &v), 0);
+    assert_int_equal(v, 0);
+    bool created = false;
+    assert_int_equal(custos_blstore_list_upsert(st, "B", "second", 10, &created, NULL, NULL), 0);
+    assert_true(created);
+    assert_int_equal(custos_blstore_list_upsert(st, "A", "first", 10, &created, NULL, NULL), 0);
+    assert_int_equal(custos_blstore_list_upsert(st, "A", NULL, 11, &created, NULL, NULL), 0);
+    assert_false(created);
+    char buf[128] = "";
+    assert_int_equal(custos_blstore_list_get(st, "A", bl_list_desc, buf), 0);
+    assert_string_equal(buf, "A=first");
+    custos_blstore_item_t it[3] = {{.text = "zeta", .flags = CUSTOS_BLOCKLIST_WHOLE_WORD},
+                                   {.text = "alpha", .description = "d", .flags = CUSTOS_BLOCKLIST_WHOLE_WORD},
+                                   {.text = "x[0-9]+y", .flags = CUSTOS_BLOCKLIST_REGEX}};
+    assert_int_equal(custos_blstore_items_upsert(st, "A", it, 3, 12, NULL, NULL), 0);
+    custos_blstore_item_t again = {.text = "alpha", .description = "changed", .flags = CUSTOS_BLOCKLIST_WHOLE_WORD};
+    assert_int_equal(custos_blstore_items_upsert(st, "A", &again, 1, 13, NULL, NULL), 0);
+    assert_string_equal(again.id, it[1].id);
+    assert_int_equal(custos_blstore_items_upsert(st, "nope", &again, 1, 13, NULL, NULL), CUSTOS_ENOTFOUND);
+    /* insertion order, paged */
+    buf[0] = 0;
+    assert_int_equal(custos_blstore_items(st, "A", 0, 0, bl_item_text, buf), 0);
+    assert_string_equal(buf, "zeta,alpha,x[0-9]+y");
+    buf[0] = 0;
+    assert_int_equal(custos_blstore_items(st, "A", 1, 1, bl_item_text, buf), 0);
+    assert_string_equal(buf, "alpha");
+    buf[0] = 0;
+    assert_int_equal(custos_blstore_item_get(st, "A", it[2].id, bl_item_text, buf), 0);
+    assert_string_equal(buf, "x[0-9]+y");
+    assert_int_equal(custos_blstore_item_get(st, "A", "no-such-id", bl_item_text, buf), CUSTOS_ENOTFOUND);
+    /* every write bumped both counters (the NOTFOUND one rolled back) */
+    assert_int_equal(custos_blstore_version(st, &v), 0);
+    assert_int_equal(v, 5);
+    custos_store_t *other = open_store();
+    assert_int_equal(custos_store_generation(other, &g), 0);
+    assert_int_equal(g, 5);
+    /* a hook that fails rolls the change and the counters back */
+    custos_blstore_item_t rolled = {.text = "rolled", .flags = CUSTOS_BLOCKLIST_WHOLE_WORD};
+    assert_int_equal(custos_blstore_items_upsert(st, "A", &rolled, 1, 14, bl_fail_hook, NULL), CUSTOS_EPROTO);
+    assert_int_equal(custos_blstore_store_version(other, &v), 0);
+    assert_int_equal(v, 5);
+    /* another handle (a replica) builds the same set from one snapshot */
+    custos_blstore_t *b = NULL;
+    assert_int_equal(custos_blstore_wrap(other, &b), 0);
+    custos_blocklists_t *set = NULL;
+    char err[256] = "";
+    assert_int_equal(custos_blstore_build_snapshot(b, &set, &v, err, sizeof(err)), 0);
+    assert_int_equal(v, 5);
+    assert_int_equal(custos_blocklists_count(set), 2);
+    assert_int_equal(custos_blocklists_items(set), 3);
+    custos_blocklists_unref(set);
+    const char *rm[] = {it[0].id, "unknown"};
+    assert_int_equal(custos_blstore_items_remove(st, "A", rm, 2, NULL, NULL), 0);
+    assert_int_equal(custos_blstore_list_delete(st, "B", NULL, NULL), 0);
+    assert_int_equal(custos_blstore_list_delete(st, "B", NULL, NULL), CUSTOS_ENOTFOUND);
+    assert_int_equal(custos_blstore_build_config(&sc, &set, &v, err, sizeof(err)), 0);
+    assert_int_equal(v, 7);
+    assert_int_equal(custos_blocklists_count(set), 1);
+    assert_int_equal(custos_blocklists_items(set), 2);
+    custos_blocklists_unref(set);
+    custos_blstore_close(b);
+    custos_store_close(other);
+    custos_blstore_close(st);
+}
+
 #define ALL(f)                                                                                                         \
     cmocka_unit_test_prestate(f, &V_SQLITE), cmocka_unit_test_prestate(f, &V_PG),                                      \
         cmocka_unit_test_prestate(f, &V_SQLITE_P11), cmocka_unit_test_prestate(f, &V_PG_P11)
@@ -678,6 +772,7 @@ int main(void)
         ALL(test_vault_seal_and_faults),
         ALL(test_vault_rotate_rewrap_destroy),
         BOTH(test_purge),
+        BOTH(test_blocklists),
         cmocka_unit_test(test_local_key_faults),
         cmocka_unit_test(test_sqlite_faults),
         cmocka_unit_test(test_pkcs11_bad_pin),
