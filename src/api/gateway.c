@@ -802,7 +802,9 @@ static void proxy_on_done(void *ud, int rc)
     p->upstream_ns += custos_now_ns() - p->up_started_ns;
     p->paused = false;
     const custos_backend_config_t *b = p->cands[p->cand_idx];
-    route_end(p, attempt_outcome(rc, p->status));
+    /* A stream custos itself ended (content filter) was a healthy backend's answer, not a failure. */
+    route_end(p, p->streaming && p->cf && custos_cf_stream_done(p->cf) ? CUSTOS_OUTCOME_SUCCESS
+                                                                       : attempt_outcome(rc, p->status));
 
     if (p->streaming) {
         int frc = custos_sse_finish(&p->sse);

@@ -226,6 +226,11 @@ st, b = chat("pii", msg, mock_reply="__echo__", stream=True)
 text = "".join((json.loads(e)["choices"][0]["delta"].get("content") or "") for e in b[1:] if e != "[DONE]" and json.loads(e)["choices"])
 ok("placeholders restored in a stream", st == 200 and text == msg, text)
 
+# an identifier split across upstream chunks (one word each) is redacted before it is released
+st, ev = chat("pii-redact", BENIGN, stream=True, mock_reply="Her number is 212 555 0147 today. Call her soon.")
+text = "".join((json.loads(e)["choices"][0].get("delta", {}).get("content") or "") for e in ev[1:] if e != "[DONE]" and json.loads(e)["choices"])
+ok("PII split across stream chunks redacted", st == 200 and "[PHONE]" in text and "0147" not in text, text)
+
 # 10. streaming, default mode
 st, ev = chat("stream", BENIGN, stream=True, n=2, mock_reply=["Paris is the capital. It is in France. It has many museums and parks.", "Here is a calm opening sentence with several ordinary words in it. " + VIOLENT + " More text after the violation."])
 ok("stream 200", st == 200 and ev[-1] == "[DONE]", ev[-3:])
