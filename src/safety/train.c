@@ -247,70 +247,35 @@ static const struct {
     {"attacks/wikitext2_paragraphs.jsonl", 100},
 };
 
-/* Reads MANIFEST.tsv and loads every harm/ file with commercial_ok = yes (and the benign_sets that are). */
+typedef struct harm_load {
+    const custos_train_opts_t *o;
+    rows_t *rows;
+    custos_safety_scratch_t *sc;
+    unsigned nf;
+} harm_load_t;
+
+static int harm_load_one(void *ud, const char *file, const char *path, const char *notes, char *err, size_t errlen)
+{
+    harm_load_t *l = ud;
+    unsigned benign = 0;
+    for (size_t i = 0; i < sizeof(benign_sets) / sizeof(benign_sets[0]); i++)
+        if (strcmp(file, benign_sets[i].file) == 0)
+            benign = benign_sets[i].pct;
+    if (!benign && strncmp(file, "harm/", 5) != 0)
+        return 0;
+    int graded = strstr(notes, "scale=graded") != NULL;
+    int rc = load_file(path, file, graded, 0, benign, 1, l->rows, l->sc, l->nf, l->o);
+    if (rc < 0)
+        snprintf(err, errlen, "cannot read %s: %s", path, custos_strerror(rc));
+    return rc < 0 ? rc : 0;
+}
+
+/* Loads every harm/ file of MANIFEST.tsv with commercial_ok = yes (and the benign_sets that are). */
 static int load_manifest(const custos_train_opts_t *o, rows_t *rows, custos_safety_scratch_t *sc, unsigned nf,
                          char *err, size_t errlen)
 {
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/MANIFEST.tsv", o->data_dir);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "cannot open %s", path);
-        return CUSTOS_EIO;
-    }
-    char *line = NULL;
-    size_t cap = 0, len = 0;
-    int col_file = -1, col_ok = -1, col_notes = -1, rc = 0, first = 1;
-    while (read_line(f, &line, &cap, &len) == 0) {
-        char *fields[32];
-        int nfld = 0;
-        char *p = line;
-        if (!p)
-            break;
-        while (nfld < 32) {
-            fields[nfld++] = p;
-            char *tab = strchr(p, '\t');
-            if (!tab)
-                break;
-            *tab = 0;
-            p = tab + 1;
-        }
-        if (first) {
-            first = 0;
-            for (int i = 0; i < nfld; i++) {
-                if (strcmp(fields[i], "file") == 0)
-                    col_file = i;
-                else if (strcmp(fields[i], "commercial_ok") == 0)
-                    col_ok = i;
-                else if (strcmp(fields[i], "notes") == 0)
-                    col_notes = i;
-            }
-            if (col_file < 0 || col_ok < 0) {
-                snprintf(err, errlen, "%s: no file / commercial_ok columns", path);
-                rc = CUSTOS_EINVAL;
-                break;
-            }
-            continue;
-        }
-        if (col_file >= nfld || col_ok >= nfld || strcmp(fields[col_ok], "yes") != 0)
-            continue;
-        unsigned benign = 0;
-        for (size_t i = 0; i < sizeof(benign_sets) / sizeof(benign_sets[0]); i++)
-            if (strcmp(fields[col_file], benign_sets[i].file) == 0)
-                benign = benign_sets[i].pct;
-        if (!benign && strncmp(fields[col_file], "harm/", 5) != 0)
-            continue;
-        int graded = col_notes >= 0 && col_notes < nfld && strstr(fields[col_notes], "scale=graded") != NULL;
-        char fp[4096];
-        snprintf(fp, sizeof(fp), "%s/%s", o->data_dir, fields[col_file]);
-        if ((rc = load_file(fp, fields[col_file], graded, 0, benign, 1, rows, sc, nf, o)) < 0) {
-            snprintf(err, errlen, "cannot read %s: %s", fp, custos_strerror(rc));
-            break;
-        }
-    }
-    free(line);
-    fclose(f);
-    return rc;
+    harm_load_t l = {o, rows, sc, nf};
+    return custos_train_manifest_each(o->data_dir, harm_load_one, &l, err, errlen);
 }
 
 /* Obfuscates an ASCII-ish text the way evaders do (leet, spacing, homoglyphs, zero-width, repeats). */

@@ -5,6 +5,11 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "util/err.h"
 
 void custos_train_log(const custos_train_opts_t *o, const char *fmt, ...)
 {
@@ -74,4 +79,58 @@ void custos_train_platt_fit(const float *z, const unsigned char *y, size_t n, fl
     }
     *pa = (float)a;
     *pb = (float)b;
+}
+
+int custos_train_manifest_each(const char *data_dir, custos_train_manifest_fn fn, void *ud, char *err, size_t errlen)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/MANIFEST.tsv", data_dir);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot open %s", path);
+        return CUSTOS_EIO;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    int col_file = -1, col_ok = -1, col_notes = -1, rc = 0, first = 1;
+    ssize_t got;
+    while (rc == 0 && (got = getline(&line, &cap, f)) > 0) {
+        while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r'))
+            line[--got] = 0;
+        char *fields[32];
+        int nfld = 0;
+        char *p = line;
+        while (nfld < 32) {
+            fields[nfld++] = p;
+            char *tab = strchr(p, '\t');
+            if (!tab)
+                break;
+            *tab = 0;
+            p = tab + 1;
+        }
+        if (first) {
+            first = 0;
+            for (int i = 0; i < nfld; i++) {
+                if (strcmp(fields[i], "file") == 0)
+                    col_file = i;
+                else if (strcmp(fields[i], "commercial_ok") == 0)
+                    col_ok = i;
+                else if (strcmp(fields[i], "notes") == 0)
+                    col_notes = i;
+            }
+            if (col_file < 0 || col_ok < 0) {
+                snprintf(err, errlen, "%s: no file / commercial_ok columns", path);
+                rc = CUSTOS_EINVAL;
+            }
+            continue;
+        }
+        if (col_file >= nfld || col_ok >= nfld || strcmp(fields[col_ok], "yes") != 0)
+            continue;
+        char fp[4096];
+        snprintf(fp, sizeof(fp), "%s/%s", data_dir, fields[col_file]);
+        rc = fn(ud, fields[col_file], fp, col_notes >= 0 && col_notes < nfld ? fields[col_notes] : "", err, errlen);
+    }
+    free(line);
+    fclose(f);
+    return rc;
 }

@@ -114,66 +114,32 @@ static int load_jsonl(const char *path, const char *src, prows_t *rows, char *er
     return rc;
 }
 
+typedef struct pii_load {
+    prows_t *rows;
+    int files;
+} pii_load_t;
+
+static int pii_load_one(void *ud, const char *fn, const char *path, const char *notes, char *err, size_t errlen)
+{
+    pii_load_t *l = ud;
+    (void)notes;
+    size_t fl = strlen(fn);
+    if (strncmp(fn, "pii/", 4) != 0 || strchr(fn + 4, '/') || fl < 11 || strcmp(fn + fl - 6, ".jsonl") != 0)
+        return 0;
+    static char srcs[8][64];
+    if (l->files >= 8)
+        return 0;
+    snprintf(srcs[l->files], sizeof(srcs[l->files]), "%.*s", (int)(fl - 10), fn + 4);
+    return load_jsonl(path, srcs[l->files++], l->rows, err, errlen);
+}
+
 /* Loads every pii/NAME.jsonl file of MANIFEST.tsv with commercial_ok = yes. */
 static int load_manifest(const custos_train_opts_t *o, prows_t *rows, char *err, size_t errlen)
 {
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/MANIFEST.tsv", o->data_dir);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "cannot open %s", path);
-        return CUSTOS_EIO;
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int col_file = -1, col_ok = -1, rc = 0, first = 1, files = 0;
-    while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            line[--len] = 0;
-        char *fields[32];
-        int nfld = 0;
-        char *p = line;
-        while (nfld < 32) {
-            fields[nfld++] = p;
-            char *tab = strchr(p, '\t');
-            if (!tab)
-                break;
-            *tab = 0;
-            p = tab + 1;
-        }
-        if (first) {
-            first = 0;
-            for (int i = 0; i < nfld; i++) {
-                if (strcmp(fields[i], "file") == 0)
-                    col_file = i;
-                else if (strcmp(fields[i], "commercial_ok") == 0)
-                    col_ok = i;
-            }
-            if (col_file < 0 || col_ok < 0) {
-                snprintf(err, errlen, "%s: no file / commercial_ok columns", path);
-                rc = CUSTOS_EINVAL;
-            }
-            continue;
-        }
-        if (col_file >= nfld || col_ok >= nfld || strcmp(fields[col_ok], "yes") != 0)
-            continue;
-        const char *fn = fields[col_file];
-        size_t fl = strlen(fn);
-        if (strncmp(fn, "pii/", 4) != 0 || strchr(fn + 4, '/') || fl < 11 || strcmp(fn + fl - 6, ".jsonl") != 0)
-            continue;
-        static char srcs[8][64];
-        if (files >= 8)
-            continue;
-        snprintf(srcs[files], sizeof(srcs[files]), "%.*s", (int)(fl - 10), fn + 4);
-        char fp[4200];
-        snprintf(fp, sizeof(fp), "%s/%s", o->data_dir, fn);
-        rc = load_jsonl(fp, srcs[files++], rows, err, errlen);
-    }
-    free(line);
-    fclose(f);
-    if (rc == 0 && !files) {
-        snprintf(err, errlen, "%s lists no commercial_ok pii/*.jsonl file", path);
+    pii_load_t l = {rows, 0};
+    int rc = custos_train_manifest_each(o->data_dir, pii_load_one, &l, err, errlen);
+    if (rc == 0 && !l.files) {
+        snprintf(err, errlen, "%s/MANIFEST.tsv lists no commercial_ok pii/*.jsonl file", o->data_dir);
         rc = CUSTOS_EINVAL;
     }
     return rc;

@@ -165,63 +165,30 @@ static int load_file(const char *path, int train_only, float weight, srows_t *ro
     return rc;
 }
 
-/* Reads MANIFEST.tsv and loads every attacks/ file with commercial_ok = yes. */
+typedef struct shields_load {
+    const custos_train_opts_t *o;
+    srows_t *rows;
+    custos_safety_scratch_t *sc;
+} shields_load_t;
+
+static int shields_load_one(void *ud, const char *file, const char *path, const char *notes, char *err, size_t errlen)
+{
+    shields_load_t *l = ud;
+    (void)notes;
+    if (strncmp(file, "attacks/", 8) != 0)
+        return 0;
+    int rc = load_file(path, 0, 1.0f, l->rows, l->sc, l->o);
+    if (rc < 0)
+        snprintf(err, errlen, "cannot read %s: %s", path, custos_strerror(rc));
+    return rc < 0 ? rc : 0;
+}
+
+/* Loads every attacks/ file of MANIFEST.tsv with commercial_ok = yes. */
 static int load_manifest(const custos_train_opts_t *o, srows_t *rows, custos_safety_scratch_t *sc, char *err,
                          size_t errlen)
 {
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/MANIFEST.tsv", o->data_dir);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "cannot open %s", path);
-        return CUSTOS_EIO;
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    int col_file = -1, col_ok = -1, rc = 0, first = 1;
-    ssize_t got;
-    while ((got = getline(&line, &cap, f)) > 0) {
-        while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r'))
-            line[--got] = 0;
-        char *fields[32];
-        int nfld = 0;
-        char *p = line;
-        while (nfld < 32) {
-            fields[nfld++] = p;
-            char *tab = strchr(p, '\t');
-            if (!tab)
-                break;
-            *tab = 0;
-            p = tab + 1;
-        }
-        if (first) {
-            first = 0;
-            for (int i = 0; i < nfld; i++) {
-                if (strcmp(fields[i], "file") == 0)
-                    col_file = i;
-                else if (strcmp(fields[i], "commercial_ok") == 0)
-                    col_ok = i;
-            }
-            if (col_file < 0 || col_ok < 0) {
-                snprintf(err, errlen, "%s: no file / commercial_ok columns", path);
-                rc = CUSTOS_EINVAL;
-                break;
-            }
-            continue;
-        }
-        if (col_file >= nfld || col_ok >= nfld || strcmp(fields[col_ok], "yes") != 0 ||
-            strncmp(fields[col_file], "attacks/", 8) != 0)
-            continue;
-        char fp[4096];
-        snprintf(fp, sizeof(fp), "%s/%s", o->data_dir, fields[col_file]);
-        if ((rc = load_file(fp, 0, 1.0f, rows, sc, o)) < 0) {
-            snprintf(err, errlen, "cannot read %s: %s", fp, custos_strerror(rc));
-            break;
-        }
-    }
-    free(line);
-    fclose(f);
-    return rc;
+    shields_load_t l = {o, rows, sc};
+    return custos_train_manifest_each(o->data_dir, shields_load_one, &l, err, errlen);
 }
 
 typedef struct trainer {

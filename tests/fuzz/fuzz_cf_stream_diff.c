@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "api/contentfilter.h"
+#include "cf_fixture.h"
 #include "safety/safety.h"
 #include "util/arena.h"
 #include "util/err.h"
@@ -23,41 +24,11 @@
         }                                                                                                              \
     } while (0)
 
-static const char CONFIG[] =
-    "listeners: [{address: '127.0.0.1:1'}]\n"
-    "identity: {api_keys: [{name: k, sha256: '0000000000000000000000000000000000000000000000000000000000000000'}]}\n"
-    "backends: [{name: b, provider: openai, url: 'http://127.0.0.1:2'}]\n"
-    "deployments:\n"
-    "  - {name: d, backends: [b], rai_policy: p}\n"
-    "  - {name: a, backends: [b], rai_policy: q}\n"
-    "rai_policies:\n"
-    "  - name: p\n"
-    "    prompt_shields: {jailbreak: annotate}\n"
-    "    pii: {prompt: placeholder, completion: redact}\n"
-    "    streaming: {window_min_chars: 8, window_max_chars: 64, context_chars: 16}\n"
-    "  - name: q\n"
-    "    mode: asynchronous_filter\n"
-    "    prompt_shields: {jailbreak: annotate}\n"
-    "    pii: {completion: annotate}\n"
-    "    streaming: {window_min_chars: 8, window_max_chars: 64}\n";
-
-static custos_config_t *cfg;
-static custos_gateway_t gw;
-static custos_worker_t worker;
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    char err[512];
-    if (custos_config_load_string("fuzz", CONFIG, sizeof(CONFIG) - 1, &cfg, err, sizeof(err)) < 0 ||
-        custos_safety_new(NULL, &gw.safety, err, sizeof(err)) < 0) {
-        fprintf(stderr, "fuzz_cf_stream_diff: %s\n", err);
-        abort();
-    }
-    worker.gw = &gw;
-    worker.cfg = cfg;
-    custos_safety_scratch_init(&worker.scratch, 1u << 20);
+    cf_fixture_init("fuzz_cf_stream_diff");
     return 0;
 }
 
