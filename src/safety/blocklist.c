@@ -46,35 +46,10 @@ static atomic_uint_fast64_t g_serial = 1;
 
 /* ---------- UTF-8 ---------- */
 
-/* Same rules as normalize.c: overlongs, surrogates and > U+10FFFF are invalid; an invalid sequence advances one byte
- * (so code point counts agree with custos_normalize's map). Returns -1 when invalid. */
-static int32_t dec(const unsigned char *s, size_t n, size_t *adv)
+/* The normaliser's decoder (same rules, so code point counts agree with custos_normalize's map). */
+static inline int32_t dec(const unsigned char *s, size_t n, size_t *adv)
 {
-    unsigned c = s[0];
-    *adv = 1;
-    if (c < 0x80)
-        return (int32_t)c;
-    size_t need;
-    uint32_t cp, min;
-    if (c >= 0xc2 && c <= 0xdf)
-        need = 1, cp = c & 0x1f, min = 0x80;
-    else if (c >= 0xe0 && c <= 0xef)
-        need = 2, cp = c & 0x0f, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4)
-        need = 3, cp = c & 0x07, min = 0x10000;
-    else
-        return -1;
-    if (n < need + 1)
-        return -1;
-    for (size_t i = 1; i <= need; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return -1;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return -1;
-    *adv = need + 1;
-    return (int32_t)cp;
+    return custos_norm_decode_utf8(s, n, adv);
 }
 
 /* Bytes at the end of s[0..n) that are an incomplete (but so far valid) sequence: 0..3. */

@@ -76,6 +76,11 @@ static int32_t decode_utf8(const unsigned char *s, size_t n, size_t *adv)
     return (int32_t)cp;
 }
 
+int32_t custos_norm_decode_utf8(const unsigned char *s, size_t n, size_t *adv)
+{
+    return decode_utf8(s, n, adv);
+}
+
 static int is_invisible(uint32_t c)
 {
     return c == 0x00ad || c == 0x034f || c == 0x061c || c == 0x115f || c == 0x1160 || c == 0x17b4 || c == 0x17b5 ||

@@ -71,4 +71,9 @@ size_t custos_norm_cp_count(const char *text, size_t len);
 /* True if cp is a letter, digit or combining mark (word character for tokenisers). */
 int custos_norm_is_word(uint32_t cp);
 
+/* Decodes one UTF-8 code point at s[0..n) (n >= 1) by the rules the normaliser applies: overlongs, surrogates and
+ * values above U+10FFFF are invalid. Sets *adv to the bytes consumed (1 for an invalid sequence, so code point
+ * counts agree with custos_normalize's offset map) and returns the code point or -1. */
+int32_t custos_norm_decode_utf8(const unsigned char *s, size_t n, size_t *adv);
+
 #endif
