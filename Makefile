@@ -31,15 +31,18 @@ bench: all
 # hard-negative metrics.
 models: all
 	$(BUILD)/custos train harm --data $(DATA) --out models/harm.model --dev-out $(BUILD)/harm-dev.jsonl \
-		--extra models/data/benign_sensitive.jsonl --extra models/data/everyday.jsonl
+		--extra models/data/benign_sensitive.jsonl --extra models/data/everyday.jsonl \
+		--extra models/data/identity_benign.jsonl --extra models/data/identity_harm.jsonl
 	$(BUILD)/custos eval --task harm --model models/harm.model $(BUILD)/harm-dev.jsonl
 	$(BUILD)/custos eval --task harm --model models/harm.model models/data/benign_sensitive_heldout.jsonl
 	$(BUILD)/custos eval --task harm --model models/harm.model models/data/everyday_heldout.jsonl
 	$(BUILD)/custos train shields --data $(DATA) --out models/shields.model --dev-out $(BUILD)/shields-dev.jsonl \
-		--extra models/data/shields_benign_trigger.jsonl --extra models/data/everyday.jsonl
+		--extra models/data/shields_benign_trigger.jsonl --extra models/data/everyday.jsonl \
+		--extra models/data/identity_benign.jsonl --extra models/data/everyday.jsonl
 	$(BUILD)/custos eval --task attacks --model models/shields.model $(BUILD)/shields-dev.jsonl
 	$(BUILD)/custos eval --task attacks --model models/shields.model models/data/shields_benign_trigger_heldout.jsonl
 	$(BUILD)/custos eval --task attacks --model models/shields.model models/data/everyday_heldout.jsonl
+	$(BUILD)/custos eval --fairness --save || test $$? -eq 3   # models/eval/fairness.json (docs/rai-eval.md)
 	$(BUILD)/custos train grounded --data $(DATA) --out models/grounded.model --dev-out $(BUILD)/grounded-dev.jsonl
 	$(BUILD)/custos eval --task grounded --model models/grounded.model $(BUILD)/grounded-dev.jsonl
 	$(BUILD)/custos train pii --data $(DATA) --out models/pii_ner.model --dev-out $(BUILD)/pii-dev.jsonl

@@ -2,9 +2,11 @@
  * custos command line: serve, config check, version. */
 #include "api/admin.h"
 #include "api/cli_store.h"
+#include "api/cli_rai.h"
 #include "api/gateway.h"
 #include "audit/govlog.h"
 #include "config/config.h"
+#include "governance/evidence.h"
 #include "safety/cli.h"
 
 #include "util/err.h"
@@ -39,11 +41,13 @@ static void usage(FILE *f)
             "  custos purge -c FILE        apply retention.content now\n"
             "  custos secrets put|delete -c FILE NAME, custos secrets list -c FILE\n"
             "                              backend credentials sealed in the store (value on stdin)\n"
-            "%s"
+            "%s%s"
+            "  custos evidence -c FILE [--format json|md|html] [-o OUT]\n"
+            "                              controls in force mapped to HIPAA, SOC 2, ISO 27001/42001, NIST AI RMF\n"
             "  custos version              print the version\n"
             "Signals while serving: SIGHUP reloads FILE and TLS certificates; SIGTERM/SIGINT drain and exit.\n"
             "Configuration reference: docs/config.md\n",
-            custos_cli_safety_usage);
+            custos_cli_safety_usage, custos_cli_rai_usage);
 }
 
 static int cmd_config_check(const char *path)
@@ -195,10 +199,18 @@ int main(int argc, char **argv)
         return custos_secrets_cli(argc - 1, argv + 1);
     if (strcmp(cmd, "check") == 0)
         return custos_cli_check(argc - 2, argv + 2, stdin, stdout);
-    if (strcmp(cmd, "eval") == 0)
+    if (strcmp(cmd, "eval") == 0) {
+        for (int i = 2; i < argc; i++)
+            if (strcmp(argv[i], "--fairness") == 0) /* docs/rai-eval.md */
+                return custos_cli_fairness(argc - 2, argv + 2, stdout);
         return custos_cli_eval(argc - 2, argv + 2, stdout);
+    }
+    if (strcmp(cmd, "redteam") == 0)
+        return custos_cli_redteam(argc - 2, argv + 2, stdout);
     if (strcmp(cmd, "train") == 0)
         return custos_cli_train(argc - 2, argv + 2, stderr);
+    if (strcmp(cmd, "evidence") == 0) /* docs/evidence.md */
+        return custos_evidence_cli(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("custos %s\n", CUSTOS_VERSION);
         return 0;

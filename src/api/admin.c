@@ -6,6 +6,7 @@
 #include "audit/govlog.h"
 #include "auth/identity.h"
 #include "auth/keystore.h"
+#include "governance/usecase.h"
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/json.h"
@@ -20,6 +21,7 @@
 
 #define P_KEYS "/admin/v1/keys"
 #define P_RAS "/admin/v1/role-assignments"
+#define P_UCS "/admin/v1/use-cases"
 
 bool custos_admin_path(const char *path, size_t len)
 {
@@ -478,6 +480,38 @@ static void ras_delete(custos_worker_t *w, custos_http_req_t *req, const custos_
     custos_keystore_close(ks);
 }
 
+/* ---------- use cases (read-only: the registry is config; docs/reviews.md) ---------- */
+
+static void use_cases_get(custos_worker_t *w, custos_http_req_t *req, const char *id, size_t id_len)
+{
+    const custos_config_t *cfg = w->cfg;
+    int64_t t = now_s();
+    custos_buf_t b;
+    custos_buf_init(&b, 0);
+    int rc = 0;
+    if (id) {
+        const custos_use_case_config_t *u = custos_usecase_find(cfg, id, id_len);
+        if (!u) {
+            custos_buf_dispose(&b);
+            error(req, 404, "NotFound", "No use case with this id.");
+            return;
+        }
+        rc = custos_usecase_write_json(&b, u, t);
+    } else {
+        rc = custos_buf_append_lit(&b, "{\"object\":\"list\",\"data\":[");
+        for (size_t i = 0; !rc && i < cfg->n_use_cases; i++) {
+            rc = i ? custos_buf_append_lit(&b, ",") : 0;
+            rc = rc ? rc : custos_usecase_write_json(&b, &cfg->use_cases[i], t);
+        }
+        rc = rc ? rc : custos_buf_append_lit(&b, "]}");
+    }
+    if (rc != 0)
+        error(req, 500, "InternalServerError", "Out of memory.");
+    else
+        reply(req, 200, &b);
+    custos_buf_dispose(&b);
+}
+
 /* ---------- routing ---------- */
 
 static bool is(const char *p, size_t n, const char *lit)
@@ -544,6 +578,12 @@ void custos_admin_handle(custos_worker_t *w, custos_http_req_t *req)
             ras_delete(w, req, &caller, id);
         else
             not_allowed(req, "DELETE");
+    } else if (is(p, n, P_UCS) || (n > sizeof(P_UCS) && memcmp(p, P_UCS "/", sizeof(P_UCS)) == 0)) {
+        if (get)
+            use_cases_get(w, req, n > sizeof(P_UCS) ? p + sizeof(P_UCS) : NULL,
+                          n > sizeof(P_UCS) ? n - sizeof(P_UCS) : 0);
+        else
+            not_allowed(req, "GET");
     } else {
         error(req, 404, "404", "Resource not found");
     }

@@ -230,6 +230,14 @@ bool custos_authn_can_call(const custos_worker_t *w, const custos_caller_t *c, c
     return custos_rbac_allowed(&c->rbac, g, n, CUSTOS_RBAC_INFERENCE, deployment);
 }
 
+bool custos_authn_can(const custos_worker_t *w, const custos_caller_t *c, custos_rbac_action_t action,
+                      const char *deployment)
+{
+    size_t n;
+    const custos_rbac_grant_t *g = grants_of(w, &n);
+    return custos_rbac_allowed(&c->rbac, g, n, action, deployment);
+}
+
 int custos_authn_authorize(custos_worker_t *w, custos_http_req_t *req, const custos_caller_t *c,
                            custos_rbac_action_t action, const char *deployment, custos_authn_error_t *e)
 {

@@ -56,6 +56,9 @@ int custos_authn_authorize(custos_worker_t *w, custos_http_req_t *req, const cus
 
 /* True when c may call deployment (RBAC only; for filtering model lists). */
 bool custos_authn_can_call(const custos_worker_t *w, const custos_caller_t *c, const char *deployment);
+/* True when c may perform action on deployment (RBAC only, no conditional access; for filtering lists). */
+bool custos_authn_can(const custos_worker_t *w, const custos_caller_t *c, custos_rbac_action_t action,
+                      const char *deployment);
 
 /* --- snapshot runtime --- */
 

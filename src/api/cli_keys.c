@@ -6,6 +6,7 @@
 #include "auth/keystore.h"
 #include "config/config.h"
 #include "util/err.h"
+#include "util/time.h"
 
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -26,18 +27,6 @@ static int usage(void)
     return 2;
 }
 
-static void fmt_time(int64_t t, char *out, size_t n)
-{
-    if (!t) {
-        snprintf(out, n, "-");
-        return;
-    }
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static void roles_text(unsigned roles, char *out, size_t n)
 {
     out[0] = 0;
@@ -55,8 +44,8 @@ static int print_key(void *ud, const custos_key_record_t *r)
     (void)ud;
     char roles[96], created[32], expires[32];
     roles_text(r->roles, roles, sizeof(roles));
-    fmt_time(r->created_s, created, sizeof(created));
-    fmt_time(r->expires_s, expires, sizeof(expires));
+    custos_fmt_utc(r->created_s, created, sizeof(created));
+    custos_fmt_utc(r->expires_s, expires, sizeof(expires));
     const char *status = r->revoked_s                                            ? "revoked"
                          : (r->expires_s && (int64_t)time(NULL) >= r->expires_s) ? "expired"
                                                                                  : "active";
@@ -202,7 +191,7 @@ int custos_keys_cli(int argc, char **argv)
         OPENSSL_cleanse(key, sizeof(key));
         char rs[96], exp[32];
         roles_text(rec.roles, rs, sizeof(rs));
-        fmt_time(rec.expires_s, exp, sizeof(exp));
+        custos_fmt_utc(rec.expires_s, exp, sizeof(exp));
         fprintf(stderr,
                 "created key %s (name %s, principal %s, roles %s, scope %s, expires %s). The key above is shown "
                 "only once.\n",

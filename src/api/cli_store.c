@@ -7,6 +7,7 @@
 #include "crypto/crypto.h"
 #include "store/store.h"
 #include "util/err.h"
+#include "util/time.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,18 +31,6 @@ static int usage(void)
     return 2;
 }
 
-static void fmt_time(int64_t t, char *out, size_t n)
-{
-    if (!t) {
-        snprintf(out, n, "-");
-        return;
-    }
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static int count_row(void *ud, const custos_sv_t *c, size_t n)
 {
     if (n == 1 && c[0].type == CUSTOS_SV_INT)
@@ -53,8 +42,8 @@ static int print_version(void *ud, const custos_kek_version_info_t *i)
 {
     (void)ud;
     char c[32], d[32];
-    fmt_time(i->created_s, c, sizeof(c));
-    fmt_time(i->destroyed_s, d, sizeof(d));
+    custos_fmt_utc(i->created_s, c, sizeof(c));
+    custos_fmt_utc(i->destroyed_s, d, sizeof(d));
     printf("%-8u %-8s %-10s %-8s %-10lld %-20s %-20s %s\n", i->version, i->current ? "current" : "", i->state,
            i->provider, (long long)i->records, c, d, i->label);
     return 0;
@@ -331,7 +320,7 @@ static int secret_row(void *ud, const custos_sv_t *c, size_t n)
     if (n != 3 || c[0].type != CUSTOS_SV_TEXT)
         return 0;
     char t[32];
-    fmt_time(c[1].i, t, sizeof(t));
+    custos_fmt_utc(c[1].i, t, sizeof(t));
     printf("%-40s %-20s %lld\n", (const char *)c[0].p, t, (long long)c[2].i);
     x->n++;
     return 0;

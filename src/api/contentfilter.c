@@ -9,6 +9,9 @@
  * Image / audio / file parts are not screened; the annotation counts them ("unscreened_parts"). */
 #include "api/contentfilter.h"
 
+#include "api/cf_grounded.h"
+#include "api/cf_guard.h"
+
 #include "safety/blocklist.h"
 #include "safety/harm.h"
 #include "safety/pii.h"
@@ -49,6 +52,7 @@ typedef struct cf_check {
     uint32_t pii_n;
     uint32_t pii_count[CUSTOS_PII_NTYPES];
     unsigned unscreened;
+    custos_cfgd_note_t gd; /* guard cascade (cf_guard.h) */
 } cf_check_t;
 
 typedef struct cf_placeholder {
@@ -64,7 +68,9 @@ typedef struct cf_choice {
     custos_buf_t context; /* tail of the screened text, re-scored with the next window */
     uint64_t screened_cp; /* code points screened so far (async: content_filter_offsets) */
     bool role_pending;
-    cf_check_t total; /* merged over the windows */
+    bool ending; /* the choice's last text is being flushed (finish_reason or end of stream): groundedness runs */
+    json_object *g_annot; /* held answer judged grounded: its annotation, sent after the text */
+    cf_check_t total;     /* merged over the windows */
 } cf_choice_t;
 
 struct custos_cf {
@@ -91,6 +97,20 @@ struct custos_cf {
     char *id, *object, *model, *fingerprint; /* chunk template (arena copies) */
     int64_t created;
     custos_cf_summary_t sum;
+    custos_cf_grounded_t *g; /* groundedness of the answer (api/cf_grounded.h); NULL when the policy has it off */
+    /* guard cascade (api/cf_guard.h); NULL when the policy names no guard. While guard verdicts are awaited: */
+    custos_cfgd_t *gd;
+    json_object *gbody;                                          /* the prompt's body (the caller's) */
+    void (*resume)(void *ud, custos_cf_outcome_t o, int status); /* custos_cf_on_resume */
+    void (*resp_done)(void *ud);                                 /* custos_cf_response_guard */
+    void *resume_ud, *resp_ud;
+    /* default-mode streams: upstream events wait (queued, [u32 length][data]...) while a window's verdict is out */
+    bool swait, sreplay, sfinal_checked;
+    unsigned apending; /* asynchronous_filter: windows whose guard verdicts are still out */
+    bool aflushed;     /* asynchronous_filter: the held text was flushed at [DONE] */
+    custos_buf_t squeue;
+    void (*sresume)(void *ud, const char *data, size_t len, int state); /* custos_cf_stream_on_resume */
+    void *sud;
 };
 
 /* ---------- small helpers ---------- */
@@ -181,6 +201,7 @@ static void check_merge(cf_check_t *into, const cf_check_t *c)
     for (int t = 0; t < CUSTOS_PII_NTYPES; t++)
         into->pii_count[t] += c->pii_count[t];
     into->unscreened += c->unscreened;
+    custos_cfgd_note_merge(&into->gd, &c->gd);
 }
 
 /* ---------- screening ---------- */
@@ -191,8 +212,8 @@ static void check_merge(cf_check_t *into, const cf_check_t *c)
 /* Harm for text: the whole text, and each sentence (or run of short sentences) on its own, taking the highest
  * severity per category. A linear model's score on a long text is an average of its n-grams, so one harmful
  * sentence among benign ones would be diluted below the threshold; scored on its own it is not. */
-static int harm_max(const custos_harm_model_t *m, const char *text, size_t len, int sev[CUSTOS_HARM_NCAT],
-                    custos_safety_scratch_t *sc)
+static int harm_max_scores(const custos_harm_model_t *m, const char *text, size_t len, int sev[CUSTOS_HARM_NCAT],
+                           float score[CUSTOS_HARM_NCAT], custos_safety_scratch_t *sc)
 {
     size_t seg[SEG_MAX_COUNT + 1][2];
     custos_harm_result_t whole, parts[SEG_MAX_COUNT + 1];
@@ -222,11 +243,29 @@ static int harm_max(const custos_harm_model_t *m, const char *text, size_t len, 
         return rc;
     for (int k = 0; k < CUSTOS_HARM_NCAT; k++) {
         sev[k] = whole.severity[k];
-        for (size_t j = 0; j < nseg; j++)
+        float sc_max = whole.score[k];
+        for (size_t j = 0; j < nseg; j++) {
             if (parts[j].severity[k] > sev[k])
                 sev[k] = parts[j].severity[k];
+            if (parts[j].score[k] > sc_max)
+                sc_max = parts[j].score[k];
+        }
+        if (score)
+            score[k] = sc_max; /* the guard cascade's band is on this (cf_guard.h) */
     }
     return 0;
+}
+
+static int harm_max(const custos_harm_model_t *m, const char *text, size_t len, int sev[CUSTOS_HARM_NCAT],
+                    custos_safety_scratch_t *sc)
+{
+    return harm_max_scores(m, text, len, sev, NULL, sc);
+}
+
+int custos_cf_harm_severities(const custos_harm_model_t *m, const char *text, size_t len, int sev[CUSTOS_HARM_NCAT],
+                              custos_safety_scratch_t *sc)
+{
+    return harm_max(m, text, len, sev, sc);
 }
 
 static void screen(custos_cf_t *cf, int src, const char *text, size_t len, unsigned what, cf_check_t *ck)
@@ -239,10 +278,14 @@ static void screen(custos_cf_t *cf, int src, const char *text, size_t len, unsig
             any |= pol->filters[k][src].enabled;
         if (any) {
             int sev[CUSTOS_HARM_NCAT];
+            float score[CUSTOS_HARM_NCAT];
             ck->harm_ran = true;
-            if (harm_max(custos_safety_harm(cf->safety), text, len, sev, sc) < 0)
+            int hrc = harm_max_scores(custos_safety_harm(cf->safety), text, len, sev, score, sc);
+            if (hrc < 0)
                 ck->harm_err = true;
             else
+                custos_cfgd_harm(cf->gd, src, text, len, score, sev, &ck->gd); /* guard cascade (cf_guard.h) */
+            if (hrc >= 0)
                 for (int k = 0; k < CUSTOS_HARM_NCAT; k++)
                     if (sev[k] > ck->sev[k])
                         ck->sev[k] = sev[k];
@@ -255,7 +298,8 @@ static void screen(custos_cf_t *cf, int src, const char *text, size_t len, unsig
         if (!sh || custos_shields_score(sh, CUSTOS_SHIELD_JAILBREAK, text, len, &r, sc) < 0)
             ck->jb_err = true;
         else
-            ck->jb_det |= r.detected != 0;
+            ck->jb_det |=
+                custos_cfgd_shield(cf->gd, CUSTOS_GUARD_CHECK_JAILBREAK, text, len, r.score, r.detected != 0, &ck->gd);
     }
     if ((what & CK_IA) && pol->indirect_attack != CUSTOS_RAI_OFF) {
         custos_shield_result_t r;
@@ -263,7 +307,8 @@ static void screen(custos_cf_t *cf, int src, const char *text, size_t len, unsig
         if (!sh || custos_shields_score(sh, CUSTOS_SHIELD_INDIRECT, text, len, &r, sc) < 0)
             ck->ia_err = true;
         else
-            ck->ia_det |= r.detected != 0;
+            ck->ia_det |=
+                custos_cfgd_shield(cf->gd, CUSTOS_GUARD_CHECK_INDIRECT, text, len, r.score, r.detected != 0, &ck->gd);
     }
 }
 
@@ -471,7 +516,7 @@ static bool check_filtered(const custos_rai_policy_config_t *pol, int src, const
 
 static bool check_failed(const cf_check_t *ck)
 {
-    return ck->harm_err || ck->jb_err || ck->ia_err || ck->pii_err || ck->bl_err;
+    return ck->harm_err || ck->jb_err || ck->ia_err || ck->pii_err || ck->bl_err || ck->gd.err;
 }
 
 /* A check that failed to run, where the policy would block on it: the request is refused (fail closed). */
@@ -556,6 +601,7 @@ static json_object *annotation(const custos_cf_t *cf, int src, const cf_check_t 
         }
     }
     json_object_put(ents);
+    custos_cfgd_annotate(&ck->gd, o); /* custos extension "guard" (docs/guard-models.md) */
     if (ck->unscreened)
         json_object_object_add(o, "unscreened_parts", json_object_new_int((int32_t)ck->unscreened));
     if (check_failed(ck)) {
@@ -577,6 +623,9 @@ static void summary_add(custos_cf_t *cf, int src, const cf_check_t *ck, bool fil
         for (int k = 0; k < CUSTOS_HARM_NCAT; k++)
             if (ck->sev[k] > sev[k])
                 sev[k] = (int8_t)ck->sev[k];
+    uint16_t *types = src == CUSTOS_RAI_PROMPT ? s->pii_prompt_types : s->pii_completion_types;
+    for (int t = 0; t < CUSTOS_PII_NTYPES; t++)
+        types[t] = (uint16_t)(types[t] + ck->pii_count[t] > UINT16_MAX ? UINT16_MAX : types[t] + ck->pii_count[t]);
     if (src == CUSTOS_RAI_PROMPT) {
         s->prompt_filtered |= filtered;
         s->pii_prompt += ck->pii_n;
@@ -589,6 +638,9 @@ static void summary_add(custos_cf_t *cf, int src, const cf_check_t *ck, bool fil
     s->blocklist_hits += ck->bl_count;
     s->indirect_attack_detected |= ck->ia_det;
     s->error |= check_failed(ck);
+    s->guard_asked |= ck->gd.asked;
+    s->guard_error |= ck->gd.err;
+    s->guard_disagreed |= ck->gd.disagreed;
 }
 
 /* ---------- the prompt ---------- */
@@ -626,7 +678,7 @@ typedef struct prompt_ctx {
 
 /* Finds <documents>...</documents> spans (Azure's convention for marking data in a prompt). Returns their count;
  * spans[i] = {start, end} byte offsets of the inner text. */
-static size_t doc_spans(const char *s, size_t n, size_t spans[][2], size_t cap)
+size_t custos_cf_doc_spans(const char *s, size_t n, size_t spans[][2], size_t cap)
 {
     static const char open[] = "<documents>", close[] = "</documents>";
     size_t k = 0, pos = 0;
@@ -652,9 +704,10 @@ static void prompt_text(custos_cf_t *cf, json_object *str, int msg, int part, vo
     size_t n = (size_t)json_object_get_string_len(str);
     if (pc->what & (CK_HARM | CK_JB)) {
         size_t spans[MAX_DOC_SPANS][2];
-        size_t nd = doc_spans(s, n, spans, MAX_DOC_SPANS);
+        size_t nd = custos_cf_doc_spans(s, n, spans, MAX_DOC_SPANS);
         screen(cf, CUSTOS_RAI_PROMPT, s, n, pc->what & CK_HARM, pc->ck);
-        screen_blocklists(cf, CUSTOS_RAI_PROMPT, s, n, 0, pc->ck);
+        if (custos_cfgd_phase(cf->gd) != CUSTOS_CFGD_COLLECT) /* the collect pass only gathers guard questions */
+            screen_blocklists(cf, CUSTOS_RAI_PROMPT, s, n, 0, pc->ck);
         if (nd == 0) {
             screen(cf, CUSTOS_RAI_PROMPT, s, n, pc->what & CK_JB, pc->ck);
         } else {
@@ -681,11 +734,11 @@ static void prompt_text(custos_cf_t *cf, json_object *str, int msg, int part, vo
     } else {
         /* other roles: only <documents> spans are screened (indirect attack) */
         size_t spans[MAX_DOC_SPANS][2];
-        size_t nd = doc_spans(s, n, spans, MAX_DOC_SPANS);
+        size_t nd = custos_cf_doc_spans(s, n, spans, MAX_DOC_SPANS);
         for (size_t i = 0; i < nd; i++)
             screen(cf, CUSTOS_RAI_PROMPT, s + spans[i][0], spans[i][1] - spans[i][0], CK_IA, pc->ck);
     }
-    if (pc->what & CK_PII) {
+    if ((pc->what & CK_PII) && custos_cfgd_phase(cf->gd) != CUSTOS_CFGD_COLLECT) {
         char *nw = NULL;
         size_t nl = 0;
         screen_pii(cf, CUSTOS_RAI_PROMPT, s, n, pc->ck, pc->ents, cf->chat ? "message" : NULL, msg, part, &nw, &nl);
@@ -756,6 +809,9 @@ static int get_n(json_object *body, const char *key, unsigned *out)
     return 0;
 }
 
+static custos_cf_outcome_t prompt_decide(custos_cf_t *cf, json_object *body, int *status);
+static void prompt_resumed(void *ud);
+
 custos_cf_outcome_t custos_cf_prompt(custos_worker_t *w, custos_http_req_t *req, const custos_deployment_config_t *dep,
                                      custos_op_t op, json_object *body, bool stream, custos_cf_t **out, int *status)
 {
@@ -771,6 +827,7 @@ custos_cf_outcome_t custos_cf_prompt(custos_worker_t *w, custos_http_req_t *req,
         return CUSTOS_CF_ANSWERED;
     }
     memset(cf, 0, sizeof(*cf));
+    custos_buf_init(&cf->squeue, 0);
     cf->w = w;
     cf->req = req;
     cf->pol = dep->rai;
@@ -780,6 +837,7 @@ custos_cf_outcome_t custos_cf_prompt(custos_worker_t *w, custos_http_req_t *req,
     cf->n = 1;
     memset(cf->sum.prompt_severity, -1, sizeof(cf->sum.prompt_severity));
     memset(cf->sum.completion_severity, -1, sizeof(cf->sum.completion_severity));
+    cf->sum.ungrounded = -1;
     if (get_n(body, "n", &cf->n) < 0 || get_n(body, "best_of", &cf->n) < 0) {
         char msg[128];
         snprintf(msg, sizeof(msg), "'n' and 'best_of' must be integers from 1 to %d.", CUSTOS_CF_MAX_CHOICES);
@@ -794,6 +852,57 @@ custos_cf_outcome_t custos_cf_prompt(custos_worker_t *w, custos_http_req_t *req,
         *status = 503;
         return CUSTOS_CF_ANSWERED;
     }
+    /* guard cascade (cf_guard.h): a collect pass (no side effects) gathers the questions for the guards; the
+     * decisions wait for their verdicts, asynchronously on this worker's loop */
+    cf->gd = custos_cfgd_new(w, cf->pol);
+    if (custos_cfgd_has(cf->gd, CUSTOS_RAI_PROMPT)) {
+        custos_cf_summary_t s0 = cf->sum;
+        custos_cfgd_begin(cf->gd, CUSTOS_CFGD_COLLECT);
+        (void)prompt_decide(cf, body, status);
+        cf->sum = s0;
+        json_object_put(cf->prompt_results);
+        cf->prompt_results = json_object_new_array();
+        if (!cf->prompt_results) {
+            custos_http_respond_error(req, 503, "server_busy", "Out of memory.", NULL, 0);
+            *status = 503;
+            *out = cf;
+            return CUSTOS_CF_ANSWERED;
+        }
+        if (custos_cfgd_start(cf->gd, prompt_resumed, cf) == 1) {
+            cf->gbody = body;
+            *out = cf;
+            return CUSTOS_CF_PENDING;
+        }
+        custos_cfgd_begin(cf->gd, CUSTOS_CFGD_APPLY);
+    }
+    custos_cf_outcome_t o = prompt_decide(cf, body, status);
+    custos_cfgd_begin(cf->gd, CUSTOS_CFGD_NONE);
+    *out = cf;
+    return o;
+}
+
+static void prompt_resumed(void *ud)
+{
+    custos_cf_t *cf = ud;
+    int status = 0;
+    custos_cfgd_begin(cf->gd, CUSTOS_CFGD_APPLY);
+    custos_cf_outcome_t o = prompt_decide(cf, cf->gbody, &status);
+    custos_cfgd_begin(cf->gd, CUSTOS_CFGD_NONE);
+    cf->gbody = NULL;
+    if (cf->resume)
+        cf->resume(cf->resume_ud, o, status);
+}
+
+void custos_cf_on_resume(custos_cf_t *cf, void (*fn)(void *ud, custos_cf_outcome_t o, int status), void *ud)
+{
+    cf->resume = fn;
+    cf->resume_ud = ud;
+}
+
+/* Screens the prompt and decides (answers 400 / 500 itself); in the guard collect pass only screens. */
+static custos_cf_outcome_t prompt_decide(custos_cf_t *cf, json_object *body, int *status)
+{
+    bool chat = cf->chat;
     bool filtered = false, failed = false;
     json_object *blocked = NULL; /* content_filter_result of the first filtered prompt */
     unsigned pii = cf->pol->pii[CUSTOS_RAI_PROMPT] != CUSTOS_RAI_PII_OFF ? CK_PII : 0;
@@ -856,9 +965,10 @@ custos_cf_outcome_t custos_cf_prompt(custos_worker_t *w, custos_http_req_t *req,
             }
         }
     }
+    if (custos_cfgd_phase(cf->gd) == CUSTOS_CFGD_COLLECT)
+        return CUSTOS_CF_PASS;
     if (failed) {
         answer_check_failed(cf, status);
-        *out = cf;
         return CUSTOS_CF_ANSWERED;
     }
     if (filtered) {
@@ -867,14 +977,16 @@ custos_cf_outcome_t custos_cf_prompt(custos_worker_t *w, custos_http_req_t *req,
         json_object *res = NULL;
         json_object_object_get_ex(blocked, "content_filter_results", &res);
         answer_blocked(cf, res, status);
-        *out = cf;
         return CUSTOS_CF_ANSWERED;
     }
     for (int k = 0; k < CUSTOS_RAI_NCAT; k++)
         cf->completion_active |= cf->pol->filters[k][CUSTOS_RAI_COMPLETION].enabled;
     cf->completion_active |= cf->pol->pii[CUSTOS_RAI_COMPLETION] != CUSTOS_RAI_PII_OFF || cf->n_ph > 0;
     cf->completion_active |= cf->bl_n[CUSTOS_RAI_COMPLETION] > 0 || cf->bl_missing[CUSTOS_RAI_COMPLETION];
-    *out = cf;
+    /* groundedness: sources from the prompt as it goes upstream (answers may add citations) */
+    if (custos_cf_grounded_new(cf->pol, cf->safety, chat, body, &cf->g) < 0)
+        cf->sum.error = true;
+    cf->completion_active |= cf->g != NULL;
     return CUSTOS_CF_PASS;
 }
 
@@ -935,6 +1047,38 @@ static void screen_completion(custos_cf_t *cf, const char *ctx, size_t ctx_len, 
     screen_pii(cf, CUSTOS_RAI_COMPLETION, text, len, ck, ents, NULL, 0, -1, rewritten, rewritten_len);
 }
 
+static void response_resumed(void *ud)
+{
+    custos_cf_t *cf = ud;
+    custos_cfgd_begin(cf->gd, CUSTOS_CFGD_APPLY);
+    if (cf->resp_done)
+        cf->resp_done(cf->resp_ud);
+}
+
+int custos_cf_response_guard(custos_cf_t *cf, const custos_buf_t *body, void (*done)(void *ud), void *ud)
+{
+    if (!custos_cfgd_has(cf->gd, CUSTOS_RAI_COMPLETION))
+        return 0;
+    /* collect pass on a copy: the same screening custos_cf_response does, without its effects */
+    custos_cf_summary_t s0 = cf->sum;
+    custos_cf_grounded_t *g0 = cf->g;
+    cf->g = NULL;
+    custos_buf_t copy;
+    custos_buf_init(&copy, 0);
+    custos_cfgd_begin(cf->gd, CUSTOS_CFGD_COLLECT);
+    if (custos_buf_append(&copy, custos_buf_peek(body), custos_buf_size(body)) == 0)
+        (void)custos_cf_response(cf, &copy);
+    custos_buf_dispose(&copy);
+    cf->g = g0;
+    cf->sum = s0;
+    cf->resp_done = done;
+    cf->resp_ud = ud;
+    if (custos_cfgd_start(cf->gd, response_resumed, cf) == 1)
+        return 1;
+    custos_cfgd_begin(cf->gd, CUSTOS_CFGD_APPLY);
+    return 0;
+}
+
 static json_object *choice_text_node(json_object *choice, bool chat, json_object **parent)
 {
     json_object *t = NULL;
@@ -949,6 +1093,42 @@ static json_object *choice_text_node(json_object *choice, bool chat, json_object
         json_object_object_get_ex(choice, "text", &t);
     }
     return t && json_object_is_type(t, json_type_string) ? t : NULL;
+}
+
+/* Groundedness of one answer (cf_grounded.h). Returns its outcome as an object: "ungrounded_material" (the
+ * annotation, when the check ran) and "block" (present when the answer must be withheld); NULL when inactive.
+ * idx >= 0: the text collected for stream choice idx; else text[0..len). */
+static json_object *grounded_run(custos_cf_t *cf, int idx, const char *text, size_t len)
+{
+    if (!custos_cf_grounded_active(cf->g))
+        return NULL;
+    json_object *o = json_object_new_object();
+    bool block = false, det = false;
+    int rc = !o         ? CUSTOS_ENOMEM
+             : idx >= 0 ? custos_cf_grounded_check_stream(cf->g, idx, o, &block, &det)
+                        : custos_cf_grounded_check(cf->g, text, len, o, &block, &det);
+    if (rc < 0) {
+        cf->sum.error = true;
+        block = cf->pol->groundedness.action == CUSTOS_RAI_BLOCK; /* fail closed */
+    } else if (det || cf->sum.ungrounded < 0) {
+        cf->sum.ungrounded = det;
+    }
+    if (block) {
+        cf->sum.completion_filtered = true;
+        if (o)
+            json_object_object_add(o, "block", json_object_new_boolean(true));
+    }
+    return o;
+}
+
+/* A whole answer's choice c (its message.context citations are sources too) with text node t (may be NULL). */
+static json_object *grounded_response(custos_cf_t *cf, json_object *c, json_object *t)
+{
+    json_object *m = NULL, *ctx = NULL;
+    if (json_object_object_get_ex(c, "message", &m) && json_object_is_type(m, json_type_object) &&
+        json_object_object_get_ex(m, "context", &ctx))
+        custos_cf_grounded_add_context(cf->g, ctx);
+    return grounded_run(cf, -1, t ? json_object_get_string(t) : "", t ? (size_t)json_object_get_string_len(t) : 0);
 }
 
 int custos_cf_response(custos_cf_t *cf, custos_buf_t *body)
@@ -989,8 +1169,10 @@ int custos_cf_response(custos_cf_t *cf, custos_buf_t *body)
                 if (nw)
                     json_object_set_string_len(t, nw, (int)nl);
             }
+            json_object *gann = cf->g ? grounded_response(cf, c, t) : NULL; /* cf_grounded.h */
             bool filtered = check_filtered(cf->pol, CUSTOS_RAI_COMPLETION, &ck) ||
-                            check_failed_blocking(cf->pol, CUSTOS_RAI_COMPLETION, &ck);
+                            check_failed_blocking(cf->pol, CUSTOS_RAI_COMPLETION, &ck) ||
+                            (gann && json_object_object_get_ex(gann, "block", NULL));
             summary_add(cf, CUSTOS_RAI_COMPLETION, &ck, filtered);
             if (filtered) {
                 /* content withheld; the other choices finish normally */
@@ -1003,11 +1185,15 @@ int custos_cf_response(custos_cf_t *cf, custos_buf_t *body)
                 if (cf->chat)
                     json_object_object_del(parent, "tool_calls");
             }
-            json_object *a = annotation(cf, CUSTOS_RAI_COMPLETION, &ck, ents);
+            json_object *a = annotation(cf, CUSTOS_RAI_COMPLETION, &ck, ents), *um = NULL;
             if (!a) {
+                json_object_put(gann);
                 rc = CUSTOS_ENOMEM;
                 break;
             }
+            if (gann && json_object_object_get_ex(gann, "ungrounded_material", &um))
+                json_object_object_add(a, "ungrounded_material", json_object_get(um));
+            json_object_put(gann);
             json_object_object_add(c, "content_filter_results", a);
         }
     }
@@ -1139,8 +1325,18 @@ static int write_chunk(custos_cf_t *cf, custos_buf_t *out, int idx, cf_choice_t 
 }
 
 /* Async mode: an annotation-only frame (azure-wire.md 2.5). */
+static int write_async_annotation_at(custos_cf_t *cf, custos_buf_t *out, int idx, uint64_t start, uint64_t end,
+                                     uint64_t check, const char *finish, json_object *annot);
+
 static int write_async_annotation(custos_cf_t *cf, custos_buf_t *out, int idx, uint64_t start, uint64_t end,
                                   const char *finish, json_object *annot)
+{
+    return write_async_annotation_at(cf, out, idx, start, end, end, finish, annot);
+}
+
+/* The same with check_offset given (a guard's later verdict on an earlier window: check_offset never decreases). */
+static int write_async_annotation_at(custos_cf_t *cf, custos_buf_t *out, int idx, uint64_t start, uint64_t end,
+                                     uint64_t check, const char *finish, json_object *annot)
 {
     json_object *o = json_object_new_object(), *ch = json_object_new_object(), *arr = json_object_new_array(),
                 *off = json_object_new_object();
@@ -1160,7 +1356,7 @@ static int write_async_annotation(custos_cf_t *cf, custos_buf_t *out, int idx, u
     json_object_object_add(ch, "index", json_object_new_int(idx));
     json_object_object_add(ch, "finish_reason", finish ? json_object_new_string(finish) : NULL);
     json_object_object_add(ch, "content_filter_results", annot);
-    json_object_object_add(off, "check_offset", json_object_new_int64((int64_t)end));
+    json_object_object_add(off, "check_offset", json_object_new_int64((int64_t)check));
     json_object_object_add(off, "start_offset", json_object_new_int64((int64_t)start));
     json_object_object_add(off, "end_offset", json_object_new_int64((int64_t)end));
     json_object_object_add(ch, "content_filter_offsets", off);
@@ -1197,6 +1393,8 @@ static size_t window_end(const custos_cf_t *cf, const cf_choice_t *c, bool final
     }
     if (final)
         return n;
+    if (custos_cf_grounded_holds(cf->g, cf->pol->mode == CUSTOS_RAI_MODE_ASYNC))
+        return 0; /* groundedness with action block: the answer is judged whole before any of it is sent */
     size_t cps = utf8_cp_count(s, limit);
     const custos_rai_policy_config_t *pol = cf->pol;
     if (cps < pol->window_min_chars)
@@ -1223,8 +1421,14 @@ static size_t window_end(const custos_cf_t *cf, const cf_choice_t *c, bool final
 
 /* Screens the next window of choice idx (len bytes of pending) and releases it (default mode) or annotates it
  * (async mode). Returns 0, 1 when the choice was filtered, or a negative code. */
+static int async_guard(custos_cf_t *cf, int idx, uint64_t start, uint64_t end, custos_buf_t *out);
+
 static int release_window(custos_cf_t *cf, int idx, cf_choice_t *c, size_t len, custos_buf_t *out)
 {
+    /* asynchronous_filter with a completion guard: decided in-process now, the guard's verdict follows (cf_guard.h) */
+    bool defer = cf->pol->mode == CUSTOS_RAI_MODE_ASYNC && custos_cfgd_has(cf->gd, CUSTOS_RAI_COMPLETION);
+    if (defer)
+        custos_cfgd_begin(cf->gd, CUSTOS_CFGD_DEFER);
     const char *s = custos_buf_peek(&c->pending);
     custos_buf_t restored;
     custos_buf_init(&restored, 0);
@@ -1245,6 +1449,8 @@ static int release_window(custos_cf_t *cf, int idx, cf_choice_t *c, size_t len, 
                     check_failed_blocking(cf->pol, CUSTOS_RAI_COMPLETION, &ck);
     summary_add(cf, CUSTOS_RAI_COMPLETION, &ck, filtered);
     check_merge(&c->total, &ck);
+    if (cf->g && !filtered) /* the text as the client gets it, for the groundedness check at the choice's end */
+        custos_cf_grounded_stream_text(cf->g, idx, nw ? nw : s, nw ? nl : slen);
     uint64_t start = c->screened_cp, end = start + utf8_cp_count(s, slen);
     json_object *annot = annotation(cf, CUSTOS_RAI_COMPLETION, &ck, ents);
     if (!annot) {
@@ -1272,19 +1478,161 @@ static int release_window(custos_cf_t *cf, int idx, cf_choice_t *c, size_t len, 
         c->done = c->filtered = true;
         cf->n_filtered++;
         rc = 1;
+    } else if (defer) {
+        rc = async_guard(cf, idx, start, end, out);
     }
 out:
+    if (defer)
+        custos_cfgd_begin(cf->gd, CUSTOS_CFGD_NONE);
     custos_buf_dispose(&restored);
     return rc;
+}
+
+/* ---------- guard verdicts as later annotation frames (asynchronous_filter, cf_guard.h) ---------- */
+
+typedef struct async_win {
+    custos_cf_t *cf;
+    int idx;
+    uint64_t start, end; /* the window, in code points of the choice's text */
+} async_win_t;
+
+/* The annotation frame of a guard verdict on an earlier window; a filtered one ends the stream. Returns 0, 1 (the
+ * stream ended for the client) or a negative code. */
+static int async_frame(custos_cf_t *cf, const async_win_t *a, const custos_cfgd_async_t *r, custos_buf_t *out)
+{
+    cf_choice_t *c = cf->choices[a->idx];
+    if (cf->done || !c || c->filtered) /* a choice that finished normally still gets its late frames */
+        return 0;
+    static const char *const cat[CUSTOS_RAI_NCAT] = {"hate", "sexual", "violence", "self_harm"};
+    json_object *annot = json_object_new_object();
+    if (!annot)
+        return CUSTOS_ENOMEM;
+    for (int k = 0; k < CUSTOS_RAI_NCAT; k++)
+        if (r->harm_block[k]) /* what the guard filtered (its severity: at least the threshold) */
+            json_object_object_add(annot, cat[k], sev_obj(true, r->threshold[k]));
+    custos_cfgd_annotate(&r->note, annot);
+    cf->sum.guard_asked = true;
+    cf->sum.guard_error |= r->note.err;
+    cf->sum.guard_disagreed |= r->note.disagreed;
+    int rc = write_async_annotation_at(cf, out, a->idx, a->start, a->end, c->screened_cp,
+                                       r->block ? "content_filter" : NULL, annot);
+    if (rc < 0 || !r->block)
+        return rc;
+    c->done = c->filtered = true;
+    cf->n_filtered++;
+    cf->sum.completion_filtered = true;
+    rc = write_done(cf, out); /* as for a violation found in-process: the stream stops for every choice */
+    return rc < 0 ? rc : 1;
+}
+
+static int stream_replay(custos_cf_t *cf, custos_buf_t *out);
+
+static void async_verdict(void *ud, const custos_cfgd_async_t *r)
+{
+    async_win_t *a = ud;
+    custos_cf_t *cf = a->cf;
+    custos_buf_t out;
+    custos_buf_init(&out, 0);
+    cf->apending--;
+    int state = async_frame(cf, a, r, &out);
+    if (state == 0 && !cf->apending && cf->swait) /* the [DONE] waited for the last verdict */
+        state = stream_replay(cf, &out);
+    else if (state == 0 && cf->swait)
+        state = 2; /* the [DONE] still waits for other verdicts: the upstream stays paused */
+    if (cf->done && cf->swait) {
+        custos_buf_reset(&cf->squeue);
+        cf->swait = false;
+    }
+    if (cf->sresume && (custos_buf_size(&out) || state))
+        cf->sresume(cf->sud, custos_buf_peek(&out), custos_buf_size(&out), state);
+    custos_buf_dispose(&out);
+}
+
+static int async_guard(custos_cf_t *cf, int idx, uint64_t start, uint64_t end, custos_buf_t *out)
+{
+    async_win_t *a = custos_arena_alloc(cf->req->arena, sizeof(*a)); /* lives with the request */
+    if (!a)
+        return 0; /* the in-process decision stands */
+    *a = (async_win_t){cf, idx, start, end};
+    custos_cfgd_async_t now;
+    int d = custos_cfgd_start_deferred(cf->gd, async_verdict, a, &now);
+    if (d == 1)
+        cf->apending++;
+    return d == 2 ? async_frame(cf, a, &now, out) : 0;
+}
+
+/* Groundedness at a stream choice's end (cf_grounded.h): with the text held (action block), the whole answer is
+ * judged before it is released and withheld when ungrounded; otherwise the released text is judged and the result
+ * goes out in an annotation frame of its own. Returns 0, 1 (choice filtered) or a negative code. */
+static int grounded_stream_end(custos_cf_t *cf, int idx, cf_choice_t *c, bool held, custos_buf_t *out)
+{
+    bool async = cf->pol->mode == CUSTOS_RAI_MODE_ASYNC;
+    int rc = 0;
+    if (held) { /* pending holds the whole answer: collect it (placeholders restored) like a released window */
+        custos_buf_t r;
+        custos_buf_init(&r, 0);
+        if (cf->n_ph)
+            rc = restore_placeholders(cf, custos_buf_peek(&c->pending), custos_buf_size(&c->pending), &r);
+        else
+            rc = custos_buf_append(&r, custos_buf_peek(&c->pending), custos_buf_size(&c->pending));
+        if (rc == 0)
+            custos_cf_grounded_stream_text(cf->g, idx, custos_buf_peek(&r), custos_buf_size(&r));
+        custos_buf_dispose(&r);
+        if (rc < 0)
+            return rc;
+    }
+    json_object *g = grounded_run(cf, idx, NULL, 0), *um = NULL, *annot = json_object_new_object();
+    if (!g || !annot) {
+        json_object_put(g);
+        json_object_put(annot);
+        return g ? CUSTOS_ENOMEM : 0;
+    }
+    bool block = json_object_object_get_ex(g, "block", NULL);
+    if (json_object_object_get_ex(g, "ungrounded_material", &um))
+        json_object_object_add(annot, "ungrounded_material", json_object_get(um));
+    json_object_put(g);
+    if (held && !block) {
+        c->g_annot = annot; /* sent once the text is released */
+        return 0;
+    }
+    if (block && held) {
+        custos_buf_consume(&c->pending, custos_buf_size(&c->pending));
+        c->done = c->filtered = true;
+        cf->n_filtered++;
+        rc = write_chunk(cf, out, idx, c, NULL, 0, "content_filter", annot);
+        return rc < 0 ? rc : 1;
+    }
+    if (async)
+        return write_async_annotation(cf, out, idx, 0, c->screened_cp, block ? "content_filter" : NULL, annot);
+    /* annotate (or block without holding, which cannot happen in default mode): an annotation-only chunk */
+    return write_chunk(cf, out, idx, c, NULL, 0, NULL, annot);
 }
 
 static int flush_choice(custos_cf_t *cf, int idx, cf_choice_t *c, bool final, custos_buf_t *out)
 {
     size_t end;
+    bool holds = custos_cf_grounded_holds(cf->g, cf->pol->mode == CUSTOS_RAI_MODE_ASYNC);
+    /* held text past the detector's cap cannot be checked: judged now (the check fails, the choice is withheld) */
+    bool over = holds && custos_buf_size(&c->pending) > CUSTOS_CF_GROUNDED_MAX_HELD;
+    bool ending = (c->ending || over) && !c->done && custos_cf_grounded_active(cf->g);
+    c->ending = false;
+    bool held = ending && holds;
+    if (held) {
+        int rc = grounded_stream_end(cf, idx, c, true, out);
+        if (rc != 0)
+            return rc;
+    }
     while (!c->done && (end = window_end(cf, c, final)) > 0) {
         int rc = release_window(cf, idx, c, end, out);
         if (rc != 0)
             return rc;
+    }
+    if (ending && !held && !c->done)
+        return grounded_stream_end(cf, idx, c, false, out);
+    if (c->g_annot) {
+        json_object *a = c->g_annot;
+        c->g_annot = NULL;
+        return write_chunk(cf, out, idx, c, NULL, 0, NULL, a);
     }
     return 0;
 }
@@ -1570,6 +1918,8 @@ static long fast_unescape(const char *s, size_t n, char *dst)
 }
 
 static int stream_event(custos_cf_t *cf, const char *data, size_t len, custos_buf_t *out, bool fast);
+static int stream_precheck(custos_cf_t *cf, json_object *choices);
+static int squeue_add(custos_cf_t *cf, const char *data, size_t len);
 
 int custos_cf_stream_event(custos_cf_t *cf, const char *data, size_t len, custos_buf_t *out)
 {
@@ -1631,15 +1981,37 @@ static int stream_event(custos_cf_t *cf, const char *data, size_t len, custos_bu
 {
     if (cf->done)
         return 1;
+    if (cf->swait) /* a window waits for a guard verdict: later events wait behind it (cf_guard.h) */
+        return squeue_add(cf, data, len) < 0 ? CUSTOS_ENOMEM : 2;
     bool async = cf->pol->mode == CUSTOS_RAI_MODE_ASYNC;
+    bool guarded = !async && !cf->sreplay && custos_cfgd_has(cf->gd, CUSTOS_RAI_COMPLETION);
+    if (len == 6 && memcmp(data, "[DONE]", 6) == 0 && async && custos_cfgd_has(cf->gd, CUSTOS_RAI_COMPLETION)) {
+        if (!cf->aflushed) { /* the held text's windows, then [DONE] once every verdict is in */
+            cf->aflushed = true;
+            int rc = custos_cf_stream_end(cf, false, out);
+            if (rc < 0 || cf->done)
+                return rc < 0 ? rc : 1;
+        }
+        if (cf->apending) {
+            cf->swait = true;
+            return squeue_add(cf, data, len) < 0 ? CUSTOS_ENOMEM : 2;
+        }
+        int rc = write_done(cf, out);
+        return rc < 0 ? rc : 1;
+    }
     if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+        int w = guarded ? stream_precheck(cf, NULL) : 0;
+        if (w == 1)
+            return squeue_add(cf, data, len) < 0 ? CUSTOS_ENOMEM : 2;
+        cf->sfinal_checked = true;
         int rc = custos_cf_stream_end(cf, true, out);
+        cf->sfinal_checked = false;
         return rc < 0 ? rc : 1;
     }
     if (!cf->completion_active)
         return custos_sse_write_event(out, data, len); /* nothing to screen: relayed as it is */
     int fret;
-    if (fast && stream_fast(cf, data, len, out, &fret))
+    if (fast && !custos_cfgd_has(cf->gd, CUSTOS_RAI_COMPLETION) && stream_fast(cf, data, len, out, &fret))
         return fret;
     json_object *ev = NULL;
     if (custos_json_parse(data, len, 64, &ev, NULL, NULL) < 0 || !ev || !json_object_is_type(ev, json_type_object)) {
@@ -1661,6 +2033,10 @@ static int stream_event(custos_cf_t *cf, const char *data, size_t len, custos_bu
         return rc;
     }
     remember_template(cf, ev);
+    if (guarded && stream_precheck(cf, choices) == 1) { /* guard verdicts awaited: this event waits */
+        json_object_put(ev);
+        return squeue_add(cf, data, len) < 0 ? CUSTOS_ENOMEM : 2;
+    }
     if (async)
         rc = custos_sse_write_event(out, data, len); /* text flows at once; annotations follow */
     size_t n = json_object_array_length(choices);
@@ -1680,6 +2056,9 @@ static int stream_event(custos_cf_t *cf, const char *data, size_t len, custos_bu
             if (json_object_object_get_ex(ch, "delta", &delta) && json_object_is_type(delta, json_type_object)) {
                 if (json_object_object_get_ex(delta, "role", NULL))
                     c->role_pending = true;
+                json_object *ctx = NULL; /* "on your data" citations: sources for groundedness */
+                if (cf->g && json_object_object_get_ex(delta, "context", &ctx))
+                    custos_cf_grounded_add_context(cf->g, ctx);
                 json_object_object_get_ex(delta, "content", &t);
             }
         } else {
@@ -1701,6 +2080,7 @@ static int stream_event(custos_cf_t *cf, const char *data, size_t len, custos_bu
         json_object *fr = NULL;
         json_object_object_get_ex(ch, "finish_reason", &fr);
         bool finish = fr && json_object_is_type(fr, json_type_string);
+        c->ending = finish;
         if ((rc = flush_choice(cf, (int)idx, c, finish || other, out)) < 0)
             break;
         rc = 0;
@@ -1752,14 +2132,167 @@ static int stream_event(custos_cf_t *cf, const char *data, size_t len, custos_bu
     return 0;
 }
 
+/* ---------- the guard cascade in default-mode streams (cf_guard.h) ---------- */
+
+static int squeue_add(custos_cf_t *cf, const char *data, size_t len)
+{
+    uint32_t l = (uint32_t)len;
+    if (len > UINT32_MAX)
+        return CUSTOS_ETOOBIG;
+    int rc = custos_buf_append(&cf->squeue, &l, sizeof(l));
+    return rc ? rc : custos_buf_append(&cf->squeue, data, len);
+}
+
+/* The windows choice idx would release with t[0..tn) appended (final: all of it), screened as release_window screens
+ * them, in the guard collect pass: nothing of the choice changes. */
+static int precheck_choice(custos_cf_t *cf, int64_t idx, const char *t, size_t tn, bool final)
+{
+    cf_choice_t *c = choice_get(cf, idx);
+    if (!c || c->done)
+        return 0;
+    cf_choice_t tmp = *c;
+    custos_buf_init(&tmp.pending, 0);
+    custos_buf_init(&tmp.context, 0);
+    int rc = custos_buf_append(&tmp.pending, custos_buf_peek(&c->pending), custos_buf_size(&c->pending));
+    rc = rc ? rc : custos_buf_append(&tmp.pending, t, tn);
+    rc = rc ? rc : custos_buf_append(&tmp.context, custos_buf_peek(&c->context), custos_buf_size(&c->context));
+    size_t end;
+    while (rc == 0 && (end = window_end(cf, &tmp, final)) > 0) {
+        custos_buf_t r;
+        custos_buf_init(&r, 0);
+        const char *w = custos_buf_peek(&tmp.pending);
+        size_t wl = end;
+        if (cf->n_ph) {
+            rc = restore_placeholders(cf, w, end, &r);
+            w = custos_buf_peek(&r);
+            wl = custos_buf_size(&r);
+        }
+        if (rc == 0) {
+            cf_check_t ck = {0};
+            screen_completion(cf, custos_buf_peek(&tmp.context), custos_buf_size(&tmp.context), w, wl, &ck, NULL, NULL,
+                              NULL);
+            if (cf->pol->context_chars && (rc = custos_buf_append(&tmp.context, w, wl)) == 0)
+                custos_buf_consume(&tmp.context, utf8_tail(custos_buf_peek(&tmp.context), custos_buf_size(&tmp.context),
+                                                           cf->pol->context_chars));
+            custos_buf_consume(&tmp.pending, end);
+        }
+        custos_buf_dispose(&r);
+    }
+    custos_buf_dispose(&tmp.pending);
+    custos_buf_dispose(&tmp.context);
+    return rc;
+}
+
+static void stream_resumed(void *ud);
+
+/* Before an event (choices; NULL: [DONE], every choice ends) is processed: collects the guard questions of the windows
+ * it would release and asks them. Returns 1 when verdicts are awaited, else 0 (the apply pass is set). */
+static int stream_precheck(custos_cf_t *cf, json_object *choices)
+{
+    custos_cfgd_begin(cf->gd, CUSTOS_CFGD_COLLECT);
+    int rc = 0;
+    size_t n = choices ? json_object_array_length(choices) : 0;
+    for (int i = 0; !choices && i < CUSTOS_CF_MAX_CHOICES && rc == 0; i++)
+        if (cf->choices[i] && !cf->choices[i]->done)
+            rc = precheck_choice(cf, i, "", 0, true);
+    for (size_t i = 0; i < n && rc == 0; i++) { /* the text and end of each choice, as stream_event reads them */
+        json_object *ch = json_object_array_get_idx(choices, i), *o = NULL, *delta = NULL, *t = NULL, *fr = NULL;
+        if (!ch || !json_object_is_type(ch, json_type_object))
+            continue;
+        int64_t idx = json_object_object_get_ex(ch, "index", &o) ? json_object_get_int64(o) : (int64_t)i;
+        bool other = false;
+        if (cf->chat) {
+            if (json_object_object_get_ex(ch, "delta", &delta) && json_object_is_type(delta, json_type_object)) {
+                json_object_object_get_ex(delta, "content", &t);
+                json_object_object_foreach(delta, k, v)
+                {
+                    if (strcmp(k, "role") != 0 && strcmp(k, "content") != 0 && !json_object_is_type(v, json_type_null))
+                        other = true;
+                }
+            }
+        } else {
+            json_object_object_get_ex(ch, "text", &t);
+        }
+        bool str = t && json_object_is_type(t, json_type_string);
+        bool finish =
+            json_object_object_get_ex(ch, "finish_reason", &fr) && fr && json_object_is_type(fr, json_type_string);
+        rc = precheck_choice(cf, idx, str ? json_object_get_string(t) : "",
+                             str ? (size_t)json_object_get_string_len(t) : 0, finish || other);
+    }
+    if (rc == 0 && custos_cfgd_start(cf->gd, stream_resumed, cf) == 1) {
+        cf->swait = true;
+        return 1;
+    }
+    custos_cfgd_begin(cf->gd, CUSTOS_CFGD_APPLY);
+    return 0;
+}
+
+/* The verdicts are in: the waiting events are processed in order (the first with the verdicts), until the stream ends
+ * for the client or another window waits. */
+static void stream_resumed(void *ud)
+{
+    custos_cf_t *cf = ud;
+    custos_buf_t out;
+    custos_buf_init(&out, 0);
+    int state = stream_replay(cf, &out);
+    if (cf->sresume)
+        cf->sresume(cf->sud, custos_buf_peek(&out), custos_buf_size(&out), state);
+    custos_buf_dispose(&out);
+}
+
+/* Processes the waiting events into out. Returns the state for custos_cf_stream_on_resume's callback. */
+static int stream_replay(custos_cf_t *cf, custos_buf_t *out)
+{
+    custos_buf_t q = cf->squeue;
+    custos_buf_init(&cf->squeue, 0);
+    cf->swait = false;
+    custos_cfgd_begin(cf->gd, CUSTOS_CFGD_APPLY);
+    int state = 0;
+    size_t pos = 0;
+    bool first = true;
+    while (pos + sizeof(uint32_t) <= custos_buf_size(&q)) {
+        uint32_t l;
+        memcpy(&l, custos_buf_peek(&q) + pos, sizeof(l));
+        pos += sizeof(l);
+        cf->sreplay = first;
+        first = false;
+        int rc = stream_event(cf, custos_buf_peek(&q) + pos, l, out, false);
+        cf->sreplay = false;
+        pos += l;
+        if (rc < 0 || rc == 1) {
+            state = rc < 0 ? rc : 1;
+            break;
+        }
+    }
+    if (state == 0 && cf->swait)
+        state = 2;
+    custos_buf_dispose(&q);
+    return state;
+}
+
+void custos_cf_stream_on_resume(custos_cf_t *cf, void (*fn)(void *ud, const char *data, size_t len, int state),
+                                void *ud)
+{
+    cf->sresume = fn;
+    cf->sud = ud;
+}
+
 int custos_cf_stream_end(custos_cf_t *cf, bool complete, custos_buf_t *out)
 {
+    if (cf->swait) { /* the upstream ended while a window waited for a guard: the in-process rule decides */
+        custos_cfgd_begin(cf->gd, CUSTOS_CFGD_COLLECT); /* cancels the questions */
+        custos_buf_reset(&cf->squeue);
+        cf->swait = false;
+    }
+    if (!cf->sfinal_checked)
+        custos_cfgd_begin(cf->gd, CUSTOS_CFGD_NONE);
     if (cf->done)
         return 0;
     for (int i = 0; i < CUSTOS_CF_MAX_CHOICES; i++) {
         cf_choice_t *c = cf->choices[i];
         if (!c || c->done)
             continue;
+        c->ending = true;
         int rc = flush_choice(cf, i, c, true, out);
         if (rc < 0)
             return rc;
@@ -1787,11 +2320,17 @@ void custos_cf_release(custos_cf_t *cf)
         if (cf->choices[i]) {
             custos_buf_dispose(&cf->choices[i]->pending);
             custos_buf_dispose(&cf->choices[i]->context);
+            json_object_put(cf->choices[i]->g_annot);
             cf->choices[i] = NULL;
         }
     json_object_put(cf->prompt_results);
     cf->prompt_results = NULL;
     custos_blocklists_unref(cf->bl);
     cf->bl = NULL;
+    custos_cf_grounded_free(cf->g);
+    cf->g = NULL;
+    custos_cfgd_free(cf->gd); /* cancels guard calls in flight */
+    cf->gd = NULL;
+    custos_buf_dispose(&cf->squeue);
     /* placeholders live in the request arena, which is freed with the request */
 }

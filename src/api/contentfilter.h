@@ -12,6 +12,8 @@
 
 #include "api/gateway.h"
 #include "api/routes.h"
+#include "safety/harm.h"
+#include "safety/pii.h"
 #include "util/buf.h"
 
 #include <json-c/json.h>
@@ -30,15 +32,23 @@ typedef struct custos_cf_summary {
     bool prompt_filtered, completion_filtered;
     bool completion_screened; /* some completion text was screened */
     bool jailbreak_detected, indirect_attack_detected;
-    uint32_t pii_prompt, pii_completion; /* identifiers found */
+    uint32_t pii_prompt, pii_completion;                                                   /* identifiers found */
+    uint16_t pii_prompt_types[CUSTOS_PII_NTYPES], pii_completion_types[CUSTOS_PII_NTYPES]; /* per type, saturating */
     uint32_t blocklist_hits;
+    /* groundedness of the answer (api/cf_grounded.h): -1 not checked, 0 grounded, 1 ungrounded material found */
+    int8_t ungrounded;
     bool error; /* a check failed to run */
+    /* external guard models (docs/guard-models.md): asked, gave no verdict, decided otherwise than in-process */
+    bool guard_asked, guard_error, guard_disagreed;
 } custos_cf_summary_t;
 
 /* Outcome of custos_cf_prompt. */
 typedef enum {
     CUSTOS_CF_PASS = 0, /* go on; *out is set (NULL when the operation is not filtered, e.g. embeddings) */
     CUSTOS_CF_ANSWERED, /* the request was answered (400 content_filter, or an error); status in *status */
+    CUSTOS_CF_PENDING,  /* guard models were asked (docs/guard-models.md): *out is set; register custos_cf_on_resume
+                         * now -- it runs once on this worker's loop with the final outcome (PASS or ANSWERED). Until
+                         * then body must stay alive; custos_cf_release cancels the questions. */
 } custos_cf_outcome_t;
 
 /* Screens the prompt of a chat/completions request body (parsed, owned by the caller) under dep->rai. May rewrite
@@ -47,6 +57,14 @@ typedef enum {
  * *out, when not NULL, holds the outcome for the request record. Release *out with custos_cf_release either way. */
 custos_cf_outcome_t custos_cf_prompt(custos_worker_t *w, custos_http_req_t *req, const custos_deployment_config_t *dep,
                                      custos_op_t op, json_object *body, bool stream, custos_cf_t **out, int *status);
+
+/* The continuation of a CUSTOS_CF_PENDING prompt (status: as custos_cf_prompt's *status). */
+void custos_cf_on_resume(custos_cf_t *cf, void (*fn)(void *ud, custos_cf_outcome_t o, int status), void *ud);
+
+/* Before custos_cf_response on a non-streamed 200 answer: asks the guard models the policy's cascade needs for the
+ * answer's choices (body is read, not changed). Returns 0 when custos_cf_response can run now, or 1 when guards were
+ * asked: done(ud) runs once on the loop when their verdicts are in; call custos_cf_response then. */
+int custos_cf_response_guard(custos_cf_t *cf, const custos_buf_t *body, void (*done)(void *ud), void *ud);
 
 /* Non-streamed 200 answer: rewrites body (the upstream JSON) in place with the completion screened and both
  * annotations added. A body that is not a JSON object is left as it is. Returns 0 or CUSTOS_ENOMEM. */
@@ -61,10 +79,23 @@ int custos_cf_stream_event(custos_cf_t *cf, const char *data, size_t len, custos
 /* The same without the fast path for plain text deltas (always the full json-c parse): identical results, kept
  * for the differential fuzzer (tests/fuzz/fuzz_cf_stream_diff.c). */
 int custos_cf_stream_event_full(custos_cf_t *cf, const char *data, size_t len, custos_buf_t *out);
+/* custos_cf_stream_event returns 2 when a default-mode window waits for a guard model's verdict (docs/guard-models.md):
+ * the event (and every later one, also 2) is kept; stop reading the upstream. When the verdicts are in, fn(ud, data,
+ * len, state) runs on the loop with what the client should get now and state 0 (go on reading), 1 (the stream is
+ * finished for the client, as custos_cf_stream_event's 1), 2 (waiting again) or a negative code. */
+void custos_cf_stream_on_resume(custos_cf_t *cf, void (*fn)(void *ud, const char *data, size_t len, int state),
+                                void *ud);
 /* Upstream ended (cleanly or not): flushes held windows (screened) to out. complete = upstream sent [DONE]. */
 int custos_cf_stream_end(custos_cf_t *cf, bool complete, custos_buf_t *out);
 /* True once the stream ended for the client (a [DONE] was written by this module). */
 bool custos_cf_stream_done(const custos_cf_t *cf);
+
+/* The harm severities the prompt / completion filter uses for one text: the whole text and each sentence (runs of
+ * short sentences joined) scored, the highest severity per category kept. For offline evaluations that must judge
+ * exactly as the gateway does (custos eval --fairness). Thread-safe for a shared m; scratch per thread. Returns 0 or
+ * an error of custos_harm_score. */
+int custos_cf_harm_severities(const custos_harm_model_t *m, const char *text, size_t len, int sev[CUSTOS_HARM_NCAT],
+                              custos_safety_scratch_t *sc);
 
 /* Frees what the state holds outside the request arena (call once, when the request ends; NULL-safe). */
 void custos_cf_release(custos_cf_t *cf);

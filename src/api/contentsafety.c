@@ -3,7 +3,9 @@
  * (docs/content-safety-api.md). */
 #include "api/contentsafety.h"
 #include "api/authn.h"
+#include "api/cs_reasoning.h"
 #include "audit/govlog.h"
+#include "audit/record.h"
 #include "safety/blocklist_store.h"
 #include "safety/grounded.h"
 #include "safety/harm.h"
@@ -565,7 +567,7 @@ static int enum_of(json_object *v, const char *const *names)
     return -1;
 }
 
-static void detect_groundedness(custos_worker_t *w, custos_http_req_t *req)
+static void detect_groundedness(custos_worker_t *w, custos_http_req_t *req, const custos_caller_t *caller)
 {
     static const char *const DOMAINS[] = {"Generic", "Medical", NULL}, *const TASKS[] = {"Summarization", "QnA", NULL};
     const char *v = custos_http_req_query(req, "api-version");
@@ -636,9 +638,22 @@ static void detect_groundedness(custos_worker_t *w, custos_http_req_t *req)
         bad_request(req, "The grounding sources together are longer than 55000 characters.");
         goto out;
     }
-    if (jr && json_object_get_boolean(jr)) {
-        cs_error(req, 501, "NotImplemented",
-                 "'reasoning': true is not available yet in custos (docs/content-safety-api.md); send false.");
+    if (jr && json_object_get_boolean(jr)) { /* a judge deployment explains each span (api/cs_reasoning.h) */
+        json_object *jl = NULL;
+        json_object_object_get_ex(o, "llmResource", &jl);
+        custos_cs_reasoning_in_t ri = {.text = json_object_get_string(jt),
+                                       .text_len = (size_t)json_object_get_string_len(jt),
+                                       .sources = src,
+                                       .source_lens = lens,
+                                       .n_sources = ns,
+                                       .query = jqq ? json_object_get_string(jqq) : NULL,
+                                       .query_len = jqq ? (size_t)json_object_get_string_len(jqq) : 0,
+                                       .medical = domain == 1,
+                                       .qna = task == 1,
+                                       .llm_resource = jl};
+        custos_cs_answer_t ra;
+        if (custos_cs_reasoning_start(w, req, caller, &ri, &ra) < 0)
+            cs_error(req, ra.status, ra.code, ra.message);
         goto out;
     }
     const custos_grounded_model_t *gm = w->gw->safety ? custos_safety_grounded(w->gw->safety) : NULL;
@@ -1292,6 +1307,19 @@ static void not_allowed(custos_http_req_t *req, const char *allow)
 
 static void handle(custos_worker_t *w, custos_http_req_t *req, const char **label);
 
+int custos_contentsafety_audit_op(const char *label)
+{
+    if (strcmp(label, "contentsafety_analyze") == 0)
+        return CUSTOS_AUDIT_OP_CS_ANALYZE_TEXT;
+    if (strcmp(label, "contentsafety_shield_prompt") == 0)
+        return CUSTOS_AUDIT_OP_CS_SHIELD_PROMPT;
+    if (strcmp(label, "contentsafety_detect_groundedness") == 0)
+        return CUSTOS_AUDIT_OP_CS_DETECT_GROUNDEDNESS;
+    if (strncmp(label, "contentsafety_blocklists", 24) == 0)
+        return CUSTOS_AUDIT_OP_CS_BLOCKLISTS;
+    return CUSTOS_AUDIT_OP_OTHER;
+}
+
 /* Metrics: custos_requests_total {route, "", status} and custos_request_duration_seconds {route}, route one of
  * contentsafety_analyze, contentsafety_shield_prompt, contentsafety_detect_groundedness,
  * contentsafety_blocklists_read, contentsafety_blocklists_write,
@@ -1301,8 +1329,11 @@ void custos_contentsafety_handle(custos_worker_t *w, custos_http_req_t *req)
     const char *label = "contentsafety";
     t_status = 0;
     handle(w, req, &label);
+    if (!t_status)
+        return; /* answered later (asynchronously), which records it then */
+    custos_gateway_audit(w, req, custos_contentsafety_audit_op(label), t_status);
     custos_gateway_metrics_t *m = &w->gw->m;
-    if (!m->requests || !t_status)
+    if (!m->requests)
         return;
     char st[4] = {(char)('0' + t_status / 100 % 10), (char)('0' + t_status / 10 % 10), (char)('0' + t_status % 10), 0};
     const char *lv[3] = {label, "", st};
@@ -1369,6 +1400,7 @@ static void handle(custos_worker_t *w, custos_http_req_t *req, const char **labe
         cs_error(req, e.status, e.code, e.message);
         return;
     }
+    custos_gateway_note_caller(w, &caller); /* for the request record */
     if (authorize(w, req, &caller, write ? NEED_WRITE : NEED_READ) < 0)
         return;
     const char *v = custos_http_req_query(req, "api-version");
@@ -1389,7 +1421,7 @@ static void handle(custos_worker_t *w, custos_http_req_t *req, const char **labe
         shield_prompt(w, req);
         break;
     case R_GROUNDED:
-        detect_groundedness(w, req);
+        detect_groundedness(w, req, &caller);
         break;
     case R_LISTS:
         lists_get(w, req);
@@ -1423,7 +1455,10 @@ static void handle(custos_worker_t *w, custos_http_req_t *req, const char **labe
 
 int custos_contentsafety_init(custos_gateway_t *gw, char *err, size_t errlen)
 {
-    int rc = custos_blocklist_hub_new(&gw->blocklists);
+    int rc = custos_cs_reasoning_init(NULL, err, errlen); /* the judge's prompt (groundedness reasoning) */
+    if (rc < 0)
+        return rc;
+    rc = custos_blocklist_hub_new(&gw->blocklists);
     if (rc < 0) {
         snprintf(err, errlen, "blocklists: %s", custos_strerror(rc));
         return rc;
@@ -1507,6 +1542,7 @@ void custos_contentsafety_dispose(custos_gateway_t *gw)
     }
     pthread_mutex_lock(&g_pub_lock);
     custos_blocklist_hub_free(gw->blocklists);
+    custos_cs_reasoning_dispose();
     gw->blocklists = NULL;
     pthread_mutex_unlock(&g_pub_lock);
 }

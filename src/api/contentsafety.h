@@ -33,6 +33,10 @@
 int custos_cs_parse_items(json_object *o, custos_blstore_item_t items[CUSTOS_CS_MAX_ITEMS_PER_CALL], size_t *count,
                           char *msg, size_t msglen);
 
+/* The request record's operation (a custos_audit_op_t, audit/record.h) for a route's metrics label
+ * ("contentsafety_analyze", ...). A handler that answers asynchronously records with it when it answers. */
+int custos_contentsafety_audit_op(const char *label);
+
 /* True when path (raw, without query) is under /contentsafety/. */
 bool custos_contentsafety_path(const char *path, size_t len);
 

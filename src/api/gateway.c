@@ -11,10 +11,13 @@
 #include "api/contentsafety.h"
 #include "api/gateway.h"
 #include "api/quota_gate.h"
+#include "api/reviews.h"
 #include "api/routes.h"
+#include "api/ui.h"
 #include "auth/apikey.h"
 #include "audit/audit.h"
 #include "auth/upstream_cred.h"
+#include "governance/card.h"
 #include "net/sse.h"
 #include "route/balance.h"
 #include "route/router.h"
@@ -94,18 +97,39 @@ typedef struct proxy {
 
     uint64_t streamed_bytes; /* SSE bytes relayed to the client (request record) */
     custos_cf_t *cf;         /* content filtering state (api/contentfilter.h); NULL when the op is not filtered */
+    bool cf_guarded;         /* the answer's guard questions were asked (custos_cf_response_guard) */
+    bool cf_wait;            /* a streamed window waits for a guard verdict: the upstream stays paused */
     const char *principal;   /* authenticated principal id (arena copy), for the request record */
     const char *auth_type;   /* static */
     /* quota admission (api/quota_gate.h), settled in proxy_release */
     custos_quota_ticket_t quota;
+    /* internal call (custos_gateway_call): the answer goes to call_cb, never to the client */
+    custos_gateway_call_cb call_cb;
+    void *call_ud;
+    custos_timer_t call_timer;
+    size_t call_bytes; /* the call's request body (its record's requestLength) */
+    custos_gov_t *gov; /* use case and review (api/reviews.h); NULL when ungoverned */
 } proxy_t;
+
+/* The internal call whose record is being written (the client request's own handler data is not a proxy). */
+static _Thread_local proxy_t *t_call;
 
 /* ---------- request record (audit/record.h: metadata only) ---------- */
 
 static void proxy_on_abort(custos_http_req_t *req);
 
-static void audit_request(custos_worker_t *w, const custos_http_req_t *req, custos_op_t op, const char *deployment,
-                          int status, uint64_t total_ns, uint64_t upstream_ns)
+static custos_audit_op_t audit_op_of(custos_op_t op)
+{
+    return op == CUSTOS_OP_CHAT          ? CUSTOS_AUDIT_OP_CHAT
+           : op == CUSTOS_OP_COMPLETIONS ? CUSTOS_AUDIT_OP_COMPLETIONS
+           : op == CUSTOS_OP_EMBEDDINGS  ? CUSTOS_AUDIT_OP_EMBEDDINGS
+           : op == CUSTOS_OP_MODELS_LIST ? CUSTOS_AUDIT_OP_MODELS_LIST
+           : op == CUSTOS_OP_MODELS_GET  ? CUSTOS_AUDIT_OP_MODELS_GET
+                                         : CUSTOS_AUDIT_OP_OTHER;
+}
+
+static void audit_request(custos_worker_t *w, const custos_http_req_t *req, custos_audit_op_t op,
+                          const char *deployment, int status, uint64_t total_ns, uint64_t upstream_ns)
 {
     custos_audit_t *a = w->gw->audit;
     if (!custos_audit_enabled(a))
@@ -117,15 +141,11 @@ static void audit_request(custos_worker_t *w, const custos_http_req_t *req, cust
     r.request_time_ms = now_ms - total_ns / 1000000u;
     memcpy(r.request_id, req->request_id, sizeof(r.request_id));
     r.request_id[sizeof(r.request_id) - 1] = 0;
-    r.op = op == CUSTOS_OP_CHAT          ? CUSTOS_AUDIT_OP_CHAT
-           : op == CUSTOS_OP_COMPLETIONS ? CUSTOS_AUDIT_OP_COMPLETIONS
-           : op == CUSTOS_OP_EMBEDDINGS  ? CUSTOS_AUDIT_OP_EMBEDDINGS
-           : op == CUSTOS_OP_MODELS_LIST ? CUSTOS_AUDIT_OP_MODELS_LIST
-           : op == CUSTOS_OP_MODELS_GET  ? CUSTOS_AUDIT_OP_MODELS_GET
-                                         : CUSTOS_AUDIT_OP_OTHER;
+    r.op = op;
     r.api = strncmp(req->path, "/openai/deployments/", 20) == 0 ? CUSTOS_AUDIT_API_AZURE
             : strncmp(req->path, "/openai/v1/", 11) == 0        ? CUSTOS_AUDIT_API_AZURE_V1
             : strncmp(req->path, "/v1/", 4) == 0                ? CUSTOS_AUDIT_API_OPENAI
+            : strncmp(req->path, "/contentsafety/", 15) == 0    ? CUSTOS_AUDIT_API_CONTENT_SAFETY
                                                                 : CUSTOS_AUDIT_API_UNKNOWN;
     /* raw api-version value (valid ones need no percent-decoding; anything else is not recorded) */
     for (const char *q = req->query; q && *q;) {
@@ -149,15 +169,18 @@ static void audit_request(custos_worker_t *w, const custos_http_req_t *req, cust
     r.status = status;
     r.total_us = total_ns / 1000u;
     r.upstream_us = upstream_ns / 1000u;
-    r.request_bytes = req->body_len;
+    r.request_bytes = t_call ? t_call->call_bytes : req->body_len;
     for (size_t i = 0; i < req->nheaders; i++)
         custos_audit_note_header(&r, req->headers[i].name, req->headers[i].name_len);
-    proxy_t *p = req->on_abort == proxy_on_abort ? req->handler_data : NULL;
+    proxy_t *p = t_call ? t_call : req->on_abort == proxy_on_abort ? req->handler_data : NULL;
     const char *principal = p ? p->principal : w->cur_principal;
     const char *auth_type = p ? p->auth_type : w->cur_auth_type;
     custos_audit_copy_name(r.principal_id, sizeof(r.principal_id), principal);
-    if (auth_type)
-        snprintf(r.auth_type, sizeof(r.auth_type), "%s", auth_type);
+    if (auth_type) { /* a static name: no printf on the hot path */
+        size_t al = strnlen(auth_type, sizeof(r.auth_type) - 1);
+        memcpy(r.auth_type, auth_type, al);
+        r.auth_type[al] = 0;
+    }
     if (p && !p->finished && p->dep == d && d) {
         if (p->attempt > 0) {
             const custos_backend_config_t *b = p->cands[p->cand_idx];
@@ -166,10 +189,26 @@ static void audit_request(custos_worker_t *w, const custos_http_req_t *req, cust
             custos_audit_copy_name(r.data_zone, sizeof(r.data_zone), b->data_zone);
             r.retries = p->attempt - 1;
         }
-        r.stream = p->stream;
+        r.stream = p->stream || custos_gov_client_stream(p->gov);
         r.response_bytes = p->streaming ? p->streamed_bytes : (status == p->status ? custos_buf_size(&p->resp) : 0);
         r.prompt_tokens = p->prompt_tokens > 0 ? p->prompt_tokens : -1;
         r.completion_tokens = p->completion_tokens > 0 ? p->completion_tokens : -1;
+    }
+    const custos_quota_ticket_t *q = p ? &p->quota : NULL;
+    if (q && (q->active || (!q->allowed && q->status))) { /* status is set only by a refusal */
+        r.quota = q->allowed         ? CUSTOS_AUDIT_QUOTA_ADMITTED
+                  : q->status == 503 ? CUSTOS_AUDIT_QUOTA_UNAVAILABLE
+                                     : CUSTOS_AUDIT_QUOTA_LIMITED;
+        r.quota_tokens = !q->allowed && q->tokens_limited;
+        r.quota_remaining_requests = q->remaining_requests;
+        r.quota_remaining_tokens = q->remaining_tokens;
+    }
+    if (p && p->gov) { /* use case (docs/reviews.md) */
+        custos_audit_copy_name(r.use_case, sizeof(r.use_case), custos_gov_use_case(p->gov));
+        snprintf(r.tier, sizeof(r.tier), "%s", custos_gov_tier(p->gov));
+    } else if (!p && w->cur_use_case && w->cur_tier) { /* answered synchronously (403 use case, 400 filter) */
+        custos_audit_copy_name(r.use_case, sizeof(r.use_case), w->cur_use_case);
+        snprintf(r.tier, sizeof(r.tier), "%s", w->cur_tier);
     }
     const custos_cf_summary_t *cs = p && p->cf ? custos_cf_summary(p->cf) : w->cur_cf;
     if (cs) {
@@ -183,7 +222,13 @@ static void audit_request(custos_worker_t *w, const custos_http_req_t *req, cust
         r.filter_error = cs->error;
         r.pii_prompt = cs->pii_prompt;
         r.pii_completion = cs->pii_completion;
+        memcpy(r.pii_prompt_types, cs->pii_prompt_types, sizeof(r.pii_prompt_types));
+        memcpy(r.pii_completion_types, cs->pii_completion_types, sizeof(r.pii_completion_types));
         r.blocklist_hits = cs->blocklist_hits;
+        r.ungrounded = cs->ungrounded;
+        r.guard_asked = cs->guard_asked;
+        r.guard_error = cs->guard_error;
+        r.guard_disagreed = cs->guard_disagreed;
     }
     custos_audit_submit(a, &r);
 }
@@ -209,7 +254,7 @@ static void record_request(custos_worker_t *w, const custos_http_req_t *req, cus
     if (s)
         custos_metrics_observe(s, w->idx, (double)ov / 1e9);
     /* content filtering outcome per direction: passed | filtered | error (a check that could not run) */
-    const proxy_t *p = req->on_abort == proxy_on_abort ? req->handler_data : NULL;
+    const proxy_t *p = t_call ? t_call : req->on_abort == proxy_on_abort ? req->handler_data : NULL;
     const custos_cf_summary_t *cs = p && p->cf ? custos_cf_summary(p->cf) : w->cur_cf;
     if (cs && deployment) {
         const char *lp[3] = {deployment, "prompt", cs->prompt_filtered ? "filtered" : "passed"};
@@ -226,7 +271,12 @@ static void record_request(custos_worker_t *w, const custos_http_req_t *req, cus
                 custos_metrics_inc(s, w->idx, 1);
         }
     }
-    audit_request(w, req, op, deployment, status, total, upstream_ns);
+    audit_request(w, req, audit_op_of(op), deployment, status, total, upstream_ns);
+}
+
+void custos_gateway_audit(custos_worker_t *w, const custos_http_req_t *req, int op, int status)
+{
+    audit_request(w, req, (custos_audit_op_t)op, NULL, status, custos_now_ns() - req->start_ns, 0);
 }
 
 static void record_upstream_error(custos_worker_t *w, const char *backend, const char *kind)
@@ -268,7 +318,14 @@ static void handle_models(custos_worker_t *w, custos_http_req_t *req, const cust
         }
         rc = custos_buf_append_str(&b, "{\"id\":");
         rc = rc ? rc : custos_json_append_string(&b, d->name, strlen(d->name));
-        rc = rc ? rc : custos_buf_append_str(&b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"custos\"}");
+        rc = rc ? rc : custos_buf_append_str(&b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"custos\"");
+        /* extension field: the deployment's transparency card (governance/card.h); the OpenAI shape stays intact */
+        json_object *card = NULL;
+        rc = rc ? rc : custos_card_build(cfg, d, &card);
+        rc = rc ? rc : custos_buf_append_str(&b, ",\"custos_card\":");
+        rc = rc ? rc : custos_json_write(&b, card);
+        rc = rc ? rc : custos_buf_append_str(&b, "}");
+        json_object_put(card);
     } else {
         rc = custos_buf_append_str(&b, "{\"object\":\"list\",\"data\":[");
         bool first = true;
@@ -288,7 +345,8 @@ static void handle_models(custos_worker_t *w, custos_http_req_t *req, const cust
         answer_error(w, req, r->op, "", 500, "internal_error", "Out of memory.");
         return;
     }
-    respond_json(req, 200, custos_buf_peek(&b), custos_buf_size(&b));
+    custos_http_header_t h[2] = {{"content-type", 12, "application/json", 16}, {"cache-control", 13, "no-store", 8}};
+    custos_http_respond(req, 200, h, 2, custos_buf_peek(&b), custos_buf_size(&b));
     record_request(w, req, r->op, "", 200, 0);
     custos_buf_dispose(&b);
 }
@@ -324,6 +382,7 @@ static void handle_metrics(custos_worker_t *w, custos_http_req_t *req)
     }
     if (w->gw->health) /* backend health (route/health.h), read at scrape time */
         custos_health_render_metrics(w->gw->health, w->cfg, custos_now_ms(), &b);
+    custos_reviews_render_metrics(w, &b); /* review queue gauge, from the store (docs/reviews.md) */
     /* process-level gauges, read at scrape time */
     long pages = 0, rss = 0;
     FILE *f = fopen("/proc/self/statm", "r");
@@ -428,7 +487,21 @@ static void proxy_on_abort(custos_http_req_t *req)
 static void proxy_on_writable(custos_http_req_t *req)
 {
     proxy_t *p = req->handler_data;
-    if (p->paused && p->up) {
+    if (p->paused && p->up && !p->cf_wait) {
+        p->paused = false;
+        custos_upstream_req_resume(p->up);
+    }
+}
+
+/* A streamed window's guard verdicts arrived (custos_cf_stream_on_resume, docs/guard-models.md). */
+static void proxy_cf_stream_resumed(void *ud, const char *data, size_t len, int state)
+{
+    proxy_t *p = ud;
+    if (len && custos_http_stream_write(p->req, data, len) == 0)
+        p->streamed_bytes += len;
+    p->cf_wait = state == 2;
+    /* state 1 / an error: reading on makes the upstream callbacks end the request as for a stream custos ended */
+    if (!p->cf_wait && p->paused && p->up && !custos_http_stream_congested(p->req)) {
         p->paused = false;
         custos_upstream_req_resume(p->up);
     }
@@ -519,11 +592,23 @@ static void scan_usage(proxy_t *p, const char *s, size_t n)
 }
 
 static void proxy_fail(proxy_t *p, int status, const char *code, const char *msg);
+static void proxy_send_buffered(proxy_t *p);
+
+static void proxy_cf_guarded(void *ud)
+{
+    proxy_send_buffered(ud);
+}
 
 /* Sends the buffered upstream answer (status, content type, passed headers, body) to the client. */
+static void call_finish(proxy_t *p, int status, const char *body, size_t len, const char *error);
+
 static void proxy_send_buffered(proxy_t *p)
 {
-    custos_http_header_t h[MAX_PASS_HEADERS + 3];
+    if (p->call_cb) { /* internal call: the backend's answer goes to the caller */
+        call_finish(p, p->status, custos_buf_peek(&p->resp), custos_buf_size(&p->resp), NULL);
+        return;
+    }
+    custos_http_header_t h[MAX_PASS_HEADERS + 5];
     size_t n = 0;
     const char *ct = p->content_type[0] ? p->content_type : "application/json";
     h[n++] = (custos_http_header_t){"content-type", 12, ct, strlen(ct)};
@@ -531,12 +616,29 @@ static void proxy_send_buffered(proxy_t *p)
         h[n++] = p->pass[i];
     n = custos_quota_gate_headers(p->req, &p->quota, h, n, MAX_PASS_HEADERS + 3);
     if (p->status >= 200 && p->status < 300) {
+        if (p->cf && !p->cf_guarded) { /* guard models the policy's cascade needs (docs/guard-models.md) */
+            p->cf_guarded = true;
+            if (custos_cf_response_guard(p->cf, &p->resp, proxy_cf_guarded, p) == 1)
+                return; /* asynchronous: proxy_cf_guarded comes back here */
+        }
         /* the completion screened and annotated (api/contentfilter.h) before anything reaches the client */
         if (p->cf && custos_cf_response(p->cf, &p->resp) < 0) {
             proxy_fail(p, 500, "content_filter_error", "The content filter could not process the response.");
             return;
         }
         scan_usage(p, custos_buf_peek(&p->resp), custos_buf_size(&p->resp));
+        /* use-case review (api/reviews.h): queue the item; withhold (high) or mark (elevated) the answer */
+        if (p->gov && p->status == 200) {
+            const char *nct = NULL;
+            if (custos_gov_finish(p->gov, p->w, p->req, p->body, p->cf ? custos_cf_summary(p->cf) : NULL, &p->resp, h,
+                                  &n, MAX_PASS_HEADERS + 5, &nct) < 0) {
+                proxy_fail(p, 503, "review_unavailable",
+                           "The answer needs human review but the review queue is unavailable; nothing was released.");
+                return;
+            }
+            if (nct)
+                h[0] = (custos_http_header_t){"content-type", 12, nct, strlen(nct)};
+        }
     }
     note_ttfb(p);
     custos_http_req_t *req = p->req;
@@ -550,6 +652,10 @@ static void proxy_send_buffered(proxy_t *p)
 
 static void proxy_fail(proxy_t *p, int status, const char *code, const char *msg)
 {
+    if (p->call_cb) {
+        call_finish(p, status, NULL, 0, msg);
+        return;
+    }
     custos_http_req_t *req = p->req;
     uint64_t upns = p->upstream_ns;
     custos_worker_t *w = p->w;
@@ -581,6 +687,10 @@ static int proxy_on_sse(void *ud, const custos_sse_event_t *ev)
             rc = CUSTOS_ECLOSED;
         p->streamed_bytes += custos_buf_size(&out);
         custos_buf_dispose(&out);
+        if (rc == 2) { /* a window waits for a guard verdict: proxy_on_body pauses the upstream */
+            p->cf_wait = true;
+            return 0;
+        }
         if (rc == 1)
             return CUSTOS_ECLOSED; /* the stream ended for the client: stop reading the upstream */
         return rc < 0 ? rc : 0;
@@ -645,6 +755,7 @@ static int proxy_on_head(void *ud, int status, const custos_http_header_t *h, si
             custos_buf_t f;
             custos_buf_init(&f, 0);
             int rc = custos_cf_stream_first(p->cf, &f);
+            custos_cf_stream_on_resume(p->cf, proxy_cf_stream_resumed, p);
             if (rc == 0)
                 rc = custos_http_stream_write(p->req, custos_buf_peek(&f), custos_buf_size(&f));
             p->streamed_bytes += custos_buf_size(&f);
@@ -664,7 +775,7 @@ static int proxy_on_body(void *ud, const char *data, size_t len)
         int rc = custos_sse_feed(&p->sse, data, len);
         if (rc)
             return rc < 0 ? rc : CUSTOS_ECLOSED;
-        if (custos_http_stream_congested(p->req)) {
+        if (p->cf_wait || custos_http_stream_congested(p->req)) { /* a client too slow, or a guard verdict awaited */
             p->paused = true;
             return 1;
         }
@@ -1016,6 +1127,93 @@ static void proxy_start_attempt(proxy_t *p)
     }
 }
 
+/* ---------- internal calls (custos_gateway_call) ---------- */
+
+static void call_finish(proxy_t *p, int status, const char *body, size_t len, const char *error)
+{
+    custos_gateway_call_cb cb = p->call_cb;
+    void *ud = p->call_ud;
+    p->call_cb = NULL;
+    custos_timer_stop(p->w->loop, &p->call_timer);
+    if (body && status >= 200 && status < 300)
+        scan_usage(p, body, len);
+    t_call = p; /* the record describes this call: its deployment, backend, tokens */
+    record_request(p->w, p->req, p->route.op, p->dep->name, status, p->upstream_ns);
+    t_call = NULL;
+    if (cb)
+        cb(ud, status, body, len, error); /* body lives in p->resp until proxy_release */
+    proxy_release(p);
+}
+
+static void call_timeout(custos_loop_t *loop, void *ud)
+{
+    (void)loop;
+    proxy_t *p = ud;
+    if (p->call_cb)
+        call_finish(p, 504, NULL, 0, "The deployment did not answer in time.");
+}
+
+int custos_gateway_call(custos_worker_t *w, custos_http_req_t *req, const custos_deployment_config_t *dep,
+                        json_object *body, const char *principal, uint32_t timeout_ms, custos_gateway_call_cb cb,
+                        void *ud, custos_gateway_call_t **out)
+{
+    *out = NULL;
+    proxy_t *p = custos_arena_alloc(req->arena, sizeof(*p));
+    if (!p) {
+        json_object_put(body);
+        return CUSTOS_ENOMEM;
+    }
+    memset(p, 0, sizeof(*p));
+    p->w = w;
+    p->req = req;
+    p->cfg = custos_config_ref(w->cfg);
+    p->route.op = CUSTOS_OP_CHAT;
+    p->route.family = CUSTOS_FAMILY_OPENAI;
+    p->dep = dep;
+    p->body = body;
+    p->principal = principal ? custos_arena_strdup(req->arena, principal) : NULL;
+    p->auth_type = "internal";
+    p->retry_after_ms = -1;
+    p->call_cb = cb;
+    p->call_ud = ud;
+    custos_buf_init(&p->resp, p->cfg->limits.max_response_bytes);
+    custos_timer_init(&p->retry_timer, proxy_retry_timer, p);
+    custos_timer_init(&p->call_timer, call_timeout, p);
+    custos_buf_t sz;
+    custos_buf_init(&sz, 0);
+    if (custos_json_write(&sz, body) == 0)
+        p->call_bytes = custos_buf_size(&sz);
+    custos_buf_dispose(&sz);
+    p->rt = route_table(w);
+    p->ncands = p->rt ? custos_route_table_eligible(p->rt, dep, p->cands, MAX_CANDIDATES) : 0;
+    *out = p;
+    if (p->ncands == 0) {
+        call_finish(p, 503, NULL, 0, "The deployment has no backend inside its residency boundary.");
+        return 0;
+    }
+    if (!custos_quota_gate_admit(w, CUSTOS_OP_CHAT, dep, p->principal, body, &p->quota)) {
+        call_finish(p, 429, NULL, 0, "The deployment's quota is exhausted (docs/quotas.md).");
+        return 0;
+    }
+    if (timeout_ms)
+        custos_timer_start(w->loop, &p->call_timer, timeout_ms);
+    proxy_start_attempt(p);
+    return 0;
+}
+
+void custos_gateway_call_cancel(custos_gateway_call_t *c)
+{
+    proxy_t *p = c;
+    if (!p || p->finished || !p->call_cb)
+        return;
+    p->call_cb = NULL;
+    custos_timer_stop(p->w->loop, &p->call_timer);
+    t_call = p;
+    record_request(p->w, p->req, p->route.op, p->dep->name, 499, p->upstream_ns);
+    t_call = NULL;
+    proxy_release(p);
+}
+
 /* ---------- the handler ---------- */
 
 static bool content_type_is_json(const custos_http_req_t *req)
@@ -1028,15 +1226,23 @@ static bool content_type_is_json(const custos_http_req_t *req)
 }
 
 static void handle(custos_http_req_t *req, custos_worker_t *w);
+static void proxy_begin(custos_worker_t *w, custos_http_req_t *req, custos_route_t r,
+                        const custos_deployment_config_t *dep, json_object *body, bool stream, const char *principal,
+                        const char *auth_type, custos_gov_t *gov, custos_cf_t *cf);
+static void cf_wait_start(custos_worker_t *w, custos_http_req_t *req, const custos_route_t *r,
+                          const custos_deployment_config_t *dep, json_object *body, bool stream,
+                          const custos_caller_t *caller, custos_gov_t *gov, custos_cf_t *cf);
 
 void custos_gateway_handle(custos_http_req_t *req, void *ud)
 {
     custos_worker_t *w = ud;
     w->cur_principal = w->cur_auth_type = NULL;
     w->cur_cf = NULL;
+    w->cur_use_case = w->cur_tier = NULL;
     handle(req, w);
     w->cur_principal = w->cur_auth_type = NULL;
     w->cur_cf = NULL;
+    w->cur_use_case = w->cur_tier = NULL;
 }
 
 static const char *auth_type_name(custos_caller_kind_t k)
@@ -1052,6 +1258,12 @@ static const char *auth_type_name(custos_caller_kind_t k)
     return "";
 }
 
+void custos_gateway_note_caller(custos_worker_t *w, const custos_caller_t *c)
+{
+    w->cur_principal = c->principal;
+    w->cur_auth_type = auth_type_name(c->kind);
+}
+
 static void handle(custos_http_req_t *req, custos_worker_t *w)
 {
     if (custos_access_gate(w, req)) /* network ACL (403) before anything else; sets req->client_addr */
@@ -1060,8 +1272,16 @@ static void handle(custos_http_req_t *req, custos_worker_t *w)
         custos_admin_handle(w, req); /* authenticates and authorizes (admin) itself */
         return;
     }
+    if (custos_reviews_path(req->path, req->path_len)) {
+        custos_reviews_handle(w, req); /* review queue API (docs/reviews.md): authenticates itself */
+        return;
+    }
     if (custos_contentsafety_path(req->path, req->path_len)) {
         custos_contentsafety_handle(w, req); /* Azure Content Safety data plane: authenticates itself */
+        return;
+    }
+    if (custos_ui_path(req->path, req->path_len)) {
+        custos_ui_handle(w, req); /* reviewer UI's static files (api/ui.h): no data, so no credential */
         return;
     }
     custos_route_t r;
@@ -1177,9 +1397,23 @@ static void handle(custos_http_req_t *req, custos_worker_t *w)
 
     /* Prompt safety (api/contentfilter.h): harm, shields, PII under the deployment's rai_policy; a blocked prompt is
      * answered here (400 content_filter) and never reaches a backend. */
+    /* Use case (api/reviews.h, docs/reviews.md): 403 when it may not run; a stream that must be held is fetched
+     * whole. */
+    custos_gov_t *gov = NULL;
+    int gov_status = 0;
+    if (custos_gov_admit(w, req, &caller, dep, r.op, body, &stream, &gov, &gov_status) < 0) {
+        json_object_put(body);
+        record_request(w, req, r.op, dep->name, gov_status, 0);
+        return;
+    }
     custos_cf_t *cf = NULL;
     int cf_status = 0;
-    if (custos_cf_prompt(w, req, dep, r.op, body, stream, &cf, &cf_status) == CUSTOS_CF_ANSWERED) {
+    custos_cf_outcome_t cfo = custos_cf_prompt(w, req, dep, r.op, body, stream, &cf, &cf_status);
+    if (cfo == CUSTOS_CF_PENDING) { /* guard models asked: resumed on this loop (docs/guard-models.md) */
+        cf_wait_start(w, req, &r, dep, body, stream, &caller, gov, cf);
+        return;
+    }
+    if (cfo == CUSTOS_CF_ANSWERED) {
         json_object_put(body);
         w->cur_cf = cf ? custos_cf_summary(cf) : NULL;
         record_request(w, req, r.op, dep->name, cf_status, 0);
@@ -1187,6 +1421,14 @@ static void handle(custos_http_req_t *req, custos_worker_t *w)
         return;
     }
 
+    proxy_begin(w, req, r, dep, body, stream, caller.principal, auth_type_name(caller.kind), gov, cf);
+}
+
+/* From a screened prompt to the first upstream attempt (routing, quota). */
+static void proxy_begin(custos_worker_t *w, custos_http_req_t *req, custos_route_t r,
+                        const custos_deployment_config_t *dep, json_object *body, bool stream, const char *principal,
+                        const char *auth_type, custos_gov_t *gov, custos_cf_t *cf)
+{
     proxy_t *p = custos_arena_alloc(req->arena, sizeof(*p));
     if (!p) {
         custos_cf_release(cf);
@@ -1203,8 +1445,9 @@ static void handle(custos_http_req_t *req, custos_worker_t *w)
     p->body = body;
     p->stream = stream;
     p->cf = cf;
-    p->principal = caller.principal ? custos_arena_strdup(req->arena, caller.principal) : NULL;
-    p->auth_type = auth_type_name(caller.kind);
+    p->gov = gov;
+    p->principal = principal ? custos_arena_strdup(req->arena, principal) : NULL;
+    p->auth_type = auth_type;
     p->retry_after_ms = -1;
     custos_buf_init(&p->resp, p->cfg->limits.max_response_bytes);
     custos_timer_init(&p->retry_timer, proxy_retry_timer, p);
@@ -1232,6 +1475,90 @@ static void handle(custos_http_req_t *req, custos_worker_t *w)
         return;
     }
     proxy_start_attempt(p);
+}
+
+/* A prompt waiting for guard verdicts (api/contentfilter.h CUSTOS_CF_PENDING, docs/guard-models.md): the worker's loop
+ * goes on; the request resumes in cf_wait_resumed. */
+typedef struct cf_wait {
+    custos_worker_t *w;
+    custos_http_req_t *req;
+    custos_config_t *cfg; /* keeps dep and the policy alive */
+    custos_route_t r;
+    const custos_deployment_config_t *dep;
+    json_object *body;
+    bool stream;
+    const char *principal, *auth_type;
+    custos_gov_t *gov;
+    custos_cf_t *cf;
+} cf_wait_t;
+
+static void cf_wait_abort(custos_http_req_t *req)
+{
+    cf_wait_t *cw = req->handler_data;
+    custos_worker_t *w = cw->w;
+    w->cur_principal = cw->principal;
+    w->cur_auth_type = cw->auth_type;
+    w->cur_cf = custos_cf_summary(cw->cf);
+    record_request(w, req, cw->r.op, cw->dep->name, 499, 0);
+    w->cur_principal = w->cur_auth_type = NULL;
+    w->cur_cf = NULL;
+    custos_cf_release(cw->cf); /* cancels the guard calls */
+    json_object_put(cw->body);
+    custos_config_unref(cw->cfg);
+}
+
+static void cf_wait_resumed(void *ud, custos_cf_outcome_t o, int status)
+{
+    cf_wait_t *cw = ud;
+    custos_worker_t *w = cw->w;
+    custos_http_req_t *req = cw->req;
+    req->on_abort = NULL;
+    req->handler_data = NULL;
+    w->cur_principal = cw->principal;
+    w->cur_auth_type = cw->auth_type;
+    if (o == CUSTOS_CF_ANSWERED) {
+        json_object_put(cw->body);
+        w->cur_cf = custos_cf_summary(cw->cf);
+        record_request(w, req, cw->r.op, cw->dep->name, status, 0);
+        custos_cf_release(cw->cf);
+    } else if (w->cfg != cw->cfg) {
+        custos_cf_release(cw->cf);
+        json_object_put(cw->body);
+        answer_error(w, req, cw->r.op, "", 503, "ServiceUnavailable",
+                     "The configuration was reloaded while the request was being screened; retry the request.");
+    } else {
+        proxy_begin(w, req, cw->r, cw->dep, cw->body, cw->stream, cw->principal, cw->auth_type, cw->gov, cw->cf);
+    }
+    w->cur_principal = w->cur_auth_type = NULL;
+    w->cur_cf = NULL;
+    custos_config_unref(cw->cfg);
+}
+
+static void cf_wait_start(custos_worker_t *w, custos_http_req_t *req, const custos_route_t *r,
+                          const custos_deployment_config_t *dep, json_object *body, bool stream,
+                          const custos_caller_t *caller, custos_gov_t *gov, custos_cf_t *cf)
+{
+    cf_wait_t *cw = custos_arena_alloc(req->arena, sizeof(*cw));
+    if (!cw) {
+        custos_cf_release(cf);
+        json_object_put(body);
+        answer_error(w, req, r->op, "", 503, "server_busy", "Out of memory.");
+        return;
+    }
+    *cw = (cf_wait_t){.w = w,
+                      .req = req,
+                      .cfg = custos_config_ref(w->cfg),
+                      .r = *r,
+                      .dep = dep,
+                      .body = body,
+                      .stream = stream,
+                      .principal = caller->principal ? custos_arena_strdup(req->arena, caller->principal) : NULL,
+                      .auth_type = auth_type_name(caller->kind),
+                      .gov = gov,
+                      .cf = cf};
+    req->handler_data = cw;
+    req->on_abort = cf_wait_abort;
+    custos_cf_on_resume(cf, cf_wait_resumed, cw);
 }
 
 /* ---------- metrics registration ---------- */
@@ -1286,5 +1613,6 @@ int custos_gateway_metrics_init(custos_gateway_metrics_t *m, unsigned nshards)
                                      "Screened requests by direction and result (passed, filtered, error).", l_dsr, 3,
                                      &m->content_filter);
     rc = rc ? rc : custos_access_metrics_init(m->reg, m);
+    rc = rc ? rc : custos_reviews_metrics_init(m);
     return rc;
 }

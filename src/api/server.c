@@ -17,6 +17,7 @@
 #include "quota/quota.h"
 #include "route/balance.h"
 #include "route/health.h"
+#include "guard/guard.h"
 #include "safety/safety.h"
 #include "util/err.h"
 #include "util/json.h"
@@ -417,6 +418,11 @@ int custos_gateway_serve(const char *config_path)
             goto out;
         }
     }
+    /* External guard models (guard/guard.h): breakers, verdict caches and metrics shared by the workers. */
+    if (custos_guard_hub_new(gw.m.reg, nw, &gw.guard) < 0) {
+        fprintf(stderr, "custos: out of memory\n");
+        goto out;
+    }
     /* Backend health (route/health.h), shared by the workers, and its active probes on their own thread. */
     if (custos_health_new(&gw.health) < 0 || custos_prober_start(gw.health, gw.cfg, &gw.prober) < 0) {
         fprintf(stderr, "custos: cannot start health checks\n");
@@ -547,6 +553,8 @@ out:
     custos_govlog_close_global();
     custos_prober_stop(gw.prober);
     custos_health_free(gw.health); /* after the workers: requests ending at teardown still report to it */
+    /* after the workers: no guard call is in flight */
+    custos_guard_hub_free(gw.guard);
     custos_oidc_shutdown();
     custos_store_sync_stop(); /* before the identity lock goes away: the watcher takes it */
     custos_gateway_identity_dispose(&gw);

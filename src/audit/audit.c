@@ -22,9 +22,11 @@
 
 #define CHUNK_RECORDS 64
 /* After a busy round the sink thread lingers this long for more records; producers wake it early only once
- * WAKE_DEPTH records wait. A steady stream then costs ~1000/LINGER_MS wake-ups a second, not one per record. */
-#define LINGER_MS 5
-#define WAKE_DEPTH 256
+ * WAKE_DEPTH records wait. A steady stream then costs ~1000/LINGER_MS wake-ups a second, not one per record, and a
+ * record reaches its sink at most ~LINGER_MS later (bench/audit: 20 ms / 1024 cut the sink thread's wake-ups 3x
+ * against 5 ms / 256 at 20k records/s). */
+#define LINGER_MS 20
+#define WAKE_DEPTH 1024
 #define MAX_SPARE 32
 /* Metric shard slots: 2 shards per slot; a reload may hold the old and the new version of every sink at once. */
 #define MAX_SLOTS (2 * CUSTOS_CONFIG_MAX_SINKS)

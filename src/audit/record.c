@@ -31,6 +31,9 @@ void custos_audit_record_init(custos_audit_record_t *r)
     memset(r, 0, sizeof(*r));
     r->prompt_tokens = -1;
     r->completion_tokens = -1;
+    r->ungrounded = -1;
+    r->quota_remaining_requests = -1;
+    r->quota_remaining_tokens = -1;
 }
 
 void custos_audit_copy_name(char *dst, size_t dstsize, const char *src)
@@ -133,6 +136,14 @@ const char *custos_audit_op_name(custos_audit_op_t op)
         return "Models_List";
     case CUSTOS_AUDIT_OP_MODELS_GET:
         return "Models_Get";
+    case CUSTOS_AUDIT_OP_CS_ANALYZE_TEXT:
+        return "ContentSafety_AnalyzeText";
+    case CUSTOS_AUDIT_OP_CS_SHIELD_PROMPT:
+        return "ContentSafety_ShieldPrompt";
+    case CUSTOS_AUDIT_OP_CS_DETECT_GROUNDEDNESS:
+        return "ContentSafety_DetectGroundedness";
+    case CUSTOS_AUDIT_OP_CS_BLOCKLISTS:
+        return "ContentSafety_Blocklists";
     case CUSTOS_AUDIT_OP_OTHER:
         break;
     }
@@ -148,6 +159,8 @@ const char *custos_audit_api_name(custos_audit_api_t api)
         return "Azure OpenAI";
     case CUSTOS_AUDIT_API_AZURE_V1:
         return "Azure OpenAI v1";
+    case CUSTOS_AUDIT_API_CONTENT_SAFETY:
+        return "Azure AI Content Safety";
     case CUSTOS_AUDIT_API_UNKNOWN:
         break;
     }
@@ -353,7 +366,20 @@ int custos_audit_record_encode(const custos_audit_record_t *r, const char *resou
             TRY(custos_buf_append_str(out, (d == 0 ? r->prompt_filtered : r->completion_filtered) ? "true" : "false"));
             LIT(",\"pii\":");
             U64(d == 0 ? r->pii_prompt : r->pii_completion);
-            LIT("}");
+            LIT(",\"piiTypes\":{");
+            const uint16_t *types = d == 0 ? r->pii_prompt_types : r->pii_completion_types;
+            bool tfirst = true;
+            for (int t = 0; t < CUSTOS_PII_NTYPES; t++) {
+                if (!types[t])
+                    continue;
+                if (!tfirst)
+                    LIT(",");
+                tfirst = false;
+                STR(custos_pii_type_name(t));
+                LIT(":");
+                U64(types[t]);
+            }
+            LIT("}}");
         }
         LIT(",\"jailbreak\":");
         TRY(custos_buf_append_str(out, r->jailbreak_detected ? "true" : "false"));
@@ -363,9 +389,50 @@ int custos_audit_record_encode(const custos_audit_record_t *r, const char *resou
         U64(r->blocklist_hits);
         LIT(",\"error\":");
         TRY(custos_buf_append_str(out, r->filter_error ? "true" : "false"));
+        LIT(",\"ungrounded\":");
+        TRY(custos_buf_append_str(out, r->ungrounded < 0 ? "null" : r->ungrounded ? "true" : "false"));
+        LIT(",\"guard\":");
+        if (!r->guard_asked) {
+            LIT("null");
+        } else {
+            LIT("{\"error\":");
+            TRY(custos_buf_append_str(out, r->guard_error ? "true" : "false"));
+            LIT(",\"disagreed\":");
+            TRY(custos_buf_append_str(out, r->guard_disagreed ? "true" : "false"));
+            LIT("}");
+        }
         LIT("}");
     }
-    LIT(",\"useCase\":null,\"quota\":null}}");
+    LIT(",\"useCase\":");
+    if (r->use_case[0]) {
+        LIT("{\"id\":");
+        STR(r->use_case);
+        LIT(",\"tier\":");
+        OSTR(r->tier);
+        LIT("}");
+    } else {
+        LIT("null");
+    }
+    LIT(",\"quota\":");
+    if (r->quota == CUSTOS_AUDIT_QUOTA_NONE) {
+        LIT("null");
+    } else {
+        LIT("{\"outcome\":");
+        TRY(custos_buf_append_str(out, r->quota == CUSTOS_AUDIT_QUOTA_ADMITTED  ? "\"admitted\""
+                                       : r->quota == CUSTOS_AUDIT_QUOTA_LIMITED ? "\"limited\""
+                                                                                : "\"unavailable\""));
+        LIT(",\"limit\":");
+        if (r->quota == CUSTOS_AUDIT_QUOTA_LIMITED)
+            TRY(custos_buf_append_str(out, r->quota_tokens ? "\"tokens\"" : "\"requests\""));
+        else
+            LIT("null");
+        LIT(",\"remainingRequests\":");
+        TRY(append_i64(out, r->quota_remaining_requests));
+        LIT(",\"remainingTokens\":");
+        TRY(append_i64(out, r->quota_remaining_tokens));
+        LIT("}");
+    }
+    LIT("}}");
     return 0;
 fail:
     if (out->data && out->len >= start) {

@@ -10,9 +10,10 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "safety/pii.h"
 #include "util/buf.h"
 
-#define CUSTOS_AUDIT_SCHEMA_VERSION "1.1"
+#define CUSTOS_AUDIT_SCHEMA_VERSION "1.2"
 #define CUSTOS_AUDIT_NAME_MAX 64   /* deployment, backend, region, data zone, principal: [A-Za-z0-9._-] */
 #define CUSTOS_AUDIT_MODEL_MAX 256 /* model names from the configuration */
 
@@ -24,15 +25,28 @@ typedef enum {
     CUSTOS_AUDIT_OP_EMBEDDINGS,
     CUSTOS_AUDIT_OP_MODELS_LIST,
     CUSTOS_AUDIT_OP_MODELS_GET,
+    CUSTOS_AUDIT_OP_CS_ANALYZE_TEXT, /* Content Safety API (docs/content-safety-api.md) */
+    CUSTOS_AUDIT_OP_CS_SHIELD_PROMPT,
+    CUSTOS_AUDIT_OP_CS_DETECT_GROUNDEDNESS,
+    CUSTOS_AUDIT_OP_CS_BLOCKLISTS, /* blocklist reads and changes */
 } custos_audit_op_t;
 
 /* API family (properties.apiName). */
 typedef enum {
     CUSTOS_AUDIT_API_UNKNOWN = 0,
-    CUSTOS_AUDIT_API_OPENAI,   /* /v1/... */
-    CUSTOS_AUDIT_API_AZURE,    /* /openai/deployments/{d}/... */
-    CUSTOS_AUDIT_API_AZURE_V1, /* /openai/v1/... */
+    CUSTOS_AUDIT_API_OPENAI,         /* /v1/... */
+    CUSTOS_AUDIT_API_AZURE,          /* /openai/deployments/{d}/... */
+    CUSTOS_AUDIT_API_AZURE_V1,       /* /openai/v1/... */
+    CUSTOS_AUDIT_API_CONTENT_SAFETY, /* /contentsafety/... */
 } custos_audit_api_t;
+
+/* Quota outcome (custos.quota.outcome, docs/quotas.md). */
+typedef enum {
+    CUSTOS_AUDIT_QUOTA_NONE = 0,    /* no limit applied: encoded as null */
+    CUSTOS_AUDIT_QUOTA_ADMITTED,    /* within every limit that applied */
+    CUSTOS_AUDIT_QUOTA_LIMITED,     /* refused with 429 */
+    CUSTOS_AUDIT_QUOTA_UNAVAILABLE, /* refused with 503: shared store down, quotas.redis.on_failure closed */
+} custos_audit_quota_t;
 
 /* Request header NAMES that may be recorded as present (never their values). Bit i = header i of this list. */
 typedef enum {
@@ -81,7 +95,20 @@ typedef struct custos_audit_record {
     int8_t prompt_severity[4];     /* hate, sexual, violence, self_harm, 0..7; -1 = not screened */
     int8_t completion_severity[4]; /* max over the screened completion text; -1 = not screened */
     bool prompt_filtered, completion_filtered, jailbreak_detected, indirect_attack_detected, filter_error;
-    uint32_t pii_prompt, pii_completion, blocklist_hits; /* counts only */
+    uint32_t pii_prompt, pii_completion, blocklist_hits;                                   /* counts only */
+    uint16_t pii_prompt_types[CUSTOS_PII_NTYPES], pii_completion_types[CUSTOS_PII_NTYPES]; /* per custos_pii_type_t */
+    int8_t ungrounded; /* groundedness of the answer: -1 not checked, 0 grounded, 1 ungrounded material detected */
+    /* external guard models (docs/guard-models.md): asked at least once, some gave no verdict, some decided
+     * otherwise than the in-process model */
+    bool guard_asked, guard_error, guard_disagreed;
+    /* use case (docs/reviews.md): a configured use-case id and its tier ("high", "elevated", "standard"), or "" */
+    char use_case[CUSTOS_AUDIT_NAME_MAX + 1];
+    char tier[12];
+    /* quota (docs/quotas.md) */
+    custos_audit_quota_t quota;
+    bool quota_tokens;                /* the refusing limit was tokens (else requests); LIMITED only */
+    int64_t quota_remaining_requests; /* after this request, smallest over the limits; -1 none/unknown */
+    int64_t quota_remaining_tokens;
 } custos_audit_record_t;
 
 /* Fills every field with "unknown" (zeros, "" and -1 tokens). */

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -32,6 +33,8 @@
 typedef struct vctx {
     const char *basedir;                    /* NULL, or directory of the config file with a trailing '/' */
     const custos_storage_config_t *storage; /* set once storage: is parsed (for store secrets) */
+    const custos_guard_config_t *guards;    /* set once guards: is parsed (rai_policies name them) */
+    size_t n_guards;
     custos_ymark_t where;
     char msg[768];
 } vctx_t;
@@ -2290,14 +2293,17 @@ static int parse_backends(vctx_t *v, json_object *root, custos_config_t *c)
 
 static int parse_safety(vctx_t *v, json_object *root, custos_config_t *c)
 {
-    static const char *const keys[] = {"harm_model", "shields_model", "grounded_model", "pii", "max_text_bytes", NULL};
+    static const char *const keys[] = {"harm_model",     "shields_model", "grounded_model", "pii",
+                                       "max_text_bytes", "eval_dir",      "groundedness",   NULL};
     static const char *const pii_keys[] = {"mrn_format", NULL};
+    static const char *const gr_keys[] = {"reasoning_deployment", "reasoning_timeout_ms", NULL};
     json_object *m, *pm = NULL;
     custos_ymark_t at;
     const char *s;
     int64_t n;
     int rc;
     c->safety.max_text_bytes = 4u << 20;
+    c->safety.grounded_reasoning_timeout_ms = 30000;
     if ((rc = get_map(v, root, "", "safety", 0, &m, &at)) != 0 || !m)
         return rc;
     if ((rc = check_keys(v, m, "safety", keys)) != 0)
@@ -2307,6 +2313,8 @@ static int parse_safety(vctx_t *v, json_object *root, custos_config_t *c)
     if ((rc = get_path(v, m, "safety", "shields_model", 0, &c->safety.shields_model)) != 0)
         return rc;
     if ((rc = get_path(v, m, "safety", "grounded_model", 0, &c->safety.grounded_model)) != 0)
+        return rc;
+    if ((rc = get_path(v, m, "safety", "eval_dir", 0, &c->safety.eval_dir)) != 0) /* governance/card.h */
         return rc;
     if ((rc = get_int(v, m, "safety", "max_text_bytes", 1024, 4 << 20, 4 << 20, &n)) != 0)
         return rc;
@@ -2321,7 +2329,37 @@ static int parse_safety(vctx_t *v, json_object *root, custos_config_t *c)
         if (s && (rc = dup_str(s, &c->safety.pii_mrn_format)) != 0)
             return rc;
     }
+    /* groundedness reasoning (docs/content-safety-api.md); the deployment is checked in check_grounded_judge */
+    if ((rc = get_map(v, m, "safety", "groundedness", 0, &pm, &at)) != 0)
+        return rc;
+    if (pm) {
+        if ((rc = check_keys(v, pm, "safety.groundedness", gr_keys)) != 0)
+            return rc;
+        if ((rc = get_str(v, pm, "safety.groundedness", "reasoning_deployment", 0, 64, &s, &at)) != 0)
+            return rc;
+        if (s && (rc = dup_str(s, &c->safety.grounded_reasoning_deployment)) != 0)
+            return rc;
+        if ((rc = get_int(v, pm, "safety.groundedness", "reasoning_timeout_ms", 100, 600000, 30000, &n)) != 0)
+            return rc;
+        c->safety.grounded_reasoning_timeout_ms = (uint32_t)n;
+    }
     return 0;
+}
+
+/* safety.groundedness.reasoning_deployment must name a configured deployment (after deployments are parsed). */
+static int check_grounded_judge(vctx_t *v, json_object *root, const custos_config_t *c)
+{
+    json_object *m = NULL, *gm = NULL;
+    custos_ymark_t at = {1, 1};
+    const char *s = c->safety.grounded_reasoning_deployment;
+    char sb[72];
+    if (!s || custos_config_find_deployment(c, s))
+        return 0;
+    if (get_map(v, root, "", "safety", 0, &m, &at) == 0 && m &&
+        get_map(v, m, "safety", "groundedness", 0, &gm, &at) == 0 && gm)
+        get_str(v, gm, "safety.groundedness", "reasoning_deployment", 0, 64, &s, &at);
+    return verr(v, at, "safety.groundedness.reasoning_deployment: no deployment is named '%s'",
+                shown(c->safety.grounded_reasoning_deployment, sb, sizeof(sb)));
 }
 
 /* Azure's default policy (Microsoft.DefaultV2): the four categories at medium, annotated and blocking in both
@@ -2380,14 +2418,316 @@ static int get_sources(vctx_t *v, json_object *m, const char *path, bool src[CUS
     return 0;
 }
 
+/* rai_policies[].groundedness (api/cf_grounded.h): {enabled, action: annotate|block, threshold, domain}. */
+static int parse_rai_groundedness(vctx_t *v, json_object *m, const char *path, custos_rai_policy_config_t *p)
+{
+    static const char *const keys[] = {"enabled", "action", "threshold", "domain", NULL};
+    static const char *const actions[] = {"annotate", "block", NULL};
+    static const char *const domains[] = {"Generic", "Medical", NULL};
+    json_object *gm;
+    custos_ymark_t at;
+    char fp[256];
+    field_t f;
+    int rc, e;
+    p->groundedness.action = CUSTOS_RAI_ANNOTATE;
+    p->groundedness.threshold = 0.5f;
+    if ((rc = get_map(v, m, path, "groundedness", 0, &gm, &at)) != 0 || !gm)
+        return rc;
+    join(fp, sizeof(fp), path, "groundedness");
+    if ((rc = check_keys(v, gm, fp, keys)) != 0)
+        return rc;
+    if ((rc = get_bool(v, gm, fp, "enabled", false, &p->groundedness.enabled)) != 0)
+        return rc;
+    if ((rc = get_enum(v, gm, fp, "action", actions, 0, &e)) != 0)
+        return rc;
+    p->groundedness.action = e ? CUSTOS_RAI_BLOCK : CUSTOS_RAI_ANNOTATE;
+    if ((rc = get_enum(v, gm, fp, "domain", domains, 0, &e)) != 0)
+        return rc;
+    p->groundedness.medical = e == 1;
+    get_field(gm, "threshold", &f);
+    if (f.present) {
+        if (!f.val || !(json_object_is_type(f.val, json_type_double) || json_object_is_type(f.val, json_type_int)))
+            return verr(v, f.vmark, "%s.threshold: expected a number from 0.5 to 0.99", fp);
+        double d = json_object_get_double(f.val);
+        if (!(d >= 0.5 && d <= 0.99))
+            return verr(v, f.vmark,
+                        "%s.threshold: must be from 0.5 to 0.99 (the detector reports sentences from 0.5 on)", fp);
+        p->groundedness.threshold = (float)d;
+    }
+    return 0;
+}
+
+/* ---------- guards: external guard models (docs/guard-models.md) ---------- */
+
+static int parse_guard(vctx_t *v, json_object *m, const char *path, custos_guard_config_t *g)
+{
+    static const char *const keys[] = {"name",
+                                       "type",
+                                       "url",
+                                       "auth",
+                                       "model",
+                                       "api",
+                                       "api_version",
+                                       "timeout_ms",
+                                       "max_concurrency",
+                                       "retries",
+                                       "region",
+                                       "data_zone",
+                                       "tls",
+                                       "circuit_breaker",
+                                       "cache",
+                                       NULL};
+    static const char *const types[] = {"llama-guard", "azure-content-safety", "http-classifier", NULL};
+    static const char *const apis[] = {"completions", "chat", NULL};
+    static const char *const akeys[] = {"api_key_env", "api_key_file", NULL};
+    static const char *const tkeys[] = {"ca_file", "verify", NULL};
+    static const char *const cbkeys[] = {"consecutive_failures", "base_ejection_ms", "max_ejection_ms", NULL};
+    static const char *const ckeys[] = {"max_entries", "ttl_s", NULL};
+    char fp[256];
+    custos_ymark_t at;
+    const char *s;
+    json_object *sm;
+    field_t f;
+    int rc, e;
+
+    g->tls_verify = true;
+    if ((rc = check_keys(v, m, path, keys)) != 0 || (rc = get_name(v, m, path, "name", 1, &g->name, &at)) != 0)
+        return rc;
+    get_field(m, "type", &f);
+    if (!f.present)
+        return missing(v, m, path, "type");
+    if ((rc = get_enum(v, m, path, "type", types, 0, &e)) != 0)
+        return rc;
+    g->type = (custos_guard_type_t)e;
+    if ((rc = get_str(v, m, path, "url", 1, 2048, &s, &at)) != 0 || (rc = dup_str(s, &g->url)) != 0)
+        return rc;
+    custos_backend_config_t b = {0};
+    const char *why = parse_url(s, &b);
+    g->host = b.host;
+    g->path_prefix = b.path_prefix;
+    g->port = b.port;
+    g->https = b.https;
+    if (why)
+        return verr(v, at, "%s: %s", join(fp, sizeof(fp), path, "url"), why);
+    get_field(m, "model", &f);
+    if (f.present && g->type != CUSTOS_GUARD_LLAMA_GUARD)
+        return verr(v, f.kmark, "%s.model: only valid for type llama-guard", path);
+    get_field(m, "api", &f);
+    if (f.present && g->type != CUSTOS_GUARD_LLAMA_GUARD)
+        return verr(v, f.kmark, "%s.api: only valid for type llama-guard", path);
+    get_field(m, "api_version", &f);
+    if (f.present && g->type != CUSTOS_GUARD_AZURE_CONTENT_SAFETY)
+        return verr(v, f.kmark, "%s.api_version: only valid for type azure-content-safety", path);
+    if ((rc = get_str(v, m, path, "model", 0, 256, &s, &at)) != 0)
+        return rc;
+    if (g->type == CUSTOS_GUARD_LLAMA_GUARD && (rc = dup_str(s ? s : "meta-llama/Llama-Guard-3-8B", &g->model)) != 0)
+        return rc;
+    if ((rc = get_enum(v, m, path, "api", apis, 0, &e)) != 0)
+        return rc;
+    g->chat_api = e == 1;
+    if ((rc = get_str(v, m, path, "api_version", 0, 32, &s, &at)) != 0)
+        return rc;
+    if (s && !valid_token(s, ".-"))
+        return verr(v, at, "%s: must match [A-Za-z0-9.-]{1,32}", join(fp, sizeof(fp), path, "api_version"));
+    if (g->type == CUSTOS_GUARD_AZURE_CONTENT_SAFETY && (rc = dup_str(s ? s : "2024-09-01", &g->api_version)) != 0)
+        return rc;
+    if ((rc = get_map(v, m, path, "auth", 0, &sm, &at)) != 0)
+        return rc;
+    if (sm) {
+        join(fp, sizeof(fp), path, "auth");
+        if ((rc = check_keys(v, sm, fp, akeys)) != 0 ||
+            (rc = get_secret(v, sm, fp, "api_key_env", "api_key_file", &g->api_key, &g->api_key_len)) != 0)
+            return rc;
+    }
+    GET_INT_AS(v, m, path, "timeout_ms", 10, 60000, 1000, g->timeout_ms);
+    GET_INT_AS(v, m, path, "max_concurrency", 1, 100000, 64, g->max_concurrency);
+    GET_INT_AS(v, m, path, "retries", 0, 3, 1, g->retries);
+    if ((rc = get_zone(v, m, path, "region", &g->region, &at)) != 0 ||
+        (rc = get_zone(v, m, path, "data_zone", &g->data_zone, &at)) != 0)
+        return rc;
+    if ((rc = get_map(v, m, path, "tls", 0, &sm, &at)) != 0)
+        return rc;
+    if (sm) {
+        join(fp, sizeof(fp), path, "tls");
+        if (!g->https)
+            return verr(v, at, "%s: only valid for an https:// url", fp);
+        if ((rc = check_keys(v, sm, fp, tkeys)) != 0 || (rc = get_path(v, sm, fp, "ca_file", 0, &g->ca_file)) != 0 ||
+            (rc = get_bool(v, sm, fp, "verify", true, &g->tls_verify)) != 0)
+            return rc;
+    }
+    g->cb_failures = 5;
+    g->cb_base_ms = 5000;
+    g->cb_max_ms = 60000;
+    if ((rc = get_map(v, m, path, "circuit_breaker", 0, &sm, &at)) != 0)
+        return rc;
+    if (sm) {
+        join(fp, sizeof(fp), path, "circuit_breaker");
+        if ((rc = check_keys(v, sm, fp, cbkeys)) != 0)
+            return rc;
+        GET_INT_AS(v, sm, fp, "consecutive_failures", 0, 1000, 5, g->cb_failures);
+        GET_INT_AS(v, sm, fp, "base_ejection_ms", 100, 3600000, 5000, g->cb_base_ms);
+        GET_INT_AS(v, sm, fp, "max_ejection_ms", 100, 3600000, 60000, g->cb_max_ms);
+        if (g->cb_max_ms < g->cb_base_ms)
+            return verr(v, at, "%s: max_ejection_ms must be at least base_ejection_ms", fp);
+    }
+    g->cache_entries = 4096;
+    g->cache_ttl_s = 300;
+    if ((rc = get_map(v, m, path, "cache", 0, &sm, &at)) != 0)
+        return rc;
+    if (sm) {
+        join(fp, sizeof(fp), path, "cache");
+        if ((rc = check_keys(v, sm, fp, ckeys)) != 0)
+            return rc;
+        GET_INT_AS(v, sm, fp, "max_entries", 0, 1000000, 4096, g->cache_entries);
+        GET_INT_AS(v, sm, fp, "ttl_s", 1, 86400, 300, g->cache_ttl_s);
+    }
+    return 0;
+}
+
+static int parse_guards(vctx_t *v, json_object *root, custos_config_t *c)
+{
+    json_object *seq;
+    custos_ymark_t at;
+    int rc;
+    if ((rc = get_seq(v, root, "", "guards", 0, CUSTOS_CONFIG_MAX_GUARDS, NULL, &seq, &at)) != 0 || !seq)
+        return rc;
+    size_t n = json_object_array_length(seq);
+    c->guards = calloc(n ? n : 1, sizeof(*c->guards));
+    if (!c->guards)
+        return CUSTOS_ENOMEM;
+    v->guards = c->guards;
+    for (size_t i = 0; i < n; i++) {
+        json_object *m = json_object_array_get_idx(seq, i);
+        char path[64], sb[72];
+        c->n_guards = v->n_guards = i + 1;
+        snprintf(path, sizeof(path), "guards[%zu]", i);
+        if ((rc = expect_map(v, m, custos_ytree_val_mark(seq, i), path)) != 0 ||
+            (rc = parse_guard(v, m, path, &c->guards[i])) != 0)
+            return rc;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(c->guards[j].name, c->guards[i].name) == 0) {
+                field_t f;
+                get_field(m, "name", &f);
+                return verr(v, f.vmark, "%s.name: duplicate name '%s' (also guards[%zu])", path,
+                            shown(c->guards[i].name, sb, sizeof(sb)), j);
+            }
+    }
+    return 0;
+}
+
+static void guards_free(custos_config_t *c)
+{
+    for (size_t i = 0; i < c->n_guards; i++) {
+        custos_guard_config_t *g = &c->guards[i];
+        free(g->name);
+        free(g->url);
+        free(g->host);
+        free(g->path_prefix);
+        free_secret(g->api_key, g->api_key_len);
+        free(g->model);
+        free(g->api_version);
+        free(g->region);
+        free(g->data_zone);
+        free(g->ca_file);
+    }
+    free(c->guards);
+}
+
+/* rai_policies[].content_filters[].guard / prompt_shields.guard: {name, mode, band: [lo, hi], on_error}. shield:
+ * the check is a prompt shield (llama-guard has no attack detector). */
+static int parse_rai_guard(vctx_t *v, json_object *m, const char *path, bool shield, custos_rai_guard_t *out)
+{
+    static const char *const keys[] = {"name", "mode", "band", "on_error", NULL};
+    static const char *const modes[] = {"in_process", "guard", "cascade", NULL};
+    static const char *const errs[] = {"open", "closed", NULL};
+    char fp[256], sb[72];
+    custos_ymark_t at;
+    const char *s;
+    json_object *band;
+    field_t f;
+    int rc, e;
+    memset(out, 0, sizeof(*out));
+    if ((rc = check_keys(v, m, path, keys)) != 0 || (rc = get_enum(v, m, path, "mode", modes, 2, &e)) != 0)
+        return rc;
+    out->mode = (custos_cascade_mode_t)e;
+    if ((rc = get_enum(v, m, path, "on_error", errs, 0, &e)) != 0)
+        return rc;
+    out->fail_closed = e == 1;
+    if ((rc = get_str(v, m, path, "name", out->mode != CUSTOS_CASCADE_IN_PROCESS, 64, &s, &at)) != 0)
+        return rc;
+    if (s) {
+        for (size_t i = 0; i < v->n_guards && !out->guard; i++)
+            if (strcmp(v->guards[i].name, s) == 0)
+                out->guard = &v->guards[i];
+        if (!out->guard)
+            return verr(v, at, "%s.name: unknown guard '%s' (define it under guards)", path, shown(s, sb, sizeof(sb)));
+        if (shield && out->guard->type == CUSTOS_GUARD_LLAMA_GUARD)
+            return verr(v, at,
+                        "%s.name: guard '%s' is a llama-guard, which has no prompt-attack detector (use "
+                        "azure-content-safety or http-classifier)",
+                        path, shown(s, sb, sizeof(sb)));
+    }
+    out->band_lo = 0.2f;
+    out->band_hi = 0.8f;
+    if ((rc = get_seq(v, m, path, "band", 0, 2, NULL, &band, &at)) != 0)
+        return rc;
+    get_field(m, "band", &f);
+    if (band) {
+        json_object *lo = json_object_array_get_idx(band, 0), *hi = json_object_array_get_idx(band, 1);
+        join(fp, sizeof(fp), path, "band");
+        if (json_object_array_length(band) != 2 || !lo || !hi ||
+            !(json_object_is_type(lo, json_type_int) || json_object_is_type(lo, json_type_double)) ||
+            !(json_object_is_type(hi, json_type_int) || json_object_is_type(hi, json_type_double)))
+            return verr(v, at, "%s: must be two numbers [lo, hi]", fp);
+        double l = json_object_get_double(lo), h = json_object_get_double(hi);
+        if (!(l >= 0 && l <= h && h <= 1))
+            return verr(v, at, "%s: needs 0 <= lo <= hi <= 1 (calibrated in-process scores)", fp);
+        out->band_lo = (float)l;
+        out->band_hi = (float)h;
+    }
+    if (f.present && out->mode != CUSTOS_CASCADE_BAND)
+        return verr(v, f.kmark, "%s.band: only valid with mode cascade", path);
+    if (out->mode == CUSTOS_CASCADE_IN_PROCESS)
+        out->guard = NULL;
+    return 0;
+}
+
+/* A guard a deployment's policy uses must be inside the deployment's residency boundary (as its backends). */
+static int check_guard_residency(vctx_t *v, json_object *m, const char *path, const custos_deployment_config_t *d)
+{
+    char sb[2][72];
+    const custos_rai_policy_config_t *p = d->rai;
+    const custos_rai_guard_t *all[CUSTOS_RAI_NCAT * CUSTOS_RAI_NSRC + 2];
+    size_t n = 0;
+    for (int k = 0; k < CUSTOS_RAI_NCAT; k++)
+        for (int s = 0; s < CUSTOS_RAI_NSRC; s++)
+            all[n++] = &p->harm_guard[k][s];
+    all[n++] = &p->shield_guard[0];
+    all[n++] = &p->shield_guard[1];
+    for (size_t i = 0; i < n; i++) {
+        const custos_guard_config_t *g = all[i]->guard;
+        if (!g)
+            continue;
+        bool ok = d->type == CUSTOS_DEPLOYMENT_GLOBAL ||
+                  (d->type == CUSTOS_DEPLOYMENT_REGIONAL && g->region && strcmp(g->region, d->region) == 0) ||
+                  (d->type == CUSTOS_DEPLOYMENT_DATAZONE && g->data_zone && strcmp(g->data_zone, d->data_zone) == 0);
+        if (!ok)
+            return verr(v, custos_ytree_mark(m),
+                        "%s: rai_policy '%s' sends text to guard '%s', which is outside the deployment's residency "
+                        "boundary (give the guard a matching region / data_zone)",
+                        path, shown(p->name, sb[0], sizeof(sb[0])), shown(g->name, sb[1], sizeof(sb[1])));
+    }
+    return 0;
+}
+
 static int parse_rai_policy(vctx_t *v, json_object *m, const char *path, custos_rai_policy_config_t *p)
 {
-    static const char *const keys[] = {"name", "mode",       "content_filters", "prompt_shields",
-                                       "pii",  "blocklists", "streaming",       NULL};
+    static const char *const keys[] = {
+        "name", "mode", "content_filters", "prompt_shields", "pii", "blocklists", "streaming", "groundedness", NULL};
     static const char *const modes[] = {"default", "asynchronous_filter", NULL};
-    static const char *const cf_keys[] = {"category", "source", "threshold", "enabled", "blocking", NULL};
+    static const char *const cf_keys[] = {"category", "source", "threshold", "enabled", "blocking", "guard", NULL};
     static const char *const thresholds[] = {"low", "medium", "high", NULL};
-    static const char *const sh_keys[] = {"jailbreak", "indirect_attack", NULL};
+    static const char *const sh_keys[] = {"jailbreak", "indirect_attack", "guard", NULL};
     static const char *const sh_actions[] = {"off", "annotate", "block", NULL};
     static const char *const pii_keys[] = {"prompt", "completion", NULL};
     static const char *const pii_actions[] = {"off", "annotate", "redact", "placeholder", "block", NULL};
@@ -2443,6 +2783,16 @@ static int parse_rai_policy(vctx_t *v, json_object *m, const char *path, custos_
         for (int d = 0; d < CUSTOS_RAI_NSRC; d++)
             if (src[d])
                 p->filters[cat][d] = (custos_rai_filter_t){en, bl, (uint8_t)(2 + 2 * th)};
+        json_object *gm;
+        char gp[300];
+        if ((rc = get_map(v, fm, fp, "guard", 0, &gm, &at)) != 0)
+            return rc;
+        custos_rai_guard_t rg;
+        if (gm && (rc = parse_rai_guard(v, gm, join(gp, sizeof(gp), fp, "guard"), false, &rg)) != 0)
+            return rc;
+        for (int d = 0; gm && d < CUSTOS_RAI_NSRC; d++)
+            if (src[d])
+                p->harm_guard[cat][d] = rg;
     }
 
     if ((rc = get_map(v, m, path, "prompt_shields", 0, &sm, &at)) != 0)
@@ -2457,6 +2807,13 @@ static int parse_rai_policy(vctx_t *v, json_object *m, const char *path, custos_
         if ((rc = get_enum(v, sm, fp, "indirect_attack", sh_actions, CUSTOS_RAI_ANNOTATE, &e)) != 0)
             return rc;
         p->indirect_attack = (custos_rai_action_t)e;
+        json_object *gm;
+        char gp[300];
+        if ((rc = get_map(v, sm, fp, "guard", 0, &gm, &at)) != 0)
+            return rc;
+        if (gm && (rc = parse_rai_guard(v, gm, join(gp, sizeof(gp), fp, "guard"), true, &p->shield_guard[0])) != 0)
+            return rc;
+        p->shield_guard[1] = p->shield_guard[0];
     }
     if ((rc = get_map(v, m, path, "pii", 0, &sm, &at)) != 0)
         return rc;
@@ -2533,6 +2890,8 @@ static int parse_rai_policy(vctx_t *v, json_object *m, const char *path, custos_
             return rc;
         p->context_chars = (uint32_t)n;
     }
+    if ((rc = parse_rai_groundedness(v, m, path, p)) != 0)
+        return rc;
     if (p->mode == CUSTOS_RAI_MODE_ASYNC && (p->pii[CUSTOS_RAI_PROMPT] == CUSTOS_RAI_PII_PLACEHOLDER ||
                                              p->pii[CUSTOS_RAI_COMPLETION] == CUSTOS_RAI_PII_REDACT))
         return verr(v, custos_ytree_mark(m),
@@ -2673,12 +3032,79 @@ static int parse_deployment_routing(vctx_t *v, json_object *m, const char *path,
     return 0;
 }
 
+/* A deployments[].card list (intended_uses, out_of_scope_uses, limitations): strings, each <= MAX_CARD_TEXT. */
+static int parse_card_list(vctx_t *v, json_object *cm, const char *sub, const char *key, char ***out, size_t *n_out)
+{
+    json_object *seq;
+    custos_ymark_t at;
+    char fp[320];
+    const char *s = NULL;
+    int rc;
+    if ((rc = get_seq(v, cm, sub, key, 0, CUSTOS_CONFIG_MAX_CARD_ITEMS, NULL, &seq, &at)) != 0 || !seq)
+        return rc;
+    size_t n = json_object_array_length(seq);
+    *out = calloc(n ? n : 1, sizeof(char *));
+    if (!*out)
+        return CUSTOS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(fp, sizeof(fp), "%s.%s[%zu]", sub, key, i);
+        if ((rc = check_str(v, json_object_array_get_idx(seq, i), custos_ytree_val_mark(seq, i), fp,
+                            CUSTOS_CONFIG_MAX_CARD_TEXT, &s)) != 0)
+            return rc;
+        if ((rc = dup_str(s, &(*out)[i])) != 0)
+            return rc;
+        *n_out = i + 1;
+    }
+    return 0;
+}
+
+/* deployments[].card: transparency facts written by the operator (governance/card.h serves them). */
+static int parse_deployment_card(vctx_t *v, json_object *m, const char *path, custos_card_config_t *card)
+{
+    static const char *const keys[] = {"description",       "owner",       "intended_uses",
+                                       "out_of_scope_uses", "limitations", NULL};
+    json_object *cm;
+    custos_ymark_t at;
+    char sub[300];
+    const char *s;
+    int rc;
+    if ((rc = get_map(v, m, path, "card", 0, &cm, &at)) != 0 || !cm)
+        return rc;
+    snprintf(sub, sizeof(sub), "%s.card", path);
+    if ((rc = check_keys(v, cm, sub, keys)) != 0)
+        return rc;
+    if ((rc = get_str(v, cm, sub, "description", 0, CUSTOS_CONFIG_MAX_CARD_TEXT, &s, &at)) != 0 ||
+        (rc = dup_str(s, &card->description)) != 0)
+        return rc;
+    if ((rc = get_str(v, cm, sub, "owner", 0, 256, &s, &at)) != 0 || (rc = dup_str(s, &card->owner)) != 0)
+        return rc;
+    if ((rc = parse_card_list(v, cm, sub, "intended_uses", &card->intended_uses, &card->n_intended_uses)) != 0)
+        return rc;
+    if ((rc = parse_card_list(v, cm, sub, "out_of_scope_uses", &card->out_of_scope_uses, &card->n_out_of_scope_uses)) !=
+        0)
+        return rc;
+    return parse_card_list(v, cm, sub, "limitations", &card->limitations, &card->n_limitations);
+}
+
+static void card_free(custos_card_config_t *card)
+{
+    char **lists[] = {card->intended_uses, card->out_of_scope_uses, card->limitations};
+    size_t ns[] = {card->n_intended_uses, card->n_out_of_scope_uses, card->n_limitations};
+    for (size_t l = 0; l < 3; l++) {
+        for (size_t i = 0; i < ns[l]; i++)
+            free(lists[l][i]);
+        free(lists[l]);
+    }
+    free(card->description);
+    free(card->owner);
+}
+
 static int parse_deployment(vctx_t *v, json_object *m, const char *path, custos_config_t *c,
                             custos_deployment_config_t *d)
 {
-    static const char *const keys[] = {"name",     "model",      "type",    "region",        "data_zone",
-                                       "backends", "rai_policy", "balance", "sticky_header", "requires",
-                                       "quota",    "tokenizer",  NULL};
+    static const char *const keys[] = {"name",       "model",   "type",          "region",   "data_zone", "backends",
+                                       "rai_policy", "balance", "sticky_header", "requires", "quota",     "tokenizer",
+                                       "card",       NULL};
     static const char *const types[] = {"global", "datazone", "regional", NULL};
     char fp[256], sb[4][72];
     custos_ymark_t at;
@@ -2719,6 +3145,8 @@ static int parse_deployment(vctx_t *v, json_object *m, const char *path, custos_
     if (!d->rai)
         return verr(v, at, "%s.rai_policy: unknown policy '%s' (define it under rai_policies, or use %s)", path,
                     shown(s, sb[0], sizeof(sb[0])), CUSTOS_RAI_DEFAULT_POLICY);
+    if ((rc = check_guard_residency(v, m, path, d)) != 0)
+        return rc;
     if ((rc = get_seq(v, m, path, "backends", 1, CUSTOS_CONFIG_MAX_DEPLOYMENT_BACKENDS, NULL, &seq, &at)) != 0)
         return rc;
     size_t n = json_object_array_length(seq);
@@ -2762,6 +3190,8 @@ static int parse_deployment(vctx_t *v, json_object *m, const char *path, custos_
         d->backends[k] = b;
         d->n_backends = i + 1;
     }
+    if ((rc = parse_deployment_card(v, m, path, &d->card)) != 0)
+        return rc;
     return parse_deployment_routing(v, m, path, d);
 }
 
@@ -3177,10 +3607,429 @@ static void diagnostics_free(custos_diagnostics_config_t *d)
 
 static void quotas_free(custos_quotas_config_t *q);
 
+/* ---------- use_cases and governance (docs/reviews.md) ---------- */
+
+static int valid_use_case_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '.' || *s == '_' || *s == '-'))
+            return 0;
+    return 1;
+}
+
+/* "YYYY-MM-DD" -> Unix seconds of that day's 00:00 UTC; -1 when malformed. */
+static int64_t parse_day(const char *s)
+{
+    int y, mo, d;
+    char tail;
+    if (strlen(s) != 10 || sscanf(s, "%4d-%2d-%2d%c", &y, &mo, &d, &tail) != 3 || s[4] != '-' || s[7] != '-' ||
+        y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31)
+        return -1;
+    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d};
+    time_t t = timegm(&tm);
+    struct tm back;
+    if (t == (time_t)-1 || !gmtime_r(&t, &back) || back.tm_mday != d || back.tm_mon != mo - 1)
+        return -1;
+    return (int64_t)t;
+}
+
+static int get_str_list(vctx_t *v, json_object *m, const char *path, const char *key, size_t max, char ***out,
+                        size_t *n_out)
+{
+    json_object *seq;
+    custos_ymark_t at;
+    char fp[256];
+    int rc = get_seq(v, m, path, key, 0, max, NULL, &seq, &at);
+    if (rc != 0 || !seq)
+        return rc;
+    size_t n = json_object_array_length(seq);
+    if (n == 0)
+        return 0;
+    *out = calloc(n, sizeof(char *));
+    if (!*out)
+        return CUSTOS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = NULL;
+        snprintf(fp, sizeof(fp), "%s.%s[%zu]", path, key, i);
+        if ((rc = check_str(v, json_object_array_get_idx(seq, i), custos_ytree_val_mark(seq, i), fp, 256, &s)) != 0)
+            return rc;
+        if ((rc = dup_str(s, &(*out)[i])) != 0)
+            return rc;
+        *n_out = i + 1;
+    }
+    return 0;
+}
+
+static int pii_rank(custos_rai_pii_action_t a)
+{
+    switch (a) {
+    case CUSTOS_RAI_PII_OFF:
+        return 0;
+    case CUSTOS_RAI_PII_ANNOTATE:
+        return 1;
+    case CUSTOS_RAI_PII_REDACT:
+    case CUSTOS_RAI_PII_PLACEHOLDER:
+        return 2;
+    case CUSTOS_RAI_PII_BLOCK:
+        return 3;
+    }
+    return 0;
+}
+
+/* Why policy p is weaker than u's minimum (static text into why), or NULL when it meets it. */
+static const char *policy_weaker(const custos_use_case_config_t *u, const custos_rai_policy_config_t *p, char *why,
+                                 size_t cap)
+{
+    static const char *const cats[CUSTOS_RAI_NCAT] = {"hate", "sexual", "violence", "self_harm"};
+    static const char *const srcs[CUSTOS_RAI_NSRC] = {"prompt", "completion"};
+    static const char *const lv[] = {"", "", "low", "", "medium", "", "high"};
+    static const char *const acts[] = {"off", "annotate", "block"};
+    for (int k = 0; k < CUSTOS_RAI_NCAT; k++) {
+        if (!u->min_threshold[k])
+            continue;
+        for (int d = 0; d < CUSTOS_RAI_NSRC; d++) {
+            const custos_rai_filter_t *f = &p->filters[k][d];
+            if (!f->enabled || !f->blocking || f->threshold > u->min_threshold[k]) {
+                snprintf(why, cap, "filters.%s needs %s blocking at %s or stricter, the policy has %s", cats[k],
+                         srcs[d], lv[u->min_threshold[k]],
+                         !f->enabled    ? "it off"
+                         : !f->blocking ? "it annotate-only"
+                                        : lv[f->threshold % 7]);
+                return why;
+            }
+        }
+    }
+    if (p->jailbreak < u->min_jailbreak) {
+        snprintf(why, cap, "jailbreak needs %s, the policy has %s", acts[u->min_jailbreak], acts[p->jailbreak]);
+        return why;
+    }
+    if (p->indirect_attack < u->min_indirect_attack) {
+        snprintf(why, cap, "indirect_attack needs %s, the policy has %s", acts[u->min_indirect_attack],
+                 acts[p->indirect_attack]);
+        return why;
+    }
+    for (int d = 0; d < CUSTOS_RAI_NSRC; d++) {
+        if (pii_rank(p->pii[d]) < pii_rank(u->min_pii[d])) {
+            snprintf(why, cap, "pii.%s is weaker than the minimum", srcs[d]);
+            return why;
+        }
+    }
+    if (u->min_groundedness && !p->groundedness.enabled) {
+        snprintf(why, cap, "groundedness is required but the policy does not check it");
+        return why;
+    }
+    return NULL;
+}
+
+static int parse_use_case_min_policy(vctx_t *v, json_object *m, const char *path, custos_use_case_config_t *u)
+{
+    static const char *const keys[] = {"filters", "jailbreak", "indirect_attack", "pii", "groundedness", NULL};
+    static const char *const thresholds[] = {"low", "medium", "high", NULL};
+    static const char *const sh_actions[] = {"off", "annotate", "block", NULL};
+    static const char *const pii_keys[] = {"prompt", "completion", NULL};
+    static const char *const pii_actions[] = {"off", "annotate", "redact", "placeholder", "block", NULL};
+    json_object *pm, *fm, *im;
+    custos_ymark_t at;
+    char fp[256], sb[72];
+    int rc, e;
+    if ((rc = get_map(v, m, path, "minimum_policy", 0, &pm, &at)) != 0 || !pm)
+        return rc;
+    join(fp, sizeof(fp), path, "minimum_policy");
+    if ((rc = check_keys(v, pm, fp, keys)) != 0)
+        return rc;
+    if ((rc = get_map(v, pm, fp, "filters", 0, &fm, &at)) != 0)
+        return rc;
+    size_t n = fm ? custos_ytree_count(fm) : 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *k = custos_ytree_key(fm, i);
+        int cat = rai_category(k);
+        if (cat < 0)
+            return verr(v, custos_ytree_key_mark(fm, i),
+                        "%s.filters: unknown category '%s' (hate, sexual, violence, "
+                        "self_harm)",
+                        fp, shown(k, sb, sizeof(sb)));
+        char fp2[300];
+        snprintf(fp2, sizeof(fp2), "%s.filters", fp);
+        if ((rc = get_enum(v, fm, fp2, k, thresholds, 1, &e)) != 0)
+            return rc;
+        u->min_threshold[cat] = (uint8_t)(2 + 2 * e);
+    }
+    if ((rc = get_enum(v, pm, fp, "jailbreak", sh_actions, CUSTOS_RAI_OFF, &e)) != 0)
+        return rc;
+    u->min_jailbreak = (custos_rai_action_t)e;
+    if ((rc = get_enum(v, pm, fp, "indirect_attack", sh_actions, CUSTOS_RAI_OFF, &e)) != 0)
+        return rc;
+    u->min_indirect_attack = (custos_rai_action_t)e;
+    if ((rc = get_map(v, pm, fp, "pii", 0, &im, &at)) != 0)
+        return rc;
+    if (im) {
+        char fp2[300];
+        snprintf(fp2, sizeof(fp2), "%s.pii", fp);
+        if ((rc = check_keys(v, im, fp2, pii_keys)) != 0)
+            return rc;
+        if ((rc = get_enum(v, im, fp2, "prompt", pii_actions, 0, &e)) != 0)
+            return rc;
+        u->min_pii[CUSTOS_RAI_PROMPT] = (custos_rai_pii_action_t)e;
+        if ((rc = get_enum(v, im, fp2, "completion", pii_actions, 0, &e)) != 0)
+            return rc;
+        u->min_pii[CUSTOS_RAI_COMPLETION] = (custos_rai_pii_action_t)e;
+    }
+    return get_bool(v, pm, fp, "groundedness", false, &u->min_groundedness);
+}
+
+static int parse_use_case_validation(vctx_t *v, json_object *m, const char *path, custos_use_case_config_t *u)
+{
+    static const char *const keys[] = {"validated", "evidence", "date", "expires", "required", NULL};
+    json_object *vm;
+    custos_ymark_t at;
+    char fp[256];
+    const char *s;
+    int rc;
+    u->validation_required = u->tier == CUSTOS_TIER_HIGH;
+    if ((rc = get_map(v, m, path, "validation", 0, &vm, &at)) != 0 || !vm)
+        return rc;
+    join(fp, sizeof(fp), path, "validation");
+    if ((rc = check_keys(v, vm, fp, keys)) != 0)
+        return rc;
+    if ((rc = get_bool(v, vm, fp, "validated", false, &u->validated)) != 0)
+        return rc;
+    bool req = false;
+    if ((rc = get_bool(v, vm, fp, "required", u->validation_required, &req)) != 0)
+        return rc;
+    if (u->tier == CUSTOS_TIER_HIGH && !req) {
+        field_t f;
+        get_field(vm, "required", &f);
+        return verr(v, f.vmark, "%s.required: high-tier use cases always require validation", fp);
+    }
+    u->validation_required = req;
+    if ((rc = get_str(v, vm, fp, "evidence", 0, 1024, &s, &at)) != 0 || (rc = dup_str(s, &u->evidence)) != 0)
+        return rc;
+    if ((rc = get_str(v, vm, fp, "date", 0, 10, &s, &at)) != 0)
+        return rc;
+    if (s && parse_day(s) < 0)
+        return verr(v, at, "%s.date: expected a date YYYY-MM-DD", fp);
+    if ((rc = dup_str(s, &u->validation_date)) != 0)
+        return rc;
+    if ((rc = get_str(v, vm, fp, "expires", 0, 10, &s, &at)) != 0)
+        return rc;
+    if (s) {
+        int64_t t = parse_day(s);
+        if (t < 0)
+            return verr(v, at, "%s.expires: expected a date YYYY-MM-DD", fp);
+        u->expires_s = t + 86400; /* valid through the whole expiry day (UTC) */
+        if ((rc = dup_str(s, &u->validation_expires)) != 0)
+            return rc;
+    }
+    if (u->validated && !u->evidence)
+        return verr(v, custos_ytree_mark(vm), "%s: validated: true needs an evidence reference", fp);
+    return 0;
+}
+
+static int parse_use_case(vctx_t *v, json_object *m, const char *path, custos_config_t *c, custos_use_case_config_t *u)
+{
+    static const char *const keys[] = {"id",
+                                       "description",
+                                       "owner",
+                                       "tier",
+                                       "deployments",
+                                       "minimum_policy",
+                                       "validation",
+                                       "regulatory_review",
+                                       "qa_sample_rate",
+                                       "review_deadline_s",
+                                       "bind",
+                                       NULL};
+    static const char *const tiers[] = {"high", "elevated", "standard", NULL};
+    static const char *const bind_keys[] = {"api_keys", "principals", "app_ids", NULL};
+    custos_ymark_t at;
+    json_object *seq, *bm;
+    const char *s;
+    char fp[256], sb[2][72], why[200];
+    field_t f;
+    int rc, e;
+    int64_t n;
+
+    if ((rc = check_keys(v, m, path, keys)) != 0)
+        return rc;
+    if ((rc = get_str(v, m, path, "id", 1, 64, &s, &at)) != 0 || !s)
+        return rc ? rc : CUSTOS_EINVAL;
+    if (!valid_use_case_id(s))
+        return verr(v, at, "%s.id: must be 1..64 characters of [a-z0-9._-]", path);
+    if ((rc = dup_str(s, &u->id)) != 0)
+        return rc;
+    if ((rc = get_str(v, m, path, "description", 0, 1024, &s, &at)) != 0 || (rc = dup_str(s, &u->description)) != 0)
+        return rc;
+    if ((rc = get_str(v, m, path, "owner", 1, 256, &s, &at)) != 0 || (rc = dup_str(s, &u->owner)) != 0)
+        return rc;
+    get_field(m, "tier", &f);
+    if (!f.present)
+        return missing(v, m, path, "tier");
+    if ((rc = get_enum(v, m, path, "tier", tiers, 0, &e)) != 0)
+        return rc;
+    u->tier = (custos_usecase_tier_t)e;
+    if ((rc = get_seq(v, m, path, "deployments", 1, CUSTOS_CONFIG_MAX_USE_CASE_DEPLOYMENTS, NULL, &seq, &at)) != 0)
+        return rc;
+    size_t nd = json_object_array_length(seq);
+    u->deployments = calloc(nd, sizeof(char *));
+    if (!u->deployments)
+        return CUSTOS_ENOMEM;
+    if ((rc = parse_use_case_min_policy(v, m, path, u)) != 0)
+        return rc;
+    for (size_t i = 0; i < nd; i++) {
+        custos_ymark_t im = custos_ytree_val_mark(seq, i);
+        snprintf(fp, sizeof(fp), "%s.deployments[%zu]", path, i);
+        if ((rc = check_str(v, json_object_array_get_idx(seq, i), im, fp, 64, &s)) != 0)
+            return rc;
+        const custos_deployment_config_t *d = custos_config_find_deployment(c, s);
+        if (!d)
+            return verr(v, im, "%s: unknown deployment '%s'", fp, shown(s, sb[0], sizeof(sb[0])));
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(u->deployments[j], s) == 0)
+                return verr(v, im, "%s: deployment '%s' is listed twice", fp, shown(s, sb[0], sizeof(sb[0])));
+        if (policy_weaker(u, d->rai, why, sizeof(why)))
+            return verr(v, im, "%s: deployment %s's rai_policy %s is weaker than the use case's minimum_policy (%s)",
+                        fp, shown(d->name, sb[0], sizeof(sb[0])), shown(d->rai->name, sb[1], sizeof(sb[1])), why);
+        if ((rc = dup_str(s, &u->deployments[i])) != 0)
+            return rc;
+        u->n_deployments = i + 1;
+    }
+    if ((rc = parse_use_case_validation(v, m, path, u)) != 0)
+        return rc;
+    if ((rc = get_bool(v, m, path, "regulatory_review", false, &u->regulatory_review)) != 0)
+        return rc;
+    if ((rc = get_int(v, m, path, "review_deadline_s", 1, 31536000, 86400, &n)) != 0)
+        return rc;
+    u->review_deadline_s = (uint32_t)n;
+    get_field(m, "qa_sample_rate", &f);
+    if (f.present) {
+        if (u->tier != CUSTOS_TIER_STANDARD)
+            return verr(v, f.kmark,
+                        "%s.qa_sample_rate: only for tier standard (high and elevated review every "
+                        "request)",
+                        path);
+        if (!f.val || !(json_object_is_type(f.val, json_type_double) || json_object_is_type(f.val, json_type_int)))
+            return verr(v, f.vmark, "%s.qa_sample_rate: expected a number from 0 to 1", path);
+        double r = json_object_get_double(f.val);
+        if (!(r >= 0.0 && r <= 1.0))
+            return verr(v, f.vmark, "%s.qa_sample_rate: must be from 0 to 1", path);
+        u->qa_sample_rate = r;
+        u->qa_rate_ppm = (uint32_t)(r * 1000000.0 + 0.5);
+    }
+    if (u->tier != CUSTOS_TIER_STANDARD && c->retention.content_none)
+        return verr(v, custos_ytree_mark(m),
+                    "%s: tier %s needs the content stored for its reviewers, but retention.content is none (set "
+                    "retention.content: {days: N})",
+                    path, tiers[u->tier]);
+    if ((rc = get_map(v, m, path, "bind", 0, &bm, &at)) != 0)
+        return rc;
+    if (bm) {
+        join(fp, sizeof(fp), path, "bind");
+        if ((rc = check_keys(v, bm, fp, bind_keys)) != 0 ||
+            (rc = get_str_list(v, bm, fp, "api_keys", CUSTOS_CONFIG_MAX_USE_CASE_BINDINGS, &u->bind_api_keys,
+                               &u->n_bind_api_keys)) != 0 ||
+            (rc = get_str_list(v, bm, fp, "principals", CUSTOS_CONFIG_MAX_USE_CASE_BINDINGS, &u->bind_principals,
+                               &u->n_bind_principals)) != 0 ||
+            (rc = get_str_list(v, bm, fp, "app_ids", CUSTOS_CONFIG_MAX_USE_CASE_BINDINGS, &u->bind_app_ids,
+                               &u->n_bind_app_ids)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static bool list_has(char **l, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(l[i], s) == 0)
+            return true;
+    return false;
+}
+
+static int parse_use_cases(vctx_t *v, json_object *root, custos_config_t *c)
+{
+    static const char *const gkeys[] = {"require_use_case", NULL};
+    json_object *seq, *gm;
+    custos_ymark_t at;
+    char fp[64], sb[72];
+    int rc;
+    if ((rc = get_map(v, root, "", "governance", 0, &gm, &at)) != 0)
+        return rc;
+    if (gm && ((rc = check_keys(v, gm, "governance", gkeys)) != 0 ||
+               (rc = get_bool(v, gm, "governance", "require_use_case", false, &c->governance.require_use_case)) != 0))
+        return rc;
+    if ((rc = get_seq(v, root, "", "use_cases", 0, CUSTOS_CONFIG_MAX_USE_CASES, NULL, &seq, &at)) != 0 || !seq)
+        return rc;
+    size_t n = json_object_array_length(seq);
+    if (n == 0)
+        return 0;
+    c->use_cases = calloc(n, sizeof(*c->use_cases));
+    if (!c->use_cases)
+        return CUSTOS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_object *m = json_object_array_get_idx(seq, i);
+        custos_use_case_config_t *u = &c->use_cases[i];
+        c->n_use_cases = i + 1;
+        snprintf(fp, sizeof(fp), "use_cases[%zu]", i);
+        if ((rc = expect_map(v, m, custos_ytree_val_mark(seq, i), fp)) != 0 ||
+            (rc = parse_use_case(v, m, fp, c, u)) != 0)
+            return rc;
+        for (size_t j = 0; j < i; j++) {
+            const custos_use_case_config_t *o = &c->use_cases[j];
+            if (strcmp(o->id, u->id) == 0)
+                return verr(v, custos_ytree_mark(m), "%s.id: use case '%s' is defined twice", fp,
+                            shown(u->id, sb, sizeof(sb)));
+            const char *dup = NULL;
+            for (size_t k = 0; !dup && k < u->n_bind_api_keys; k++)
+                dup = list_has(o->bind_api_keys, o->n_bind_api_keys, u->bind_api_keys[k]) ? u->bind_api_keys[k] : NULL;
+            for (size_t k = 0; !dup && k < u->n_bind_principals; k++)
+                dup = list_has(o->bind_principals, o->n_bind_principals, u->bind_principals[k]) ? u->bind_principals[k]
+                                                                                                : NULL;
+            for (size_t k = 0; !dup && k < u->n_bind_app_ids; k++)
+                dup = list_has(o->bind_app_ids, o->n_bind_app_ids, u->bind_app_ids[k]) ? u->bind_app_ids[k] : NULL;
+            if (dup)
+                return verr(v, custos_ytree_mark(m),
+                            "%s.bind: '%s' is already bound to use case %s (a caller has one "
+                            "default use case)",
+                            fp, shown(dup, sb, sizeof(sb)), o->id);
+        }
+    }
+    return 0;
+}
+
+static void free_list(char **l, size_t n)
+{
+    for (size_t i = 0; l && i < n; i++)
+        free(l[i]);
+    free(l);
+}
+
+static void use_cases_free(custos_config_t *c)
+{
+    for (size_t i = 0; i < c->n_use_cases; i++) {
+        custos_use_case_config_t *u = &c->use_cases[i];
+        free(u->id);
+        free(u->description);
+        free(u->owner);
+        free_list(u->deployments, u->n_deployments);
+        free(u->evidence);
+        free(u->validation_date);
+        free(u->validation_expires);
+        free_list(u->bind_api_keys, u->n_bind_api_keys);
+        free_list(u->bind_principals, u->n_bind_principals);
+        free_list(u->bind_app_ids, u->n_bind_app_ids);
+    }
+    free(c->use_cases);
+    c->use_cases = NULL;
+    c->n_use_cases = 0;
+}
+
 static void config_free(custos_config_t *c)
 {
     if (!c)
         return;
+    use_cases_free(c);
     diagnostics_free(&c->diagnostics);
     quotas_free(&c->quotas);
     free(c->source);
@@ -3259,15 +4108,19 @@ static void config_free(custos_config_t *c)
         for (size_t k = 0; k < d->n_require_regions; k++)
             free(d->require_regions[k]);
         free(d->require_regions);
+        card_free(&d->card);
     }
     free(c->deployments);
     for (size_t i = 0; i < c->n_rai_policies; i++)
         rai_policy_free(&c->rai_policies[i]);
     free(c->rai_policies);
     rai_policy_free(&c->rai_default);
+    guards_free(c);
     free(c->safety.harm_model);
     free(c->safety.shields_model);
     free(c->safety.grounded_model);
+    free(c->safety.grounded_reasoning_deployment);
+    free(c->safety.eval_dir);
     free(c->safety.pii_mrn_format);
     free(c->backends_by_name);
     free(c->deployments_by_name);
@@ -3428,9 +4281,9 @@ static int parse_quotas(vctx_t *v, json_object *root, custos_config_t *c)
 
 static int validate(vctx_t *v, json_object *root, custos_config_t *c)
 {
-    static const char *const top[] = {"server",       "listeners",   "limits",      "upstream", "identity",
-                                      "backends",     "deployments", "diagnostics", "storage",  "network",
-                                      "rai_policies", "safety",      "retention",   "quotas",   NULL};
+    static const char *const top[] = {"server",      "listeners",   "limits",  "upstream",  "identity",     "backends",
+                                      "deployments", "diagnostics", "storage", "network",   "rai_policies", "safety",
+                                      "retention",   "quotas",      "guards",  "use_cases", "governance",   NULL};
     int rc;
     if (!root || !json_object_is_type(root, json_type_object))
         return verr(v, root ? custos_ytree_mark(root) : (custos_ymark_t){1, 1},
@@ -3459,13 +4312,19 @@ static int validate(vctx_t *v, json_object *root, custos_config_t *c)
         return rc;
     if ((rc = parse_safety(v, root, c)) != 0)
         return rc;
+    if ((rc = parse_guards(v, root, c)) != 0)
+        return rc;
     if ((rc = parse_rai_policies(v, root, c)) != 0)
         return rc;
     if ((rc = parse_deployments(v, root, c)) != 0)
         return rc;
     if ((rc = index_deployments(c)) != 0)
         return rc;
+    if ((rc = check_grounded_judge(v, root, c)) != 0)
+        return rc;
     if ((rc = parse_quotas(v, root, c)) != 0)
+        return rc;
+    if ((rc = parse_use_cases(v, root, c)) != 0) /* after deployments and retention (docs/reviews.md) */
         return rc;
     return parse_diagnostics(v, root, c);
 }
@@ -3752,6 +4611,23 @@ int custos_config_dump_summary(const custos_config_t *c, FILE *f)
                 fprintf(f, "%s%s", j ? "|" : " regions ", d->require_regions[j]);
         }
         fprintf(f, "\n");
+    }
+    if (c->n_use_cases) { /* docs/reviews.md */
+        static const char *const tiers[] = {"high", "elevated", "standard"};
+        fprintf(f, "use cases (%zu)%s:\n", c->n_use_cases,
+                c->governance.require_use_case ? ", required on every request" : "");
+        for (size_t i = 0; i < c->n_use_cases; i++) {
+            const custos_use_case_config_t *u = &c->use_cases[i];
+            fprintf(f, "  %s  %s  %s  ->", u->id, tiers[u->tier % 3],
+                    u->validated             ? "validated"
+                    : u->validation_required ? "NOT validated (refused)"
+                                             : "not validated");
+            for (size_t j = 0; j < u->n_deployments; j++)
+                fprintf(f, "%s %s", j ? "," : "", u->deployments[j]);
+            if (u->tier == CUSTOS_TIER_STANDARD)
+                fprintf(f, "  qa %.4g", u->qa_sample_rate);
+            fprintf(f, "  deadline %us\n", u->review_deadline_s);
+        }
     }
     return (fflush(f) == 0 && !ferror(f)) ? 0 : CUSTOS_EIO;
 }

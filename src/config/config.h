@@ -295,6 +295,58 @@ typedef struct custos_backend_config {
     unsigned hc_unhealthy_threshold; /* 1..100, default 3 */
 } custos_backend_config_t;
 
+/* ---------- guards: external guard models (src/guard, docs/guard-models.md) ---------- */
+
+#define CUSTOS_CONFIG_MAX_GUARDS 64
+
+typedef enum {
+    CUSTOS_GUARD_LLAMA_GUARD = 0,      /* OpenAI-compatible server (vLLM, llama.cpp) serving Llama Guard 3 */
+    CUSTOS_GUARD_AZURE_CONTENT_SAFETY, /* Azure AI Content Safety REST (text:analyze, text:shieldPrompt) */
+    CUSTOS_GUARD_HTTP_CLASSIFIER,      /* custos's generic JSON-over-HTTP classifier contract */
+} custos_guard_type_t;
+
+/* guards[]: one external guard model, configured like a backend. */
+typedef struct custos_guard_config {
+    char *name; /* unique, [A-Za-z0-9._-]{1,64} */
+    custos_guard_type_t type;
+    char *url; /* as written */
+    bool https;
+    char *host;
+    uint16_t port;
+    char *path_prefix;   /* URL path without trailing slash; "" if none */
+    char *api_key;       /* auth.api_key_env / api_key_file; NULL = none. Zeroed on free; never log it */
+    size_t api_key_len;  /* sent as Authorization: Bearer (llama-guard, http-classifier) or Ocp-Apim-Subscription-Key */
+    char *model;         /* llama-guard: model name sent (default "meta-llama/Llama-Guard-3-8B") */
+    bool chat_api;       /* llama-guard api: chat (server applies the template) | completions (custos builds it) */
+    char *api_version;   /* azure-content-safety: api-version (default 2024-09-01) */
+    uint32_t timeout_ms; /* per attempt (connect, first byte, idle), 10..60000, default 1000 */
+    unsigned max_concurrency; /* checks in flight to this guard, all workers, 1..100000, default 64 */
+    unsigned retries;         /* further attempts after a failed one, 0..3, default 1 */
+    char *region;             /* residency tags, as for backends */
+    char *data_zone;
+    char *ca_file; /* https: CA bundle (resolved); NULL = system store */
+    bool tls_verify;
+    unsigned cb_failures;   /* circuit_breaker.consecutive_failures (0 = off), default 5 */
+    uint32_t cb_base_ms;    /* circuit_breaker.base_ejection_ms, default 5000 */
+    uint32_t cb_max_ms;     /* circuit_breaker.max_ejection_ms, default 60000 */
+    unsigned cache_entries; /* verdict cache per worker and guard, 0..1000000 (0 = off), default 4096 */
+    uint32_t cache_ttl_s;   /* 1..86400, default 300 */
+} custos_guard_config_t;
+
+/* How a check uses a guard (rai_policies[].content_filters[].guard, prompt_shields.guard). */
+typedef enum {
+    CUSTOS_CASCADE_IN_PROCESS = 0, /* the in-process model decides (default) */
+    CUSTOS_CASCADE_GUARD,          /* the guard decides every text */
+    CUSTOS_CASCADE_BAND,           /* score < lo: allow; > hi: block; inside [lo, hi]: the guard decides */
+} custos_cascade_mode_t;
+
+typedef struct custos_rai_guard {
+    const custos_guard_config_t *guard; /* borrowed from custos_config_t.guards; NULL when mode is in_process */
+    custos_cascade_mode_t mode;
+    float band_lo, band_hi; /* calibrated in-process score, 0 <= lo <= hi <= 1 */
+    bool fail_closed;       /* on_error: closed (filter) | open (annotate the error; default) */
+} custos_rai_guard_t;
+
 /* ---------- rai_policies: content filtering per deployment (docs/content-filtering.md) ---------- */
 
 #define CUSTOS_CONFIG_MAX_RAI_POLICIES 256
@@ -341,6 +393,16 @@ typedef struct custos_rai_policy_config {
     uint32_t window_min_chars; /* streaming: a window closes at a sentence end once this long (default 200) */
     uint32_t window_max_chars; /* ... and always at this length (default 1000) */
     uint32_t context_chars;    /* streaming: previous text re-scored with each window (default 200) */
+    /* external guard cascades (src/guard): per harm category and direction, and for the two prompt shields */
+    custos_rai_guard_t harm_guard[CUSTOS_RAI_NCAT][CUSTOS_RAI_NSRC];
+    custos_rai_guard_t shield_guard[2]; /* [0] jailbreak, [1] indirect attack (prompt_shields.guard) */
+    /* groundedness of the answer against the request's sources (api/cf_grounded.h); default off */
+    struct {
+        bool enabled;
+        custos_rai_action_t action; /* CUSTOS_RAI_ANNOTATE or CUSTOS_RAI_BLOCK */
+        float threshold;            /* sentence P(ungrounded) reported from, 0.5..0.99 (default 0.5) */
+        bool medical;               /* domain Medical (else Generic) */
+    } groundedness;
 } custos_rai_policy_config_t;
 
 /* safety: the in-process models (loaded once at start; changing these needs a restart). */
@@ -350,6 +412,12 @@ typedef struct custos_safety_config {
     char *grounded_model;  /* resolved path; NULL = the shipped models/grounded.model (optional) */
     char *pii_mrn_format;  /* organisation MRN pattern (safety/pii.h); NULL = context-gated digits only */
     size_t max_text_bytes; /* one screened text; larger -> the check cannot run (default 4 MiB) */
+    char *eval_dir;        /* evaluation results (JSON) shown on deployment cards (governance/card.h); resolved path,
+                              NULL = the shipped models/eval next to the models */
+    /* safety.groundedness: the judge deployment for text:detectGroundedness reasoning (or NULL) and the bound on
+     * its call in milliseconds (default 30000); api/cs_reasoning.h */
+    char *grounded_reasoning_deployment;
+    uint32_t grounded_reasoning_timeout_ms;
 } custos_safety_config_t;
 
 typedef enum {
@@ -400,6 +468,21 @@ typedef struct custos_quotas_config {
     custos_quota_failure_t on_failure;
 } custos_quotas_config_t;
 
+/* deployments[].card: the deployment's transparency card (governance/card.h, docs/config.md "deployments").
+ * Every field NULL/0 when absent; strings are UTF-8 as written, each at most CUSTOS_CONFIG_MAX_CARD_TEXT bytes. */
+#define CUSTOS_CONFIG_MAX_CARD_ITEMS 32
+#define CUSTOS_CONFIG_MAX_CARD_TEXT 1000
+typedef struct custos_card_config {
+    char *description; /* what the deployment is for, in a sentence or two */
+    char *owner;       /* accountable team or contact (at most 256 bytes) */
+    char **intended_uses;
+    size_t n_intended_uses;
+    char **out_of_scope_uses;
+    size_t n_out_of_scope_uses;
+    char **limitations;
+    size_t n_limitations;
+} custos_card_config_t;
+
 typedef struct custos_deployment_config {
     char *name;  /* unique, [A-Za-z0-9._-]{1,64}; what clients ask for */
     char *model; /* model reported to clients (default: name) */
@@ -423,6 +506,7 @@ typedef struct custos_deployment_config {
     custos_quota_limit_config_t quota_per_principal;
     /* custos_tok_kind_t from `tokenizer:`, or -1: chosen by model name (docs/tokens.md) */
     int tokenizer;
+    custos_card_config_t card; /* deployments[].card (transparency; served by GET /v1/models/{id}) */
 } custos_deployment_config_t;
 
 /* diagnostics.sinks[] entry (docs/diagnostics.md, docs/config.md). Fields of the other types are zero/NULL. */
@@ -513,6 +597,50 @@ typedef struct custos_network_config {
     struct custos_acl *acl; /* compiled rules (net/acl.h); non-NULL iff configured */
 } custos_network_config_t;
 
+/* ---------- use cases and review tiers (src/governance, docs/reviews.md) ---------- */
+
+#define CUSTOS_CONFIG_MAX_USE_CASES 1024
+#define CUSTOS_CONFIG_MAX_USE_CASE_DEPLOYMENTS 64
+#define CUSTOS_CONFIG_MAX_USE_CASE_BINDINGS 1000
+
+typedef enum { CUSTOS_TIER_HIGH = 0, CUSTOS_TIER_ELEVATED, CUSTOS_TIER_STANDARD } custos_usecase_tier_t;
+
+/* use_cases[]: a registered purpose. minimum_policy is checked against each listed deployment's rai_policy at load. */
+typedef struct custos_use_case_config {
+    char *id; /* [a-z0-9._-]{1,64}, unique */
+    char *description;
+    char *owner;
+    custos_usecase_tier_t tier;
+    char **deployments; /* allowed deployment names (each configured) */
+    size_t n_deployments;
+    /* minimum_policy */
+    uint8_t min_threshold[CUSTOS_RAI_NCAT]; /* 0 = no minimum; else 2/4/6: blocking at this threshold or lower */
+    custos_rai_action_t min_jailbreak, min_indirect_attack;
+    custos_rai_pii_action_t min_pii[CUSTOS_RAI_NSRC];
+    bool min_groundedness; /* the policy must check groundedness */
+    /* validation record */
+    bool validated;
+    bool validation_required; /* always true for high */
+    char *evidence;           /* reference to the evidence (document id, URL); NULL if none */
+    char *validation_date;    /* "YYYY-MM-DD" or NULL */
+    char *validation_expires; /* "YYYY-MM-DD" or NULL */
+    int64_t expires_s;        /* end of the expiry day (UTC), 0 = never */
+    bool regulatory_review;
+    uint32_t qa_rate_ppm; /* standard: sampled share in millionths */
+    double qa_sample_rate;
+    uint32_t review_deadline_s;
+    char **bind_api_keys; /* callers whose default use case this is */
+    size_t n_bind_api_keys;
+    char **bind_principals;
+    size_t n_bind_principals;
+    char **bind_app_ids;
+    size_t n_bind_app_ids;
+} custos_use_case_config_t;
+
+typedef struct custos_governance_config {
+    bool require_use_case; /* governance.require_use_case: requests without a use case get 403 (default false) */
+} custos_governance_config_t;
+
 typedef struct custos_config {
     char *source; /* the name given to load (file path or string name) */
     custos_server_config_t server;
@@ -529,11 +657,16 @@ typedef struct custos_config {
     size_t n_deployments;
     custos_diagnostics_config_t diagnostics;
     custos_network_config_t network;
+    custos_guard_config_t *guards; /* guards[], in order (docs/guard-models.md) */
+    size_t n_guards;
     custos_rai_policy_config_t *rai_policies; /* rai_policies[], in order */
     size_t n_rai_policies;
     custos_rai_policy_config_t rai_default; /* CUSTOS_RAI_DEFAULT_POLICY */
     custos_safety_config_t safety;
     custos_quotas_config_t quotas;
+    custos_use_case_config_t *use_cases; /* use_cases[], in order (docs/reviews.md) */
+    size_t n_use_cases;
+    custos_governance_config_t governance;
     /* private */
     atomic_uint refs;
     const custos_backend_config_t **backends_by_name;       /* sorted by name, for lookup */

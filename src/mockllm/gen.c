@@ -470,6 +470,8 @@ int custos_mock_req_parse(custos_mock_kind_t kind, const char *body, size_t len,
         goto fail;
     if (kind != CUSTOS_MOCK_EMBEDDINGS && (rc = parse_script(root, arena, out, err_param, err_msg)))
         goto fail;
+    if (kind == CUSTOS_MOCK_CHAT && !out->n_script && (rc = custos_mock_judge(root, arena, out)) != 0)
+        goto fail; /* custos' groundedness judge prompt: a scripted verdict (judge.c) */
     if (kind == CUSTOS_MOCK_CHAT)
         rc = parse_chat(root, out, err_param, err_msg);
     else if (kind == CUSTOS_MOCK_COMPLETION)

@@ -161,4 +161,10 @@ uint64_t custos_mock_hash(const void *p, size_t n, uint64_t h);
 int custos_mock_json_escape(custos_buf_t *out, const char *s, size_t n);
 int custos_mock_base64(custos_buf_t *out, const void *p, size_t n);
 
+/* Groundedness judge (judge.c): when root is custos' reasoning prompt (models/prompts/groundedness-reasoning.txt)
+ * and no mock_reply is set, scripts r's reply with a deterministic verdict. Returns 0 (also when not a judge prompt)
+ * or CUSTOS_ENOMEM. */
+struct json_object;
+int custos_mock_judge(struct json_object *root, custos_arena_t *arena, custos_mock_req_t *r);
+
 #endif

@@ -3,6 +3,7 @@
  * Worker threads (one loop + SO_REUSEPORT listener each) serve deterministic replies with fault injection. */
 #include "core/loop.h"
 #include "mockllm/gen.h"
+#include "mockllm/guard.h"
 #include "net/http_server.h"
 #include "net/listener.h"
 #include "net/tls.h"
@@ -72,6 +73,8 @@ static struct {
     custos_mock_opts_t opts;
     const char *api_key;
     uint32_t delay_ms;
+    /* --guard-delay-ms: before every guard answer (mockllm/guard.h) */
+    uint32_t guard_delay_ms;
     custos_mock_fault_t fault; /* global --fault */
     bool has_fault;
     bool quiet;
@@ -665,6 +668,8 @@ static void handle(custos_http_req_t *req, void *ud)
         respond_stats(w, req);
         return;
     }
+    if (custos_mock_guard_handle(req, w->loop, g.guard_delay_ms)) /* guard-model endpoints (mockllm/guard.h) */
+        return;
     if (path_is(req, "/mock/reset") && is_post) {
         stats_reset();
         respond_json(req, 200, "{\"ok\":true}", 11, NULL, 0);
@@ -738,7 +743,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: custos-mockllm [--listen 127.0.0.1:8081] [--listen unix:/path] [--workers N]\n"
                "                      [--tls-cert F --tls-key F] [--api-key K] [--delay-ms N] [--chunk-words N]\n"
-               "                      [--reply-words N] [--fault SPEC] [--quiet]\n"
+               "                      [--reply-words N] [--fault SPEC] [--guard-delay-ms N] [--quiet]\n"
                "Stand-in OpenAI/Azure-OpenAI model server (deterministic replies, fault injection).\n");
 }
 
@@ -794,7 +799,7 @@ static void set_port(custos_addr_t *a, int port)
 
 int main(int argc, char **argv)
 {
-    enum { O_TLS_CERT = 256, O_TLS_KEY, O_API_KEY, O_DELAY, O_CHUNK, O_REPLY, O_FAULT, O_QUIET };
+    enum { O_TLS_CERT = 256, O_TLS_KEY, O_API_KEY, O_DELAY, O_CHUNK, O_REPLY, O_FAULT, O_QUIET, O_GUARD_DELAY };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"workers", required_argument, NULL, 'w'},
@@ -802,6 +807,7 @@ int main(int argc, char **argv)
         {"tls-key", required_argument, NULL, O_TLS_KEY},
         {"api-key", required_argument, NULL, O_API_KEY},
         {"delay-ms", required_argument, NULL, O_DELAY},
+        {"guard-delay-ms", required_argument, NULL, O_GUARD_DELAY},
         {"chunk-words", required_argument, NULL, O_CHUNK},
         {"reply-words", required_argument, NULL, O_REPLY},
         {"fault", required_argument, NULL, O_FAULT},
@@ -844,6 +850,12 @@ int main(int argc, char **argv)
             break;
         case O_API_KEY:
             g.api_key = optarg;
+            break;
+        case O_GUARD_DELAY:
+            if (parse_u32(optarg, 0, 600000, &g.guard_delay_ms)) {
+                fprintf(stderr, "custos-mockllm: bad --guard-delay-ms\n");
+                return 2;
+            }
             break;
         case O_DELAY:
             if (parse_u32(optarg, 0, 600000, &g.delay_ms))

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -352,7 +353,49 @@ typedef struct resp_ctx {
     size_t body_len;
     bool done;
     bool too_big;
+    const char *want; /* response header to capture (custos_bclient_http_ex), or NULL */
+    char field[64];   /* the current header name (longer names never match) */
+    size_t field_len;
+    bool field_long, in_value, match;
+    char *hval; /* captured value, hcap bytes */
+    size_t hcap, hlen;
 } resp_ctx_t;
+
+static int on_hfield(llhttp_t *p, const char *at, size_t len)
+{
+    resp_ctx_t *rc = p->data;
+    if (rc->in_value) { /* a new header starts */
+        rc->in_value = false;
+        rc->field_len = 0;
+        rc->field_long = false;
+    }
+    if (rc->field_len + len >= sizeof(rc->field))
+        rc->field_long = true;
+    else {
+        memcpy(rc->field + rc->field_len, at, len);
+        rc->field_len += len;
+    }
+    return 0;
+}
+
+static int on_hvalue(llhttp_t *p, const char *at, size_t len)
+{
+    resp_ctx_t *rc = p->data;
+    if (!rc->in_value) {
+        rc->in_value = true;
+        rc->match = !rc->field_long && rc->want && strlen(rc->want) == rc->field_len &&
+                    strncasecmp(rc->field, rc->want, rc->field_len) == 0;
+        if (rc->match)
+            rc->hlen = 0; /* the last occurrence wins */
+    }
+    if (rc->match && rc->hval) {
+        size_t n = rc->hlen + len < rc->hcap ? len : rc->hcap - 1 - rc->hlen;
+        memcpy(rc->hval + rc->hlen, at, n);
+        rc->hlen += n;
+        rc->hval[rc->hlen] = 0;
+    }
+    return 0;
+}
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
@@ -380,6 +423,17 @@ int custos_bclient_http(custos_bclient_t *c, const char *method, const char *hos
                         const char *extra_headers, const void *body, size_t body_len, size_t body_max, int deadline_ms,
                         int *status, custos_buf_t *resp_body, bool *keep_alive)
 {
+    return custos_bclient_http_ex(c, method, host_hdr, path, extra_headers, body, body_len, body_max, deadline_ms,
+                                  status, resp_body, keep_alive, NULL, NULL, 0);
+}
+
+int custos_bclient_http_ex(custos_bclient_t *c, const char *method, const char *host_hdr, const char *path,
+                           const char *extra_headers, const void *body, size_t body_len, size_t body_max,
+                           int deadline_ms, int *status, custos_buf_t *resp_body, bool *keep_alive,
+                           const char *resp_header, char *hval, size_t hcap)
+{
+    if (hval && hcap)
+        hval[0] = 0;
     custos_buf_t head;
     int rc;
     uint64_t deadline = custos_now_ms() + (uint64_t)(deadline_ms > 0 ? deadline_ms : 10000);
@@ -406,9 +460,13 @@ int custos_bclient_http(custos_bclient_t *c, const char *method, const char *hos
     llhttp_settings_init(&st);
     st.on_body = on_body;
     st.on_message_complete = on_complete;
+    if (resp_header && hval && hcap) {
+        st.on_header_field = on_hfield;
+        st.on_header_value = on_hvalue;
+    }
     llhttp_t parser;
     llhttp_init(&parser, HTTP_RESPONSE, &st);
-    resp_ctx_t ctx = {.body = resp_body, .body_max = body_max};
+    resp_ctx_t ctx = {.body = resp_body, .body_max = body_max, .want = resp_header, .hval = hval, .hcap = hcap};
     parser.data = &ctx;
     size_t total = 0;
     char buf[8192];

@@ -76,4 +76,12 @@ int custos_bclient_http(custos_bclient_t *c, const char *method, const char *hos
                         const char *extra_headers, const void *body, size_t body_len, size_t body_max, int deadline_ms,
                         int *status, custos_buf_t *resp_body, bool *keep_alive);
 
+/* custos_bclient_http that also copies the value of the response header resp_header (case-insensitive name; the
+ * last occurrence wins) into hval (hcap bytes, NUL-terminated, truncated to fit; "" when absent). resp_header NULL:
+ * exactly custos_bclient_http. */
+int custos_bclient_http_ex(custos_bclient_t *c, const char *method, const char *host_hdr, const char *path,
+                           const char *extra_headers, const void *body, size_t body_len, size_t body_max,
+                           int deadline_ms, int *status, custos_buf_t *resp_body, bool *keep_alive,
+                           const char *resp_header, char *hval, size_t hcap);
+
 #endif

@@ -197,6 +197,8 @@ const char *custos_http_status_text(int status)
         return "Created";
     case 204:
         return "No Content";
+    case 308:
+        return "Permanent Redirect";
     case 400:
         return "Bad Request";
     case 401:

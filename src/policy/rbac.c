@@ -41,6 +41,8 @@ bool custos_rbac_allowed(const custos_rbac_subject_t *s, const custos_rbac_grant
     } else if (action == CUSTOS_RBAC_SAFETY_ADMIN) {
         need = CUSTOS_ROLE_CONTRIBUTOR | CUSTOS_ROLE_ADMIN;
         deployment = NULL;
+    } else if (action == CUSTOS_RBAC_REVIEW) {
+        need = CUSTOS_ROLE_REVIEWER | CUSTOS_ROLE_ADMIN;
     } else {
         need = CUSTOS_ROLE_INFERENCE_USER | CUSTOS_ROLE_ADMIN;
     }

@@ -35,6 +35,7 @@ typedef enum {
     CUSTOS_RBAC_INFERENCE = 0, /* inference.user or admin on the deployment */
     CUSTOS_RBAC_ADMIN,         /* admin at "/" (keys, role assignments) */
     CUSTOS_RBAC_SAFETY_ADMIN,  /* contributor or admin at "/" (blocklist changes, docs/content-safety-api.md) */
+    CUSTOS_RBAC_REVIEW,        /* reviewer or admin on the deployment (review queue, docs/reviews.md) */
 } custos_rbac_action_t;
 
 /* True when scope ("/" or "/deployments/{name}") covers deployment (NULL: only "/" does). */

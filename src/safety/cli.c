@@ -24,7 +24,7 @@ const char custos_cli_safety_usage[] =
     "(docs/models/harm.md);\n"
     "                              --checks runs only the listed detectors (default: all) and omits the others' "
     "fields\n"
-    "  custos eval --task harm [--model FILE] FILE.jsonl\n"
+    "  custos eval --task harm [--model FILE] [--cascade-band LO,HI] FILE.jsonl\n"
     "                              per-category AUPRC, F1 and false-positive rates on labelled harm JSONL\n"
     "  custos eval --task pii [--model PII_NER_MODEL|none] [--mrn-format FMT] FILE.jsonl\n"
     "                              span precision, recall and F2 per PII type, exact and overlap (docs/models/pii.md)\n"
@@ -427,12 +427,22 @@ int custos_cli_eval(int argc, char **argv, FILE *out)
         if (strcmp(argv[i], "--task") == 0 && strcmp(argv[i + 1], "grounded") == 0)
             return custos_grounded_cli_eval_args(argc, argv, out);
     const char *model = NULL, *task = NULL, *file = NULL;
+    double band_lo = -1, band_hi = -1; /* --cascade-band LO,HI (docs/guard-models.md) */
+    size_t band_any = 0, band_cat[CUSTOS_HARM_NCAT] = {0}, band_conf[2][2] = {{0}}; /* [label][decision] */
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
             model = argv[++i];
         else if (strcmp(argv[i], "--task") == 0 && i + 1 < argc)
             task = argv[++i];
-        else if (argv[i][0] != '-' && !file)
+        else if (strcmp(argv[i], "--cascade-band") == 0 && i + 1 < argc) {
+            char *e = NULL;
+            band_lo = strtod(argv[++i], &e);
+            if (!e || *e != ',' || (band_hi = strtod(e + 1, &e), *e) ||
+                !(band_lo >= 0 && band_lo <= band_hi && band_hi <= 1)) {
+                fprintf(stderr, "custos eval: --cascade-band takes LO,HI with 0 <= LO <= HI <= 1\n");
+                return 2;
+            }
+        } else if (argv[i][0] != '-' && !file)
             file = argv[i];
         else {
             fprintf(stderr, "custos eval: unknown argument '%s'\n", argv[i]);
@@ -548,6 +558,24 @@ int custos_cli_eval(int argc, char **argv, FILE *out)
             maxs = res.score[c] > maxs ? res.score[c] : maxs;
             maxsev = res.severity[c] > maxsev ? res.severity[c] : maxsev;
         }
+        if (band_lo >= 0) { /* the cascade: a text goes to the guard when a category's score is inside the band */
+            int asked = 0, block = 0;
+            for (int c = 0; c < CUSTOS_HARM_NCAT; c++) {
+                int inb = res.score[c] >= band_lo && res.score[c] <= band_hi;
+                band_cat[c] += (size_t)inb;
+                asked |= inb;
+                block |= res.score[c] > band_hi;
+            }
+            band_any += asked;
+            int ya = labels && json_object_object_get_ex(labels, "any", &v) && v ? json_object_get_int(v) > 0 : -1;
+            for (int c = 0; ya < 0 && c < CUSTOS_HARM_NCAT; c++)
+                if (labels && json_object_object_get_ex(labels, names[c], &v) && v && json_object_get_int(v) > 0)
+                    ya = 1;
+            if (ya < 0 && labels)
+                ya = 0;
+            if (ya >= 0) /* decision with a guard that is always right inside the band */
+                band_conf[ya][block || (asked && ya == 1)]++;
+        }
         y[CUSTOS_HARM_NCAT] = -1;
         if (labels && json_object_object_get_ex(labels, "any", &v) && v)
             y[CUSTOS_HARM_NCAT] = json_object_get_int(v) > 0 ? 1 : 0;
@@ -613,6 +641,19 @@ int custos_cli_eval(int argc, char **argv, FILE *out)
         at_threshold(&ser[si][CUSTOS_HARM_NCAT], CUSTOS_HARM_SEV_MEDIUM, &f1, &fpr);
         pr(out, fpr);
         fputc('\n', out);
+    }
+    if (band_lo >= 0 && rows) {
+        fprintf(out, "\ncascade band [%.3f, %.3f] (whole-text scores; docs/guard-models.md)\n", band_lo, band_hi);
+        fprintf(out, "sent to the guard: %zu of %zu texts (%.2f%%)", band_any, rows,
+                100.0 * (double)band_any / (double)rows);
+        for (int c = 0; c < CUSTOS_HARM_NCAT; c++)
+            fprintf(out, "%s%s %.2f%%", c ? ", " : "; per category: ", names[c],
+                    100.0 * (double)band_cat[c] / (double)rows);
+        fputc('\n', out);
+        size_t tp = band_conf[1][1], fn = band_conf[1][0], fp = band_conf[0][1], tn = band_conf[0][0];
+        if (tp + fn + fp + tn)
+            fprintf(out, "with a guard that is always right inside the band: recall %.3f, false-positive rate %.4f\n",
+                    tp + fn ? (double)tp / (double)(tp + fn) : 0.0, fp + tn ? (double)fp / (double)(fp + tn) : 0.0);
     }
     rc = 0;
 done:

@@ -49,7 +49,17 @@ static const char *const MIG3[] = {
     "CREATE INDEX IF NOT EXISTS blocklist_items_list ON blocklist_items(blocklist)",
     "INSERT INTO store_meta(name, value) VALUES('blocklists', 0)", NULL};
 
-static const char *const *const MIGRATIONS[] = {MIG1, MIG2, MIG3};
+/* 4: the human review queue (src/governance/review.c, docs/reviews.md): metadata only; content is sealed in `sealed`.
+ */
+static const char *const MIG4[] = {
+    "CREATE TABLE reviews(id TEXT PRIMARY KEY, request_id TEXT NOT NULL, use_case TEXT NOT NULL, tier TEXT NOT NULL,"
+    " kind TEXT NOT NULL, deployment TEXT NOT NULL, model TEXT NOT NULL, operation TEXT NOT NULL,"
+    " stream INTEGER NOT NULL, requester TEXT NOT NULL, status TEXT NOT NULL, created BIGINT NOT NULL,"
+    " deadline BIGINT NOT NULL, decided BIGINT NOT NULL DEFAULT 0, reviewer TEXT, decision TEXT,"
+    " content_stored INTEGER NOT NULL, safety TEXT NOT NULL{SEQCOL})",
+    "CREATE INDEX reviews_status ON reviews(status, deadline)", NULL};
+
+static const char *const *const MIGRATIONS[] = {MIG1, MIG2, MIG3, MIG4};
 #define N_MIGRATIONS ((int64_t)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
 int64_t custos_store_schema_latest(void)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0
  * Shared set-up of the content-filter fuzzers (fuzz_contentfilter.c, fuzz_cf_stream_diff.c): a configuration with a
- * default-mode policy (deployment "d": PII placeholders in, redaction out, small windows) and an asynchronous_filter
- * policy (deployment "a"), the shipped models (CUSTOS_MODEL_DIR or the default search path) and one worker. */
+ * default-mode policy (deployment "d": PII placeholders in, redaction out, small windows, groundedness annotated)
+ * and an asynchronous_filter policy (deployment "a", groundedness blocking), the shipped models (CUSTOS_MODEL_DIR or
+ * the default search path) and one worker. */
 #ifndef CUSTOS_FUZZ_CF_FIXTURE_H
 #define CUSTOS_FUZZ_CF_FIXTURE_H
 
@@ -23,11 +24,13 @@ static const char CF_FIXTURE_CONFIG[] =
     "    prompt_shields: {jailbreak: annotate}\n"
     "    pii: {prompt: placeholder, completion: redact}\n"
     "    streaming: {window_min_chars: 8, window_max_chars: 64, context_chars: 16}\n"
+    "    groundedness: {enabled: true}\n"
     "  - name: q\n"
     "    mode: asynchronous_filter\n"
     "    prompt_shields: {jailbreak: annotate}\n"
     "    pii: {completion: annotate}\n"
-    "    streaming: {window_min_chars: 8, window_max_chars: 64}\n";
+    "    streaming: {window_min_chars: 8, window_max_chars: 64}\n"
+    "    groundedness: {enabled: true, action: block}\n";
 
 static custos_config_t *cfg;
 static custos_gateway_t gw;

@@ -207,7 +207,16 @@ send cf_blocked 400 "${AUTH[@]}" "${JSON[@]}" -d "$(chat demo "I will stab you a
 check_contains "blocked prompt: content_filter" "content_filter" "$(cat "$REQ/cf_blocked.body")"
 send cf_blocked_stream 400 "${AUTH[@]}" "${JSON[@]}" -d "$(chat demo "I will stab you and burn your house down and kill your whole family tonight $CANARY" ',"stream":true')" "$U/v1/chat/completions"
 send cf_pii 200 "${AUTH[@]}" "${JSON[@]}" -d "$(chat pii "mail $CANARY@example.com or call 212-555-0147 about $CANARY")" "$U/v1/chat/completions"
+PII_ID=${IDS[${#IDS[@]} - 1]}
 send cf_pii_stream 200 -N "${AUTH[@]}" "${JSON[@]}" -d "$(chat pii "mail $CANARY@example.com now" ',"stream":true')" "$U/v1/chat/completions"
+# the Content Safety data plane (docs/content-safety-api.md): text, prompts, documents, answers and sources
+CS=contentsafety
+CSV="api-version=2024-09-01"
+send cs_analyze 200 "${AUTH[@]}" "${JSON[@]}" "${CH[@]}" -d "{\"text\":\"analyze $CANARY\"}" "$U/$CS/text:analyze?$CSV"
+send cs_shield 200 "${AUTH[@]}" "${JSON[@]}" -d "{\"userPrompt\":\"shield $CANARY\",\"documents\":[\"doc $CANARY\"]}" "$U/$CS/text:shieldPrompt?$CSV"
+send cs_grounded 200 "${AUTH[@]}" "${JSON[@]}" -d "{\"domain\":\"Generic\",\"task\":\"Summarization\",\"text\":\"answer $CANARY\",\"groundingSources\":[\"source $CANARY\"]}" "$U/$CS/text:detectGroundedness?api-version=2024-09-15-preview"
+send cs_bad 400 "${AUTH[@]}" "${JSON[@]}" -d "{\"text\":\"$CANARY\",\"categories\":[\"$CANARY\"]}" "$U/$CS/text:analyze?$CSV"
+send cs_lists 200 "${AUTH[@]}" "$U/$CS/text/blocklists?$CSV"
 # enough traffic to rotate the small file sink a few times
 for i in $(seq 1 12); do
   send "more$i" 200 "${AUTH[@]}" "${JSON[@]}" -d "$(chat demo "more $i $CANARY")" "$U/v1/chat/completions"
@@ -223,7 +232,7 @@ check "custos exits 0 on SIGTERM" 0 "$EXIT_RC"
 sleep 0.2 # let the UDP receiver write the last datagrams
 
 # --- records were written: one per request, with the expected metadata ---
-python3 - "$GW/requests.jsonl" "$SENT" "${IDS[@]}" <<'PY' && ok "file sink: one valid record per request" || fail "file sink records" "see $GW/requests.jsonl"
+PII_ID=$PII_ID python3 - "$GW/requests.jsonl" "$SENT" "${IDS[@]}" <<'PY' && ok "file sink: one valid record per request" || fail "file sink records" "see $GW/requests.jsonl"
 import json, sys
 path, sent, ids = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 recs = [json.loads(l) for l in open(path)]
@@ -244,6 +253,16 @@ assert stream["properties"]["responseLength"] > 0
 az = by[ids[4]]
 assert az["properties"]["apiName"] == "Azure OpenAI" and az["custos"]["apiVersion"] == "2024-10-21"
 assert by[ids[9]]["custos"]["apiVersion"] is None  # the canary api-version is not recorded
+cs = [by[ids[i]] for i in range(len(ids)) if ids[i] and by[ids[i]]["properties"]["apiName"] == "Azure AI Content Safety"]
+assert [r["operationName"] for r in cs] == ["ContentSafety_AnalyzeText", "ContentSafety_ShieldPrompt",
+                                            "ContentSafety_DetectGroundedness", "ContentSafety_AnalyzeText",
+                                            "ContentSafety_Blocklists"], [r["operationName"] for r in cs]
+assert [r["resultSignature"] for r in cs] == ["200", "200", "200", "400", "200"]
+assert all(r["custos"]["principalId"] == "key:test" and r["custos"]["authType"] == "api_key" for r in cs), cs[0]
+assert cs[0]["custos"]["apiVersion"] == "2024-09-01" and cs[0]["properties"]["requestLength"] > 0
+import os
+pii = by[os.environ["PII_ID"]]["custos"]["safety"]["prompt"]
+assert pii["pii"] >= 2 and pii["piiTypes"].get("EMAIL") == 1 and pii["piiTypes"].get("PHONE") == 1, pii
 for i in (14, 15):  # unknown deployments: not recorded
     assert by[ids[i]]["properties"]["modelDeploymentName"] is None, by[ids[i]]
     assert by[ids[i]]["resultSignature"] == "404"

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # POST /contentsafety/text:detectGroundedness?api-version=2024-09-15-preview with curl (docs/content-safety-api.md):
 # response shape and offsets (UTF-8, UTF-16, code points), Generic / Medical, Summarization / QnA, limits, errors,
-# reasoning:true answered 501 until the judge mode exists, metrics.
+# reasoning:true without a judge deployment answered 400 (groundedness_chat.sh tests the judge), metrics.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 MOCK_PORT=$(free_port)
@@ -65,8 +65,10 @@ check "sources over 55000 chars: 400" 400 "$(req big "${K[@]}" -d '{"text":"x","
 check "GA api-version: 400" 400 "$(req ga "${K[@]}" -d '{"text":"x",'"$SRC"'}' "$B?api-version=2024-09-01")"
 check "GET: 405" 405 "$(req get -H "api-key: $KEY" "$B?$V")"
 check "no key: 401" 401 "$(req nokey -H "Content-Type: application/json" -d '{"text":"x",'"$SRC"'}' "$B?$V")"
-check "reasoning true: 501" 501 "$(req rs "${K[@]}" -d '{"text":"x","reasoning":true,'"$SRC"'}' "$B?$V")"
-check "  NotImplemented" NotImplemented "$(jf rs.body error.code)"
+check "reasoning true without a judge deployment: 400" 400 "$(req rs "${K[@]}" -d '{"text":"x","reasoning":true,'"$SRC"'}' "$B?$V")"
+check "  InvalidRequestBody" InvalidRequestBody "$(jf rs.body error.code)"
+check_contains "  says how to configure one" "reasoning_deployment" "$(jf rs.body error.message)"
+check "reasoning, llmResource naming no custos deployment: 400" 400 "$(req rs2 "${K[@]}" -d '{"text":"x","reasoning":true,"llmResource":{"resourceType":"AzureOpenAI","azureOpenAIEndpoint":"https://x.openai.azure.com/","azureOpenAIDeploymentName":"nope"}'",$SRC"'}' "$B?$V")"
 check "reasoning false: 200" 200 "$(req rf "${K[@]}" -d '{"text":"x","reasoning":false,'"$SRC"'}' "$B?$V")"
 
 curl -sS --max-time 5 "http://127.0.0.1:$GW_PORT/metrics" >"$T/metrics.txt" || true

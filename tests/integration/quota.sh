@@ -56,7 +56,10 @@ rai_policies:
   - name: quiet
     prompt_shields: {jailbreak: 'off', indirect_attack: 'off'}
 quotas:
-  rpm_window_s: 10"
+  rpm_window_s: 10
+diagnostics:
+  sinks:
+    - {type: file, path: requests.jsonl}"
 # a second caller
 printf '%s' "other-key-456" >"$T/key2"
 python3 - "$T/custos.yaml" <<'PY'
@@ -110,6 +113,24 @@ check_contains "token 429 message" "have exceeded token rate limit" "$(jfield "$
 check "token 429 policy-id" DeploymentRatelimit-Token "$(hdr t3 policy-id)"
 ra=$(hdr t3 retry-after)
 [ -n "$ra" ] && [ "$ra" -ge 1 ] && [ "$ra" -le 60 ] && ok "token retry-after within the minute ($ra)" || fail "token retry-after" "'$ra'"
+
+# --- the request records carry the quota outcome (docs/diagnostics.md) ---
+for _ in $(seq 50); do
+  [ "$(grep -c . "$T/requests.jsonl" 2>/dev/null)" -ge 6 ] && break
+  sleep 0.1
+done
+python3 - "$T/requests.jsonl" "$(hdr r1 x-request-id)" "$(hdr r3 x-request-id)" "$(hdr t3 x-request-id)" <<'PY' &&
+import json, sys
+by = {r["custos"]["requestId"]: r for r in map(json.loads, open(sys.argv[1]))}
+r1, r3, t3 = (by[i]["custos"]["quota"] for i in sys.argv[2:5])
+assert r1 == {"outcome": "admitted", "limit": None, "remainingRequests": 1, "remainingTokens": r1["remainingTokens"]}, r1
+assert 99000 < r1["remainingTokens"] < 100000, r1
+assert r3["outcome"] == "limited" and r3["limit"] == "requests" and r3["remainingRequests"] == 0, r3
+assert t3["outcome"] == "limited" and t3["limit"] == "tokens", t3
+assert by[sys.argv[4]]["resultSignature"] == "429"
+PY
+  ok "request records: quota outcome admitted / limited by requests / limited by tokens" ||
+  fail "request records: quota outcome" "$(tail -c 600 "$T/requests.jsonl")"
 
 # --- per-principal share of a deployment ---
 PB='{"model":"pp","messages":[{"role":"user","content":"hello"}]}'

@@ -90,7 +90,7 @@ static void test_record_exact_json(void **state)
         "\"properties\":{\"apiName\":\"Azure OpenAI\",\"requestTime\":\"2023-11-14T22:13:20.000Z\","
         "\"requestLength\":120,\"responseTime\":\"2023-11-14T22:13:20.123Z\",\"responseLength\":456,"
         "\"objectId\":null,\"streamType\":\"Streaming\",\"modelDeploymentName\":\"gpt4o\",\"modelName\":\"gpt-4o\","
-        "\"modelVersion\":null},\"custos\":{\"schemaVersion\":\"1.1\","
+        "\"modelVersion\":null},\"custos\":{\"schemaVersion\":\"1.2\","
         "\"requestId\":\"0b5e7a4c-1f2d-4e3a-9b8c-7d6e5f4a3b2c\",\"apiVersion\":\"2024-10-21\",\"principalId\":null,"
         "\"authType\":null,\"backend\":\"azure-se\",\"region\":\"swedencentral\",\"dataZone\":\"eu\",\"status\":200,"
         "\"totalMs\":12,\"upstreamMs\":10,\"overheadUs\":2345,\"tokens\":{\"prompt\":10,\"completion\":5,"
@@ -122,14 +122,48 @@ static void test_record_exact_json(void **state)
     r.jailbreak_detected = true;
     r.pii_prompt = 2;
     r.blocklist_hits = 1;
+    r.pii_prompt_types[CUSTOS_PII_EMAIL] = 1;
+    r.pii_prompt_types[CUSTOS_PII_PHONE] = 1;
     custos_buf_init(&b, 0);
     assert_int_equal(custos_audit_record_encode(&r, "custos/test", &b), 0);
     assert_non_null(
         strstr(custos_buf_peek(&b),
                "\"safety\":{\"prompt\":{\"hate\":0,\"sexual\":1,\"violence\":6,\"selfHarm\":0,\"filtered\":true,"
-               "\"pii\":2},\"completion\":{\"hate\":null,\"sexual\":null,\"violence\":null,\"selfHarm\":null,"
-               "\"filtered\":false,\"pii\":0},\"jailbreak\":true,\"indirectAttack\":false,\"blocklistHits\":1,"
-               "\"error\":false},\"useCase\""));
+               "\"pii\":2,\"piiTypes\":{\"EMAIL\":1,\"PHONE\":1}},\"completion\":{\"hate\":null,\"sexual\":null,"
+               "\"violence\":null,\"selfHarm\":null,\"filtered\":false,\"pii\":0,\"piiTypes\":{}},"
+               "\"jailbreak\":true,\"indirectAttack\":false,\"blocklistHits\":1,\"error\":false,\"ungrounded\":null,"
+               "\"guard\":null},"
+               "\"useCase\""));
+    custos_buf_dispose(&b);
+
+    /* groundedness, guard models, use case and tier, quota outcome */
+    r.ungrounded = 1;
+    r.guard_asked = true;
+    r.guard_disagreed = true;
+    custos_audit_copy_name(r.use_case, sizeof(r.use_case), "prior-auth");
+    custos_audit_copy_name(r.tier, sizeof(r.tier), "elevated");
+    r.quota = CUSTOS_AUDIT_QUOTA_LIMITED;
+    r.quota_tokens = true;
+    r.quota_remaining_requests = 7;
+    r.quota_remaining_tokens = 0;
+    custos_buf_init(&b, 0);
+    assert_int_equal(custos_audit_record_encode(&r, "custos/test", &b), 0);
+    assert_non_null(strstr(custos_buf_peek(&b),
+                           "\"ungrounded\":true,\"guard\":{\"error\":false,\"disagreed\":true}},\"useCase\":{\"id\":"
+                           "\"prior-auth\",\"tier\":\"elevated\"},"
+                           "\"quota\":{\"outcome\":\"limited\",\"limit\":\"tokens\",\"remainingRequests\":7,"
+                           "\"remainingTokens\":0}}}"));
+    custos_buf_dispose(&b);
+    r.quota = CUSTOS_AUDIT_QUOTA_ADMITTED;
+    r.quota_remaining_tokens = -1;
+    r.op = CUSTOS_AUDIT_OP_CS_SHIELD_PROMPT;
+    r.api = CUSTOS_AUDIT_API_CONTENT_SAFETY;
+    custos_buf_init(&b, 0);
+    assert_int_equal(custos_audit_record_encode(&r, "custos/test", &b), 0);
+    assert_non_null(strstr(custos_buf_peek(&b), "\"quota\":{\"outcome\":\"admitted\",\"limit\":null,"
+                                                "\"remainingRequests\":7,\"remainingTokens\":null}"));
+    assert_non_null(strstr(custos_buf_peek(&b), "\"operationName\":\"ContentSafety_ShieldPrompt\""));
+    assert_non_null(strstr(custos_buf_peek(&b), "\"apiName\":\"Azure AI Content Safety\""));
     custos_buf_dispose(&b);
 }
 

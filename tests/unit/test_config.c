@@ -827,6 +827,47 @@ static void test_rai_policies(void **state)
 #undef DEP_P
 }
 
+/* rai_policies[].groundedness and safety.groundedness (api/cf_grounded.h, api/cs_reasoning.h) */
+static void test_groundedness_keys(void **state)
+{
+    (void)state;
+#define DEP_G MIN_LISTENERS MIN_IDENTITY MIN_BACKENDS "deployments:\n  - name: a\n    backends: [mock]\n"
+    custos_config_t *c =
+        load_ok(DEP_G "  - name: b\n    backends: [mock]\n    rai_policy: g\n"
+                      "rai_policies:\n  - name: g\n"
+                      "    groundedness: {enabled: true, action: block, threshold: 0.7, domain: Medical}\n"
+                      "safety: {groundedness: {reasoning_deployment: a, reasoning_timeout_ms: 5000}}\n");
+    const custos_rai_policy_config_t *p = custos_config_find_deployment(c, "b")->rai;
+    assert_true(p->groundedness.enabled && p->groundedness.medical);
+    assert_int_equal(p->groundedness.action, CUSTOS_RAI_BLOCK);
+    assert_true(p->groundedness.threshold > 0.69f && p->groundedness.threshold < 0.71f);
+    assert_false(custos_config_find_deployment(c, "a")->rai->groundedness.enabled); /* default: off */
+    assert_string_equal(c->safety.grounded_reasoning_deployment, "a");
+    assert_int_equal(c->safety.grounded_reasoning_timeout_ms, 5000);
+    custos_config_unref(c);
+    c = load_ok(DEP_G "rai_policies:\n  - name: g\n    groundedness: {enabled: true}\n");
+    p = custos_config_find_rai_policy(c, "g");
+    assert_int_equal(p->groundedness.action, CUSTOS_RAI_ANNOTATE);
+    assert_true(p->groundedness.threshold == 0.5f && !p->groundedness.medical);
+    assert_null(c->safety.grounded_reasoning_deployment);
+    assert_int_equal(c->safety.grounded_reasoning_timeout_ms, 30000);
+    custos_config_unref(c);
+    load_err_has(DEP_G "rai_policies:\n  - name: g\n    groundedness: {enabled: true, threshold: 0.3}\n",
+                 "rai_policies[0].groundedness.threshold: must be from 0.5 to 0.99");
+    load_err_has(DEP_G "rai_policies:\n  - name: g\n    groundedness: {enabled: true, threshold: high}\n",
+                 "groundedness.threshold: expected a number");
+    load_err_has(DEP_G "rai_policies:\n  - name: g\n    groundedness: {action: redact}\n",
+                 "groundedness.action: expected one of annotate, block");
+    load_err_has(DEP_G "rai_policies:\n  - name: g\n    groundedness: {domain: Legal}\n",
+                 "groundedness.domain: expected one of Generic, Medical");
+    load_err_has(DEP_G "rai_policies:\n  - name: g\n    groundedness: {enabled: true, task: QnA}\n", "task");
+    load_err_has(DEP_G "safety: {groundedness: {reasoning_deployment: nope}}\n",
+                 "safety.groundedness.reasoning_deployment: no deployment is named 'nope'");
+    load_err_has(DEP_G "safety: {groundedness: {reasoning_timeout_ms: 5}}\n",
+                 "safety.groundedness.reasoning_timeout_ms");
+#undef DEP_G
+}
+
 static void test_key_env_and_file(void **state)
 {
     (void)state;
@@ -1028,6 +1069,7 @@ int main(void)
         cmocka_unit_test(test_err_too_big),
         cmocka_unit_test(test_err_misc),
         cmocka_unit_test(test_rai_policies),
+        cmocka_unit_test(test_groundedness_keys),
         cmocka_unit_test(test_key_env_and_file),
         cmocka_unit_test(test_load_file_relative_paths),
         cmocka_unit_test(test_summary_has_no_secrets),

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "../../src/mockllm/gen.c"
+#include "../../src/mockllm/judge.c" /* gen.c calls its custos_mock_judge */
 
 #include <openssl/evp.h>
 
@@ -630,6 +631,29 @@ static void test_keytab(void **state)
     custos_mock_keytab_dispose(&t);
 }
 
+/* judge.c: custos' groundedness prompt gets a rule-based verdict (numbers missing from the sources); other chats not */
+static void test_judge(void **state)
+{
+    fx_t *f = *state;
+    custos_mock_req_t r;
+    static const char J[] =
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"CUSTOS-GROUNDEDNESS-JUDGE v1\\nJudge.\"},"
+        "{\"role\":\"user\",\"content\":\"DOMAIN: Generic\\nTASK: Summarization\\nSOURCES:\\n<<<SOURCE 1>>>\\nIt is "
+        "330 "
+        "m tall, from 1889.\\n<<<END SOURCE 1>>>\\nANSWER:\\n<<<ANSWER>>>\\nIt is 450 m tall. It dates from 1889. "
+        "Source 1 says so.\\n<<<END ANSWER>>>\\n\"}]}";
+    parse_ok(f, CUSTOS_MOCK_CHAT, J, NULL, &r);
+    assert_int_equal(r.n_script, 1);
+    /* "1" appears only in the <<<SOURCE 1>>> markers, which are not source text */
+    assert_string_equal(r.script[0], "{\"ungrounded\": [{\"text\": \"It is 450 m tall.\", \"reason\": \"The sources do "
+                                     "not mention 450.\"}, {\"text\": \"Source 1 says so.\", \"reason\": \"The sources "
+                                     "do not mention 1.\"}]}");
+    /* an ordinary chat: no script */
+    parse_ok(f, CUSTOS_MOCK_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"It is 450 m.\"}]}",
+             NULL, &r);
+    assert_int_equal(r.n_script, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -643,6 +667,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_embeddings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_base64_and_escape, setup, teardown),
         cmocka_unit_test(test_fault_parse),
+        cmocka_unit_test_setup_teardown(test_judge, setup, teardown),
         cmocka_unit_test(test_keytab),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * What the chat groundedness check (api/cf_grounded.h) adds to a request on one core: a chat request with a 4 KB
+ * tool message (the source) and a 1 KB answer, through custos_cf_prompt + custos_cf_response (non-streamed) and
+ * through the stream path (256 chunks), under a policy with groundedness off and the same policy with it on
+ * (annotate, and block: the stream is held). Prints a markdown table of median and p99 microseconds.
+ * Usage: grounded_chat_bench [ITERATIONS]. Run through bench/grounded_chat. */
+#include "api/contentfilter.h"
+#include "safety/safety.h"
+#include "util/arena.h"
+#include "util/time.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char CONFIG[] = "listeners: [{address: '127.0.0.1:1'}]\n"
+                             "identity: {api_keys: [{name: k, sha256: "
+                             "'0000000000000000000000000000000000000000000000000000000000000000'}]}\n"
+                             "backends: [{name: b, provider: openai, url: 'http://127.0.0.1:2'}]\n"
+                             "deployments:\n"
+                             "  - {name: baseline, backends: [b], rai_policy: baseline}\n"
+                             "  - {name: annotate, backends: [b], rai_policy: annotate}\n"
+                             "  - {name: block, backends: [b], rai_policy: block}\n"
+                             "rai_policies:\n"
+                             "  - {name: baseline}\n"
+                             "  - {name: annotate, groundedness: {enabled: true}}\n"
+                             "  - {name: block, groundedness: {enabled: true, action: block}}\n";
+
+/* Sources: a 4 KB article-like text; the answer: 1 KB of sentences, most supported, some with changed numbers. */
+static const char *const SRC[] = {
+    "The regional hospital opened its new cardiology wing in March 2021 with 48 beds and two catheter labs. ",
+    "Average waiting time for an outpatient appointment fell from 41 days to 23 days within the first year. ",
+    "The wing employs 112 nurses and 19 consultants, and it treated 6,400 inpatients in 2022. ",
+    "Funding came from a regional grant of 32 million euros and a private donation of 4 million euros. ",
+    "Patients are discharged after a median stay of 4.5 days, compared with 6 days before the wing opened. ",
+    "The hospital plans to add a rehabilitation unit with 20 beds by the end of 2025. ",
+};
+static const char *const ANS[] = {
+    "The new cardiology wing opened in March 2021 with 48 beds. ",
+    "Outpatient waiting times dropped from 41 to 23 days in the first year. ",
+    "It employs 112 nurses and 19 consultants. ",
+    "It treated 9,100 inpatients in 2022. ",
+    "A regional grant of 32 million euros paid for most of it. ",
+    "The median stay is now 4.5 days instead of 6 days. ",
+    "A rehabilitation unit with 35 beds is planned by 2025. ",
+};
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void report(const char *name, uint64_t *ns, int n)
+{
+    qsort(ns, (size_t)n, sizeof(*ns), cmp_u64);
+    printf("| %s | %.1f | %.1f |\n", name, (double)ns[n / 2] / 1000.0, (double)ns[n * 99 / 100] / 1000.0);
+}
+
+static size_t fill(char *buf, size_t want, const char *const *parts, size_t np)
+{
+    size_t len = 0;
+    for (size_t i = 0;; i++) {
+        const char *s = parts[i % np];
+        size_t l = strlen(s);
+        if (len + l > want)
+            break;
+        memcpy(buf + len, s, l);
+        len += l;
+    }
+    buf[len] = 0;
+    return len;
+}
+
+int main(int argc, char **argv)
+{
+    int iters = argc > 1 ? atoi(argv[1]) : 2000;
+    if (iters < 10)
+        iters = 10;
+    char err[512];
+    custos_config_t *cfg;
+    custos_gateway_t gw;
+    custos_worker_t w;
+    memset(&gw, 0, sizeof(gw));
+    memset(&w, 0, sizeof(w));
+    if (custos_config_load_string("bench", CONFIG, sizeof(CONFIG) - 1, &cfg, err, sizeof(err)) < 0 ||
+        custos_safety_new(NULL, &gw.safety, err, sizeof(err)) < 0) {
+        fprintf(stderr, "grounded_chat_bench: %s\n", err);
+        return 1;
+    }
+    w.gw = &gw;
+    w.cfg = cfg;
+    custos_safety_scratch_init(&w.scratch, 0);
+    static char src[4200], ans[1100], body[8192], answer[4096];
+    fill(src, 4096, SRC, 6);
+    size_t alen = fill(ans, 1024, ANS, 7);
+    snprintf(body, sizeof(body),
+             "{\"model\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"Summarise the report.\"},"
+             "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
+             "\"function\":{\"name\":\"get_report\",\"arguments\":\"{}\"}}]},"
+             "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"%s\"}]}",
+             src);
+    snprintf(answer, sizeof(answer),
+             "{\"id\":\"c\",\"object\":\"chat.completion\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,"
+             "\"message\":{\"role\":\"assistant\",\"content\":\"%s\"},\"finish_reason\":\"stop\"}],\"usage\":"
+             "{\"prompt_tokens\":1100,\"completion_tokens\":250,\"total_tokens\":1350}}",
+             ans);
+    uint64_t *ns = calloc((size_t)iters, sizeof(*ns));
+    if (!ns)
+        return 1;
+    printf("| per chat request: 4 KB tool message (source), 1 KB answer; prompt + answer | median µs | p99 µs |\n"
+           "|---|---:|---:|\n");
+    static const char *const deps[] = {"baseline", "annotate", "block"};
+    for (int d = 0; d < 3; d++) {
+        const custos_deployment_config_t *dep = custos_config_find_deployment(cfg, deps[d]);
+        for (int stream = 0; stream < 2; stream++) {
+            for (int i = 0; i < iters; i++) {
+                custos_arena_t arena;
+                custos_arena_init(&arena);
+                custos_http_req_t req;
+                memset(&req, 0, sizeof(req));
+                req.arena = &arena;
+                json_object *b = json_tokener_parse(body);
+                custos_cf_t *cf = NULL;
+                int st;
+                custos_buf_t rb;
+                custos_buf_init(&rb, 0);
+                if (!stream)
+                    custos_buf_append(&rb, answer, strlen(answer));
+                char ev[256];
+                uint64_t t0 = custos_now_ns();
+                custos_cf_prompt(&w, &req, dep, CUSTOS_OP_CHAT, b, stream, &cf, &st);
+                if (!stream) {
+                    custos_cf_response(cf, &rb);
+                } else {
+                    custos_cf_stream_first(cf, &rb);
+                    for (size_t k = 0; k < alen; k += 4) {
+                        int n = snprintf(ev, sizeof(ev),
+                                         "{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":"
+                                         "\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"%.4s\"},"
+                                         "\"finish_reason\":null}]}",
+                                         ans + k);
+                        custos_cf_stream_event(cf, ev, (size_t)n, &rb);
+                        custos_buf_reset(&rb);
+                    }
+                    static const char fin[] = "{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+                                              "\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},"
+                                              "\"finish_reason\":\"stop\"}]}";
+                    custos_cf_stream_event(cf, fin, sizeof(fin) - 1, &rb);
+                    custos_cf_stream_event(cf, "[DONE]", 6, &rb);
+                }
+                ns[i] = custos_now_ns() - t0;
+                if (i == 0 && d > 0 && custos_cf_summary(cf)->ungrounded != 1) {
+                    fprintf(stderr, "grounded_chat_bench: the check did not run (policy %s)\n", deps[d]);
+                    return 1;
+                }
+                custos_buf_dispose(&rb);
+                custos_cf_release(cf);
+                json_object_put(b);
+                custos_arena_dispose(&arena);
+            }
+            char name[160];
+            snprintf(name, sizeof(name), "groundedness `%s`, %s", deps[d],
+                     stream ? "streamed answer (256 chunks)" : "non-streamed answer");
+            report(name, ns, iters);
+        }
+    }
+    free(ns);
+    custos_safety_scratch_dispose(&w.scratch);
+    custos_safety_free(gw.safety);
+    custos_config_unref(cfg);
+    return 0;
+}
