@@ -13,6 +13,7 @@
 #include "safety/safety.h"
 #include "safety/shields.h"
 #include "util/err.h"
+#include "util/time.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -390,9 +391,7 @@ int custos_cli_fairness(int argc, char **argv, FILE *out)
         goto out;
     }
     char ts[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+    custos_fmt_utc((int64_t)time(NULL), ts, sizeof(ts));
     json_object_object_add(doc, "generated_at", json_object_new_string(ts));
     json_object_object_add(doc, "policy", policy_json(jc.pol, cfgpath));
     json_object *models = json_object_new_object();

@@ -11,6 +11,7 @@
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/json.h"
+#include "util/time.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -385,9 +386,7 @@ static json_object *report_json(const rt_t *rt, const fam_t *fs, size_t nf, cons
     json_object *d = json_object_new_object(), *t = json_object_new_object(), *fa = json_object_new_array(),
                 *ca = json_object_new_array(), *tot = json_object_new_object();
     char ts[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+    custos_fmt_utc((int64_t)time(NULL), ts, sizeof(ts));
     json_object_object_add(d, "schema", json_object_new_string("custos.rai-eval.redteam/1"));
     json_object_object_add(d, "kind", json_object_new_string("redteam"));
     json_object_object_add(d, "generated_at", json_object_new_string(ts));

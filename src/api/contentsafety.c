@@ -164,6 +164,11 @@ static void cs_error(custos_http_req_t *req, int status, const char *code, const
     cs_error_h(req, status, code, message, NULL);
 }
 
+void custos_cs_error(custos_http_req_t *req, int status, const char *code, const char *message)
+{
+    cs_error_h(req, status, code, message, NULL);
+}
+
 static void bad_request(custos_http_req_t *req, const char *message)
 {
     cs_error(req, 400, "InvalidRequestBody", message);

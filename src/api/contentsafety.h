@@ -37,6 +37,10 @@ int custos_cs_parse_items(json_object *o, custos_blstore_item_t items[CUSTOS_CS_
  * ("contentsafety_analyze", ...). A handler that answers asynchronously records with it when it answers. */
 int custos_contentsafety_audit_op(const char *label);
 
+/* Answers with an Azure.Core error {"error":{"code","message","details":[]}} and x-ms-error-code (also from a handler
+ * that answers later, e.g. the groundedness judge). message is a constant or metadata, never request content. */
+void custos_cs_error(custos_http_req_t *req, int status, const char *code, const char *message);
+
 /* True when path (raw, without query) is under /contentsafety/. */
 bool custos_contentsafety_path(const char *path, size_t len);
 

@@ -2,6 +2,7 @@
  * Groundedness reasoning through a judge deployment (cs_reasoning.h, docs/content-safety-api.md "Reasoning"). */
 #include "api/cs_reasoning.h"
 
+#include "api/contentsafety.h"
 #include "audit/record.h"
 #include "safety/safety.h"
 #include "util/arena.h"
@@ -189,22 +190,6 @@ static void account(judge_t *j, int status)
         custos_metrics_observe(s, w->idx, (double)(custos_now_ns() - j->req->start_ns) / 1e9);
 }
 
-static void answer_error(custos_http_req_t *req, int status, const char *code, const char *message)
-{
-    custos_buf_t b;
-    custos_buf_init(&b, 0);
-    int rc = custos_buf_append_lit(&b, "{\"error\":{\"code\":");
-    rc = rc ? rc : custos_json_append_string(&b, code, strlen(code));
-    rc = rc ? rc : custos_buf_append_lit(&b, ",\"message\":");
-    rc = rc ? rc : custos_json_append_string(&b, message, strlen(message));
-    rc = rc ? rc : custos_buf_append_lit(&b, ",\"details\":[]}}");
-    custos_http_header_t h[2] = {{"content-type", 12, "application/json; charset=utf-8", 31},
-                                 {"x-ms-error-code", 15, code, strlen(code)}};
-    custos_http_respond(req, rc == 0 ? status : 500, h, 2, rc == 0 ? custos_buf_peek(&b) : NULL,
-                        rc == 0 ? custos_buf_size(&b) : 0);
-    custos_buf_dispose(&b);
-}
-
 /* Code points and UTF-16 units of s[0..n). */
 static void units(const char *s, size_t n, size_t *cp, size_t *u16)
 {
@@ -299,7 +284,7 @@ static void judge_done(void *ud, int status, const char *body, size_t len, const
                 custos_http_respond(j->req, 200, h, 1, custos_buf_peek(&b), custos_buf_size(&b));
                 st = 200;
             } else {
-                answer_error(j->req, 500, "InternalError", "Out of memory.");
+                custos_cs_error(j->req, 500, "InternalError", "Out of memory.");
                 st = 500;
             }
             custos_buf_dispose(&b);
@@ -314,7 +299,7 @@ static void judge_done(void *ud, int status, const char *body, size_t len, const
                  "docs/content-safety-api.md.",
                  j->dep, why);
     }
-    answer_error(j->req, st, code, msg);
+    custos_cs_error(j->req, st, code, msg);
     account(j, st);
 }
 

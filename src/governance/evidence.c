@@ -3,9 +3,12 @@
  * The mappings are the custos team's reading of each framework (docs/evidence.md explains every one); an auditor
  * decides what they are worth. */
 #include "governance/evidence.h"
+
 #include "governance/card.h"
+#include "safety/evalreport.h"
 #include "store/store.h"
 #include "util/err.h"
+#include "util/time.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -29,14 +32,6 @@ static const char *const FRAMEWORK_NAMES[] = {
 #define NFRAMEWORKS 5
 
 /* ---------- small helpers ---------- */
-
-static void iso_time(int64_t t, char *out, size_t n)
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (!gmtime_r(&tt, &tm) || strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(out, n, "%lld", (long long)t);
-}
 
 static json_object *jstr(const char *s)
 {
@@ -213,7 +208,7 @@ static void c_identity(json_object *controls, const custos_config_t *cfg, const 
         fact(&c, "stored API keys without expiry", json_object_new_int64(f->keys_without_expiry));
         if (f->keys_oldest_created_s) {
             char t[32];
-            iso_time(f->keys_oldest_created_s, t, sizeof(t));
+            custos_fmt_utc(f->keys_oldest_created_s, t, sizeof(t));
             fact(&c, "oldest active stored API key created", jstr(t));
         }
     }
@@ -547,7 +542,7 @@ int custos_evidence_build(const custos_config_t *cfg, const custos_evidence_stor
     *out = NULL;
     if (!r)
         return CUSTOS_ENOMEM;
-    iso_time(now_s, t, sizeof(t));
+    custos_fmt_utc(now_s, t, sizeof(t));
     json_object_object_add(r, "schema_version", json_object_new_int(CUSTOS_EVIDENCE_SCHEMA_VERSION));
     json_object_object_add(r, "generated_at", jstr(t));
     json_object *src = json_object_new_object();
@@ -699,31 +694,6 @@ static void md_text(FILE *f, const char *s)
     }
 }
 
-static void html_text(FILE *f, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '<':
-            fputs("&lt;", f);
-            break;
-        case '>':
-            fputs("&gt;", f);
-            break;
-        case '&':
-            fputs("&amp;", f);
-            break;
-        case '"':
-            fputs("&quot;", f);
-            break;
-        case '\'':
-            fputs("&#39;", f);
-            break;
-        default:
-            fputc(*s, f);
-        }
-    }
-}
-
 static void refs_text(json_object *ctl, const char *fw, char *out, size_t cap)
 {
     json_object *m = NULL, *a = NULL;
@@ -810,20 +780,20 @@ static void render_html(json_object *r, FILE *f)
           "text-align:left;vertical-align:top}th{background:#eee}code{font-size:.9em}"
           ".status{font-weight:bold}</style></head><body>\n<h1>custos evidence report</h1>\n<p>Generated ",
           f);
-    html_text(f, sget(r, "generated_at"));
+    custos_report_esc(f, sget(r, "generated_at"));
     fputs(" from <code>", f);
-    html_text(f, sget(src, "config"));
+    custos_report_esc(f, sget(src, "config"));
     fputs("</code> (SHA-256 <code>", f);
-    html_text(f, sget(src, "config_sha256"));
+    custos_report_esc(f, sget(src, "config_sha256"));
     fputs("</code>).</p>\n<p>", f);
-    html_text(f, sget(r, "disclaimer"));
+    custos_report_esc(f, sget(r, "disclaimer"));
     fputs("</p>\n<h2>Frameworks</h2>\n<ul>\n", f);
     for (size_t i = 0; i < json_object_array_length(fw); i++) {
         json_object *e = json_object_array_get_idx(fw, i);
         fputs("<li><code>", f);
-        html_text(f, sget(e, "id"));
+        custos_report_esc(f, sget(e, "id"));
         fputs("</code>: ", f);
-        html_text(f, sget(e, "name"));
+        custos_report_esc(f, sget(e, "name"));
         fputs("</li>\n", f);
     }
     fputs("</ul>\n<h2>Summary</h2>\n<table><thead><tr><th scope=\"col\">id</th><th scope=\"col\">control</th>"
@@ -835,19 +805,19 @@ static void render_html(json_object *r, FILE *f)
     for (size_t i = 0; i < n; i++) {
         json_object *c = json_object_array_get_idx(controls, i);
         fputs("<tr><td><code>", f);
-        html_text(f, sget(c, "id"));
+        custos_report_esc(f, sget(c, "id"));
         fputs("</code></td><td><a href=\"#", f);
-        html_text(f, sget(c, "id"));
+        custos_report_esc(f, sget(c, "id"));
         fputs("\">", f);
-        html_text(f, sget(c, "title"));
+        custos_report_esc(f, sget(c, "title"));
         fputs("</a></td><td class=\"status\">", f);
-        html_text(f, sget(c, "status"));
+        custos_report_esc(f, sget(c, "status"));
         fputs("</td>", f);
         for (int k = 0; k < NFRAMEWORKS; k++) {
             char refs[512];
             refs_text(c, FRAMEWORK_IDS[k], refs, sizeof(refs));
             fputs("<td>", f);
-            html_text(f, refs);
+            custos_report_esc(f, refs);
             fputs("</td>", f);
         }
         fputs("</tr>\n", f);
@@ -858,34 +828,34 @@ static void render_html(json_object *r, FILE *f)
         json_object_object_get_ex(c, "facts", &facts);
         json_object_object_get_ex(c, "responsibility", &resp);
         fputs("<section id=\"", f);
-        html_text(f, sget(c, "id"));
+        custos_report_esc(f, sget(c, "id"));
         fputs("\" data-control=\"", f);
-        html_text(f, sget(c, "id"));
+        custos_report_esc(f, sget(c, "id"));
         fputs("\">\n<h2>", f);
-        html_text(f, sget(c, "title"));
+        custos_report_esc(f, sget(c, "title"));
         fputs(" (<code>", f);
-        html_text(f, sget(c, "id"));
+        custos_report_esc(f, sget(c, "id"));
         fputs("</code>)</h2>\n<p>Status: <span class=\"status\">", f);
-        html_text(f, sget(c, "status"));
+        custos_report_esc(f, sget(c, "status"));
         fputs("</span>: ", f);
-        html_text(f, sget(c, "summary"));
+        custos_report_esc(f, sget(c, "summary"));
         fputs("</p>\n<table><thead><tr><th scope=\"col\">fact</th><th scope=\"col\">value</th></tr></thead><tbody>\n",
               f);
         for (size_t k = 0; k < json_object_array_length(facts); k++) {
             json_object *x = json_object_array_get_idx(facts, k), *v = NULL;
             json_object_object_get_ex(x, "value", &v);
             fputs("<tr><td>", f);
-            html_text(f, sget(x, "name"));
+            custos_report_esc(f, sget(x, "name"));
             fputs("</td><td>", f);
-            html_text(f, value_text(v));
+            custos_report_esc(f, value_text(v));
             fputs("</td></tr>\n", f);
         }
         fputs("</tbody></table>\n<table><thead><tr><th scope=\"col\">custos enforces</th><th scope=\"col\">the "
               "customer keeps</th></tr></thead><tbody><tr><td>",
               f);
-        html_text(f, sget(resp, "custos"));
+        custos_report_esc(f, sget(resp, "custos"));
         fputs("</td><td>", f);
-        html_text(f, sget(resp, "customer"));
+        custos_report_esc(f, sget(resp, "customer"));
         fputs("</td></tr></tbody></table>\n</section>\n", f);
     }
     fputs("</body></html>\n", f);
