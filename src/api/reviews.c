@@ -30,6 +30,13 @@ struct custos_gov {
     bool stream_usage; /* stream_options.include_usage was asked for */
 };
 
+/* Adds src[key] to dst under the same key (a new reference) when src has it. */
+static void copy_key(json_object *dst, json_object *src, const char *key)
+{
+    json_object *v = NULL;
+    if (src && json_object_object_get_ex(src, key, &v))
+        json_object_object_add(dst, key, json_object_get(v));
+}
 static int64_t now_s(void)
 {
     struct timespec ts;
@@ -246,8 +253,7 @@ static int to_sse(json_object *resp, custos_op_t op, bool usage, custos_buf_t *o
     static const char *const copy[] = {
         "id", "created", "model", "system_fingerprint", "prompt_filter_results", "custos_review"};
     for (size_t i = 0; i < sizeof(copy) / sizeof(copy[0]); i++)
-        if (json_object_object_get_ex(resp, copy[i], &v))
-            json_object_object_add(chunk, copy[i], json_object_get(v));
+        copy_key(chunk, resp, copy[i]);
     json_object_object_add(chunk, "object",
                            json_object_new_string(op == CUSTOS_OP_CHAT ? "chat.completion.chunk" : "text_completion"));
     json_object *nc = json_object_new_array();
@@ -260,18 +266,15 @@ static int to_sse(json_object *resp, custos_op_t op, bool usage, custos_buf_t *o
             json_object *o = json_object_new_object();
             json_object_array_add(nc, o);
             json_object_object_add(o, "index", json_object_new_int64((int64_t)i));
-            if (json_object_object_get_ex(c, "index", &x))
-                json_object_object_add(o, "index", json_object_get(x));
+            copy_key(o, c, "index");
             if (op == CUSTOS_OP_CHAT) {
                 json_object *d = json_object_new_object(), *m = NULL;
                 json_object_object_add(o, "delta", d);
                 json_object_object_add(d, "role", json_object_new_string("assistant"));
                 if (json_object_object_get_ex(c, "message", &m) && json_object_is_type(m, json_type_object)) {
-                    json_object *ct = NULL, *tc = NULL;
-                    if (json_object_object_get_ex(m, "content", &ct))
-                        json_object_object_add(d, "content", json_object_get(ct));
-                    if (json_object_object_get_ex(m, "refusal", &ct))
-                        json_object_object_add(d, "refusal", json_object_get(ct));
+                    json_object *tc = NULL;
+                    copy_key(d, m, "content");
+                    copy_key(d, m, "refusal");
                     if (json_object_object_get_ex(m, "tool_calls", &tc) && json_object_is_type(tc, json_type_array)) {
                         json_object *arr = json_object_new_array();
                         for (size_t k = 0; k < json_object_array_length(tc); k++) {
@@ -290,10 +293,8 @@ static int to_sse(json_object *resp, custos_op_t op, bool usage, custos_buf_t *o
                 json_object_object_add(o, "text", json_object_get(x));
             }
             json_object_object_add(o, "logprobs", NULL);
-            if (json_object_object_get_ex(c, "finish_reason", &x))
-                json_object_object_add(o, "finish_reason", json_object_get(x));
-            if (json_object_object_get_ex(c, "content_filter_results", &x))
-                json_object_object_add(o, "content_filter_results", json_object_get(x));
+            copy_key(o, c, "finish_reason");
+            copy_key(o, c, "content_filter_results");
         }
     }
     if (usage && json_object_object_get_ex(resp, "usage", &v))
@@ -748,11 +749,9 @@ static void do_item(ctx_t *c, const char *id)
     }
     if (rc == 0) {
         if (rq) {
-            json_object *o = json_object_new_object(), *x;
-            if ((x = get_key(rq, "messages")) != NULL)
-                json_object_object_add(o, "messages", json_object_get(x));
-            if ((x = get_key(rq, "prompt")) != NULL)
-                json_object_object_add(o, "prompt", json_object_get(x));
+            json_object *o = json_object_new_object();
+            copy_key(o, rq, "messages");
+            copy_key(o, rq, "prompt");
             rc = custos_json_write(&b, o);
             json_object_put(o);
         } else {
@@ -775,10 +774,8 @@ static void do_item(ctx_t *c, const char *id)
                     json_object_object_add(o, "text", json_object_get(x));
                 if (msg && (x = get_key(msg, "tool_calls")) != NULL)
                     json_object_object_add(o, "tool_calls", json_object_get(x));
-                if ((x = get_key(ch, "finish_reason")) != NULL)
-                    json_object_object_add(o, "finish_reason", json_object_get(x));
-                if ((x = get_key(ch, "content_filter_results")) != NULL)
-                    json_object_object_add(o, "content_filter_results", json_object_get(x));
+                copy_key(o, ch, "finish_reason");
+                copy_key(o, ch, "content_filter_results");
             }
             rc = custos_json_write(&b, arr);
             json_object_put(arr);
