@@ -4,6 +4,7 @@
  * included), and a streamed answer in token-sized chunks (default windows). Prints a markdown table of median and
  * p99 microseconds. Usage: contentfilter_bench [ITERATIONS]. Run through bench/contentfilter. */
 #include "api/contentfilter.h"
+#include "cf_bench.h"
 #include "safety/safety.h"
 #include "util/arena.h"
 #include "util/time.h"
@@ -39,54 +40,17 @@ static const char *const SENTENCES[] = {
     "Explain the difference between a deductible and a co-payment to a new member. ",
 };
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static void report(const char *name, uint64_t *ns, int n)
-{
-    qsort(ns, (size_t)n, sizeof(*ns), cmp_u64);
-    printf("| %s | %.1f | %.1f |\n", name, (double)ns[n / 2] / 1000.0, (double)ns[n * 99 / 100] / 1000.0);
-}
-
-static void text_of(char *buf, size_t want)
-{
-    size_t len = 0, i = 0;
-    buf[0] = 0;
-    while (len < want) {
-        const char *s = SENTENCES[i++ % 6];
-        size_t l = strlen(s);
-        if (len + l > want)
-            break;
-        memcpy(buf + len, s, l);
-        len += l;
-    }
-    buf[len] = 0;
-}
-
 int main(int argc, char **argv)
 {
     int iters = argc > 1 ? atoi(argv[1]) : 2000;
     if (iters < 10)
         iters = 10;
-    char err[512];
-    custos_config_t *cfg;
-    custos_gateway_t gw;
-    custos_worker_t w;
-    memset(&gw, 0, sizeof(gw));
-    memset(&w, 0, sizeof(w));
-    if (custos_config_load_string("bench", CONFIG, sizeof(CONFIG) - 1, &cfg, err, sizeof(err)) < 0 ||
-        custos_safety_new(NULL, &gw.safety, err, sizeof(err)) < 0) {
-        fprintf(stderr, "contentfilter_bench: %s\n", err);
+    cf_bench_t bench;
+    if (cf_bench_init(&bench, "contentfilter_bench", CONFIG, sizeof(CONFIG) - 1) != 0)
         return 1;
-    }
-    w.gw = &gw;
-    w.cfg = cfg;
-    custos_safety_scratch_init(&w.scratch, 0);
+    custos_worker_t *wp = &bench.w;
     char text[1100], body[2048], answer[2048];
-    text_of(text, 1024);
+    cf_bench_fill(text, 1024, SENTENCES, 6);
     snprintf(body, sizeof(body),
              "{\"model\":\"x\",\"messages\":[{\"role\":\"system\",\"content\":\"You are a careful assistant.\"},"
              "{\"role\":\"user\",\"content\":\"%s\"}]}",
@@ -102,7 +66,7 @@ int main(int argc, char **argv)
     printf("| per chat request, 1 KB user message / 1 KB answer | median µs | p99 µs |\n|---|---:|---:|\n");
     static const char *const deps[] = {"off", "default", "pii"};
     for (int d = 0; d < 3; d++) {
-        const custos_deployment_config_t *dep = custos_config_find_deployment(cfg, deps[d]);
+        const custos_deployment_config_t *dep = custos_config_find_deployment(bench.cfg, deps[d]);
         uint64_t *np = ns;
         for (int phase = 0; phase < 3; phase++) {
             for (int i = 0; i < iters; i++) {
@@ -115,7 +79,7 @@ int main(int argc, char **argv)
                 custos_cf_t *cf = NULL;
                 int st;
                 uint64_t t0 = custos_now_ns();
-                custos_cf_prompt(&w, &req, dep, CUSTOS_OP_CHAT, b, phase == 2, &cf, &st);
+                custos_cf_prompt(wp, &req, dep, CUSTOS_OP_CHAT, b, phase == 2, &cf, &st);
                 uint64_t t1 = custos_now_ns();
                 if (phase == 1) {
                     custos_buf_t rb;
@@ -155,12 +119,10 @@ int main(int argc, char **argv)
                                                "re-serialise)",
                                                "streamed answer, 256 chunks (parse each, windows, screen, re-emit)"};
             snprintf(name, sizeof(name), "policy `%s`: %s", deps[d], what[phase]);
-            report(name, np, iters);
+            cf_bench_report(name, np, iters);
         }
     }
     free(ns);
-    custos_safety_scratch_dispose(&w.scratch);
-    custos_safety_free(gw.safety);
-    custos_config_unref(cfg);
+    cf_bench_dispose(&bench);
     return 0;
 }

@@ -5,6 +5,7 @@
  * (annotate, and block: the stream is held). Prints a markdown table of median and p99 microseconds.
  * Usage: grounded_chat_bench [ITERATIONS]. Run through bench/grounded_chat. */
 #include "api/contentfilter.h"
+#include "cf_bench.h"
 #include "safety/safety.h"
 #include "util/arena.h"
 #include "util/time.h"
@@ -45,55 +46,18 @@ static const char *const ANS[] = {
     "A rehabilitation unit with 35 beds is planned by 2025. ",
 };
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static void report(const char *name, uint64_t *ns, int n)
-{
-    qsort(ns, (size_t)n, sizeof(*ns), cmp_u64);
-    printf("| %s | %.1f | %.1f |\n", name, (double)ns[n / 2] / 1000.0, (double)ns[n * 99 / 100] / 1000.0);
-}
-
-static size_t fill(char *buf, size_t want, const char *const *parts, size_t np)
-{
-    size_t len = 0;
-    for (size_t i = 0;; i++) {
-        const char *s = parts[i % np];
-        size_t l = strlen(s);
-        if (len + l > want)
-            break;
-        memcpy(buf + len, s, l);
-        len += l;
-    }
-    buf[len] = 0;
-    return len;
-}
-
 int main(int argc, char **argv)
 {
     int iters = argc > 1 ? atoi(argv[1]) : 2000;
     if (iters < 10)
         iters = 10;
-    char err[512];
-    custos_config_t *cfg;
-    custos_gateway_t gw;
-    custos_worker_t w;
-    memset(&gw, 0, sizeof(gw));
-    memset(&w, 0, sizeof(w));
-    if (custos_config_load_string("bench", CONFIG, sizeof(CONFIG) - 1, &cfg, err, sizeof(err)) < 0 ||
-        custos_safety_new(NULL, &gw.safety, err, sizeof(err)) < 0) {
-        fprintf(stderr, "grounded_chat_bench: %s\n", err);
+    cf_bench_t bench;
+    if (cf_bench_init(&bench, "grounded_chat_bench", CONFIG, sizeof(CONFIG) - 1) != 0)
         return 1;
-    }
-    w.gw = &gw;
-    w.cfg = cfg;
-    custos_safety_scratch_init(&w.scratch, 0);
+    custos_worker_t *wp = &bench.w;
     static char src[4200], ans[1100], body[8192], answer[4096];
-    fill(src, 4096, SRC, 6);
-    size_t alen = fill(ans, 1024, ANS, 7);
+    cf_bench_fill(src, 4096, SRC, 6);
+    size_t alen = cf_bench_fill(ans, 1024, ANS, 7);
     snprintf(body, sizeof(body),
              "{\"model\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"Summarise the report.\"},"
              "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
@@ -112,7 +76,7 @@ int main(int argc, char **argv)
            "|---|---:|---:|\n");
     static const char *const deps[] = {"baseline", "annotate", "block"};
     for (int d = 0; d < 3; d++) {
-        const custos_deployment_config_t *dep = custos_config_find_deployment(cfg, deps[d]);
+        const custos_deployment_config_t *dep = custos_config_find_deployment(bench.cfg, deps[d]);
         for (int stream = 0; stream < 2; stream++) {
             for (int i = 0; i < iters; i++) {
                 custos_arena_t arena;
@@ -129,7 +93,7 @@ int main(int argc, char **argv)
                     custos_buf_append(&rb, answer, strlen(answer));
                 char ev[256];
                 uint64_t t0 = custos_now_ns();
-                custos_cf_prompt(&w, &req, dep, CUSTOS_OP_CHAT, b, stream, &cf, &st);
+                custos_cf_prompt(wp, &req, dep, CUSTOS_OP_CHAT, b, stream, &cf, &st);
                 if (!stream) {
                     custos_cf_response(cf, &rb);
                 } else {
@@ -162,12 +126,10 @@ int main(int argc, char **argv)
             char name[160];
             snprintf(name, sizeof(name), "groundedness `%s`, %s", deps[d],
                      stream ? "streamed answer (256 chunks)" : "non-streamed answer");
-            report(name, ns, iters);
+            cf_bench_report(name, ns, iters);
         }
     }
     free(ns);
-    custos_safety_scratch_dispose(&w.scratch);
-    custos_safety_free(gw.safety);
-    custos_config_unref(cfg);
+    cf_bench_dispose(&bench);
     return 0;
 }

@@ -179,6 +179,15 @@ static void internal(custos_http_req_t *req, const char *message)
     cs_error(req, 500, "InternalError", message);
 }
 
+/* The 200 answer built in b, or 500 when building it failed (rc != 0). */
+static void reply_built(custos_http_req_t *req, custos_buf_t *b, int rc)
+{
+    if (rc != 0)
+        internal(req, "Out of memory.");
+    else
+        reply(req, 200, b);
+}
+
 /* ---------- small parsers ---------- */
 
 static int64_t now_s(void)
@@ -464,11 +473,7 @@ static void analyze(custos_worker_t *w, custos_http_req_t *req)
         }
     }
     rc = rc ? rc : custos_buf_append_lit(&b, "]}");
-    if (rc != 0) {
-        internal(req, "Out of memory.");
-        goto out;
-    }
-    reply(req, 200, &b);
+    reply_built(req, &b, rc);
 out:
     custos_buf_dispose(&b);
     json_object_put(o);
@@ -546,11 +551,7 @@ static void shield_prompt(custos_worker_t *w, custos_http_req_t *req)
         rc = custos_buf_appendf(&b, "%s{\"attackDetected\":%s}", i ? "," : "", s.detected ? "true" : "false");
     }
     rc = rc ? rc : custos_buf_append_lit(&b, "]}");
-    if (rc != 0) {
-        internal(req, "Out of memory.");
-        goto out;
-    }
-    reply(req, 200, &b);
+    reply_built(req, &b, rc);
 out:
     custos_buf_dispose(&b);
     json_object_put(o);
@@ -695,11 +696,7 @@ static void detect_groundedness(custos_worker_t *w, custos_http_req_t *req, cons
         rc = rc ? rc : custos_buf_append_lit(&b, "}");
     }
     rc = rc ? rc : custos_buf_append_lit(&b, "]}");
-    if (rc != 0) {
-        internal(req, "Out of memory.");
-        goto out;
-    }
-    reply(req, 200, &b);
+    reply_built(req, &b, rc);
 out:
     custos_grounded_result_dispose(&res);
     free(src);
