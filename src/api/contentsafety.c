@@ -89,6 +89,7 @@ static int rebuild(custos_gateway_t *gw, bool same_ok, const char *why)
 static void *bg_main(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "blocklists");
     pthread_mutex_lock(&g_bg.mu);
     while (!g_bg.stop) {
         if (!g_bg.dirty) {

@@ -191,6 +191,7 @@ static void on_config(custos_loop_t *loop, void *arg)
 static void *prober_main(void *arg)
 {
     custos_prober_t *p = arg;
+    pthread_setname_np(pthread_self(), "health-probe");
     int rc = custos_loop_run(p->loop);
     if (rc < 0)
         CUSTOS_ERROR("health checks: event loop failed: %s", custos_strerror(rc));

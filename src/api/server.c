@@ -27,6 +27,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +92,9 @@ static void publish(custos_loop_t *loop, void *ud)
 static void *worker_main(void *arg)
 {
     custos_worker_t *w = arg;
+    char name[16]; /* thread names (top -H, perf): at most 15 bytes */
+    snprintf(name, sizeof(name), "worker-%u", w->idx);
+    pthread_setname_np(pthread_self(), name);
     custos_timer_init(&w->publish_timer, publish, w);
     custos_timer_start(w->loop, &w->publish_timer, PUBLISH_INTERVAL_MS);
     int rc = custos_loop_run(w->loop);

@@ -79,6 +79,7 @@ static custos_config_t *current_cfg(custos_gateway_t *gw)
 static void *watch(void *arg)
 {
     custos_gateway_t *gw = arg;
+    pthread_setname_np(pthread_self(), "store-sync");
     custos_store_t *st = NULL;
     int64_t last = initial_gen;
     time_t last_purge = time(NULL);

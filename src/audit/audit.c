@@ -181,10 +181,12 @@ static int pending_push(sink_t *s, const custos_audit_record_t *r)
     }
     size_t off = s->enc.len;
     int rc = custos_audit_record_encode(r, s->a->resource_id, &s->enc);
+    if (rc == 0 && (rc = custos_buf_append_lit(&s->enc, "\n")) != 0) /* sink.h: each record is followed by '\n' */
+        s->enc.data[s->enc.len = off] = 0;
     if (rc != 0)
         return rc;
     s->poff[s->pstart + s->pcount] = off;
-    s->plen[s->pstart + s->pcount] = s->enc.len - off;
+    s->plen[s->pstart + s->pcount] = s->enc.len - off - 1;
     s->pcount++;
     return 0;
 }
@@ -337,6 +339,9 @@ static void process(sink_t *s, bool force)
 static void *sink_main(void *arg)
 {
     sink_t *s = arg;
+    char name[16]; /* "audit-" and the sink's name, cut to the 15 bytes a thread name holds */
+    snprintf(name, sizeof(name), "audit-%s", s->cfg->name);
+    pthread_setname_np(pthread_self(), name);
     s->backoff_ms = retry_min(s);
     s->idle_at_ms = UINT64_MAX;
     /* records left from an earlier run go first */

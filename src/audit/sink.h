@@ -15,7 +15,9 @@ typedef struct custos_audit_sink_driver {
      * until close returns). err gets a message (never a secret). Returns 0 or a negative CUSTOS_E* code; a failed
      * open is fatal for custos start-up. Called on the thread that starts the audit subsystem. */
     int (*open)(const struct custos_audit_sink_config *cfg, void **state, char *err, size_t errlen);
-    /* Delivers records in order; each is one JSON object text without a trailing newline. Returns 0 when all n were
+    /* Delivers records in order; each is one JSON object text of lens[i] bytes, followed in memory by a '\n' that
+     * lens[i] does not count (records taken from the queue or the spool are also back to back, so a driver may write
+     * a run of them in one piece: recs[i + 1] == recs[i] + lens[i] + 1). Returns 0 when all n were
      * accepted (handed over durably as far as the transport allows), or a negative CUSTOS_E* code: the framework keeps
      * them (spool) and calls deliver again later with the same records first. Called only on the sink's own thread. */
     int (*deliver)(void *state, const char *const *recs, const size_t *lens, size_t n);

@@ -337,6 +337,7 @@ static void run_client(oauth_client_t *c)
 static void *fetcher_main(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "oidc-keys");
     pthread_mutex_lock(&g_mu);
     while (!g_stop) {
         uint64_t now = custos_now_ms(), next = now + 3600000;

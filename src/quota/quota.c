@@ -648,6 +648,7 @@ int custos_quota_sync_now(custos_quota_t *q, uint64_t now_ms)
 static void *sync_main(void *arg)
 {
     custos_quota_t *q = arg;
+    pthread_setname_np(pthread_self(), "quota-sync");
     pthread_mutex_lock(&q->stop_lock);
     while (!q->stop) {
         pthread_mutex_unlock(&q->stop_lock);

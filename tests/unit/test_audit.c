@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include "config/config.h"
 #include "util/buf.h"
 #include "util/err.h"
+#include "util/json.h"
 
 static char tmpdir[64];
 
@@ -164,6 +166,75 @@ static void test_record_exact_json(void **state)
                                                 "\"remainingRequests\":7,\"remainingTokens\":null}"));
     assert_non_null(strstr(custos_buf_peek(&b), "\"operationName\":\"ContentSafety_ShieldPrompt\""));
     assert_non_null(strstr(custos_buf_peek(&b), "\"apiName\":\"Azure AI Content Safety\""));
+    custos_buf_dispose(&b);
+}
+
+/* The encoder writes into room reserved once per record: a record with every string at its longest, every PII type
+ * at its largest count and every optional part present must still fit, come out as valid JSON, and leave what the
+ * buffer held before untouched. A string that needs escaping takes the slow path and the record stays valid. */
+static void test_record_largest_and_escaped(void **state)
+{
+    (void)state;
+    custos_audit_record_t r;
+    full_record(&r);
+    memset(r.principal_id, 'p', sizeof(r.principal_id) - 1);
+    memset(r.auth_type, 'a', sizeof(r.auth_type) - 1);
+    memset(r.deployment, 'd', sizeof(r.deployment) - 1);
+    memset(r.model, 'm', sizeof(r.model) - 1);
+    memset(r.backend, 'b', sizeof(r.backend) - 1);
+    memset(r.region, 'r', sizeof(r.region) - 1);
+    memset(r.data_zone, 'z', sizeof(r.data_zone) - 1);
+    memset(r.use_case, 'u', sizeof(r.use_case) - 1);
+    memset(r.tier, 't', sizeof(r.tier) - 1);
+    r.total_us = r.upstream_us = r.request_bytes = r.response_bytes = UINT64_MAX;
+    r.prompt_tokens = r.completion_tokens = INT64_MAX;
+    r.retries = UINT32_MAX;
+    r.headers_present = (1u << CUSTOS_AUDIT_HDR_COUNT) - 1;
+    r.safety_screened = true;
+    for (int k = 0; k < 4; k++)
+        r.prompt_severity[k] = r.completion_severity[k] = 7;
+    r.pii_prompt = r.pii_completion = r.blocklist_hits = UINT32_MAX;
+    for (int t = 0; t < CUSTOS_PII_NTYPES; t++)
+        r.pii_prompt_types[t] = r.pii_completion_types[t] = UINT16_MAX;
+    r.ungrounded = 1;
+    r.guard_asked = r.guard_error = r.guard_disagreed = true;
+    r.quota = CUSTOS_AUDIT_QUOTA_LIMITED;
+    r.quota_remaining_requests = r.quota_remaining_tokens = INT64_MAX;
+    r.caller_family = AF_INET6;
+    memset(r.caller_addr, 0xab, sizeof(r.caller_addr));
+
+    custos_buf_t b;
+    custos_buf_init(&b, 0);
+    assert_int_equal(custos_buf_append_lit(&b, "before\n"), 0);
+    assert_int_equal(custos_audit_record_encode(&r, "custos/gw-1", &b), 0);
+    assert_non_null(b.data);
+    assert_memory_equal(b.data, "before\n", 7);
+    const char *rec = b.data + 7;
+    assert_int_equal(custos_json_validate(rec, strlen(rec), 8, NULL, NULL), 0);
+    assert_non_null(strstr(rec, "\"piiTypes\":{\"EMAIL\":65535,"));
+    assert_non_null(strstr(rec, "\"durationMs\":18446744073709551"));
+    assert_non_null(strstr(rec, "\"limit\":\"requests\""));
+    size_t largest = strlen(rec);
+
+    /* a resource id JSON must escape (quote, backslash, control character, invalid UTF-8), long enough to need the
+     * buffer to grow while the record is written */
+    char rid[6000];
+    for (size_t i = 0; i < sizeof(rid) - 1; i++)
+        rid[i] = "a\"\\\x01\xff"[i % 5];
+    rid[sizeof(rid) - 1] = 0;
+    custos_buf_reset(&b);
+    assert_int_equal(custos_audit_record_encode(&r, rid, &b), 0);
+    rec = custos_buf_peek(&b);
+    assert_int_equal(custos_json_validate(rec, strlen(rec), 8, NULL, NULL), 0);
+    assert_non_null(strstr(rec, "\"resourceId\":\"a\\\"\\\\\\u0001"));
+    assert_true(strlen(rec) > largest + sizeof(rid));
+    custos_buf_dispose(&b);
+
+    /* a buffer whose cap leaves no room: CUSTOS_ETOOBIG and nothing written */
+    custos_buf_init(&b, 512);
+    assert_int_equal(custos_buf_append_lit(&b, "kept"), 0);
+    assert_int_equal(custos_audit_record_encode(&r, "x", &b), CUSTOS_ETOOBIG);
+    assert_string_equal(custos_buf_peek(&b), "kept");
     custos_buf_dispose(&b);
 }
 
@@ -672,6 +743,61 @@ static void test_file_sink_rotation(void **state)
     assert_int_equal(count_lines(p1), 2); /* the earlier file (099 and the first age record) */
 }
 
+/* One batch mixing records that lie back to back with their '\n' (written as they are) and loose strings (copied):
+ * the file holds every line once, in order. */
+static void test_file_sink_runs(void **state)
+{
+    (void)state;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/runs.jsonl", tmpdir);
+    custos_audit_sink_config_t c = sink_cfg("file", 10);
+    c.type = CUSTOS_AUDIT_SINK_FILE;
+    c.path = path;
+    c.max_bytes = 1 << 20;
+    c.max_files = 1;
+    void *st = NULL;
+    char err[256];
+    assert_int_equal(custos_audit_sink_file.open(&c, &st, err, sizeof(err)), 0);
+    static const char run1[] = "{\"n\":1}\n{\"n\":2}\n", run2[] = "{\"n\":5}\n{\"n\":6}\n";
+    const char *recs[6] = {run1, run1 + 8, "{\"n\":3}", "{\"n\":4}", run2, run2 + 8};
+    size_t lens[6] = {7, 7, 7, 7, 7, 7};
+    assert_int_equal(custos_audit_sink_file.deliver(st, recs, lens, 6), 0);
+    custos_audit_sink_file.close(st);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    char got[128] = "";
+    size_t n = fread(got, 1, sizeof(got) - 1, fp);
+    fclose(fp);
+    got[n] = 0;
+    assert_string_equal(got, "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n{\"n\":4}\n{\"n\":5}\n{\"n\":6}\n");
+}
+
+/* Whether a thread of this process is called name (/proc/self/task/N/comm; the name may take a moment to be set). */
+static bool thread_named(const char *name)
+{
+    for (int tries = 0; tries < 200; tries++) {
+        DIR *d = opendir("/proc/self/task");
+        assert_non_null(d);
+        bool found = false;
+        for (struct dirent *de; !found && (de = readdir(d));) {
+            char p[300], comm[32] = "";
+            snprintf(p, sizeof(p), "/proc/self/task/%s/comm", de->d_name);
+            FILE *f = de->d_name[0] != '.' ? fopen(p, "r") : NULL;
+            if (!f)
+                continue;
+            if (fgets(comm, sizeof(comm), f))
+                comm[strcspn(comm, "\n")] = 0;
+            fclose(f);
+            found = strcmp(comm, name) == 0;
+        }
+        closedir(d);
+        if (found)
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
 static void test_file_sink_through_framework(void **state)
 {
     (void)state;
@@ -688,6 +814,7 @@ static void test_file_sink_through_framework(void **state)
     custos_audit_t *a = NULL;
     char err[256];
     assert_int_equal(custos_audit_new_with(&o, &c, drv, 1, &a, err, sizeof(err)), 0);
+    assert_true(thread_named("audit-file"));
     custos_audit_record_t r;
     full_record(&r);
     for (unsigned i = 0; i < 25; i++)
@@ -825,6 +952,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_record_exact_json),
+        cmocka_unit_test(test_record_largest_and_escaped),
         cmocka_unit_test(test_record_names_and_versions),
         cmocka_unit_test(test_ip_masking),
         cmocka_unit_test(test_deliver_in_order),
@@ -834,6 +962,7 @@ int main(void)
         cmocka_unit_test(test_queue_full_drops_counted),
         cmocka_unit_test(test_spool_single_owner),
         cmocka_unit_test(test_file_sink_rotation),
+        cmocka_unit_test(test_file_sink_runs),
         cmocka_unit_test(test_file_sink_through_framework),
         cmocka_unit_test(test_config_diagnostics),
     };
