@@ -423,6 +423,17 @@ static custos_audit_sink_config_t sink_cfg(const char *name, unsigned batch)
     return c;
 }
 
+/* A file sink's config: path (borrowed), rotation at max_bytes keeping max_files. */
+static custos_audit_sink_config_t file_cfg(char *path, unsigned batch, uint64_t max_bytes, unsigned max_files)
+{
+    custos_audit_sink_config_t c = sink_cfg("file", batch);
+    c.type = CUSTOS_AUDIT_SINK_FILE;
+    c.path = path;
+    c.max_bytes = max_bytes;
+    c.max_files = max_files;
+    return c;
+}
+
 static void test_deliver_in_order(void **state)
 {
     (void)state;
@@ -693,11 +704,7 @@ static void test_file_sink_rotation(void **state)
     snprintf(p1, sizeof(p1), "%s.1", path);
     snprintf(p2, sizeof(p2), "%s.2", path);
     snprintf(p3, sizeof(p3), "%s.3", path);
-    custos_audit_sink_config_t c = sink_cfg("file", 10);
-    c.type = CUSTOS_AUDIT_SINK_FILE;
-    c.path = path;
-    c.max_bytes = 1000;
-    c.max_files = 2;
+    custos_audit_sink_config_t c = file_cfg(path, 10, 1000, 2);
     c.max_age_s = 0;
     const custos_audit_sink_driver_t *d = custos_audit_sink_driver_find(CUSTOS_AUDIT_SINK_FILE);
     assert_ptr_equal(d, &custos_audit_sink_file);
@@ -750,11 +757,7 @@ static void test_file_sink_runs(void **state)
     (void)state;
     char path[128];
     snprintf(path, sizeof(path), "%s/runs.jsonl", tmpdir);
-    custos_audit_sink_config_t c = sink_cfg("file", 10);
-    c.type = CUSTOS_AUDIT_SINK_FILE;
-    c.path = path;
-    c.max_bytes = 1 << 20;
-    c.max_files = 1;
+    custos_audit_sink_config_t c = file_cfg(path, 10, 1 << 20, 1);
     void *st = NULL;
     char err[256];
     assert_int_equal(custos_audit_sink_file.open(&c, &st, err, sizeof(err)), 0);
@@ -804,11 +807,7 @@ static void test_file_sink_through_framework(void **state)
     char path[128], spool[128];
     snprintf(path, sizeof(path), "%s/fw.jsonl", tmpdir);
     snprintf(spool, sizeof(spool), "%s/spool-fw", tmpdir);
-    custos_audit_sink_config_t c = sink_cfg("file", 100);
-    c.type = CUSTOS_AUDIT_SINK_FILE;
-    c.path = path;
-    c.max_bytes = 1 << 20;
-    c.max_files = 1;
+    custos_audit_sink_config_t c = file_cfg(path, 100, 1 << 20, 1);
     const custos_audit_sink_driver_t *drv[1] = {&custos_audit_sink_file};
     custos_audit_options_t o = {.spool_dir = spool, .spool_max_bytes = 1 << 24, .queue_max_records = 1000};
     custos_audit_t *a = NULL;
