@@ -3,6 +3,7 @@
  * governance log inside the store transaction (an act that cannot be recorded does not happen). */
 #include "api/admin.h"
 #include "api/authn.h"
+#include "api/json_out.h"
 #include "audit/govlog.h"
 #include "auth/identity.h"
 #include "auth/keystore.h"
@@ -48,11 +49,6 @@ static void error(custos_http_req_t *req, int status, const char *code, const ch
 
 /* ---------- JSON writers ---------- */
 
-static int put_str(custos_buf_t *b, const char *s)
-{
-    return custos_json_append_string(b, s, strlen(s));
-}
-
 static int put_roles(custos_buf_t *b, unsigned roles)
 {
     int rc = custos_buf_append_lit(b, "[");
@@ -61,7 +57,7 @@ static int put_roles(custos_buf_t *b, unsigned roles)
         if (!(roles & bit))
             continue;
         rc = first ? 0 : custos_buf_append_lit(b, ",");
-        rc = rc ? rc : put_str(b, custos_config_role_name(bit));
+        rc = rc ? rc : custos_api_put_str(b, custos_config_role_name(bit));
         first = false;
     }
     return rc ? rc : custos_buf_append_lit(b, "]");
@@ -74,26 +70,20 @@ static int put_time(custos_buf_t *b, int64_t t)
 
 static int put_key(custos_buf_t *b, const custos_key_record_t *r, const char *plaintext)
 {
-    int rc = custos_buf_append_lit(b, "{\"id\":");
-    rc = rc ? rc : put_str(b, r->id);
-    rc = rc ? rc : custos_buf_append_lit(b, ",\"object\":\"api_key\",\"name\":");
-    rc = rc ? rc : put_str(b, r->name);
-    rc = rc ? rc : custos_buf_append_lit(b, ",\"principal\":");
-    rc = rc ? rc : put_str(b, r->principal);
+    int rc = custos_api_put_member(b, "{\"id\":", r->id);
+    rc = rc ? rc : custos_api_put_member(b, ",\"object\":\"api_key\",\"name\":", r->name);
+    rc = rc ? rc : custos_api_put_member(b, ",\"principal\":", r->principal);
     rc = rc ? rc : custos_buf_append_lit(b, ",\"roles\":");
     rc = rc ? rc : put_roles(b, r->roles);
-    rc = rc ? rc : custos_buf_append_lit(b, ",\"scope\":");
-    rc = rc ? rc : put_str(b, r->scope);
+    rc = rc ? rc : custos_api_put_member(b, ",\"scope\":", r->scope);
     rc = rc ? rc : custos_buf_append_lit(b, ",\"created_at\":");
     rc = rc ? rc : put_time(b, r->created_s);
     rc = rc ? rc : custos_buf_append_lit(b, ",\"expires_at\":");
     rc = rc ? rc : put_time(b, r->expires_s);
     rc = rc ? rc : custos_buf_append_lit(b, ",\"revoked_at\":");
     rc = rc ? rc : put_time(b, r->revoked_s);
-    if (plaintext) {
-        rc = rc ? rc : custos_buf_append_lit(b, ",\"key\":");
-        rc = rc ? rc : put_str(b, plaintext);
-    }
+    if (plaintext)
+        rc = rc ? rc : custos_api_put_member(b, ",\"key\":", plaintext);
     return rc ? rc : custos_buf_append_lit(b, "}");
 }
 
@@ -101,19 +91,14 @@ static int put_ra(custos_buf_t *b, const char *id, custos_ra_kind_t kind, const 
                   const char *scope, int64_t created, const char *source)
 {
     int rc = custos_buf_append_lit(b, "{\"id\":");
-    rc = rc ? rc : (id ? put_str(b, id) : custos_buf_append_lit(b, "null"));
-    rc = rc ? rc : custos_buf_append_lit(b, ",\"object\":\"role_assignment\",");
-    rc = rc ? rc : put_str(b, custos_keystore_ra_kind_name(kind));
-    rc = rc ? rc : custos_buf_append_lit(b, ":");
-    rc = rc ? rc : put_str(b, subject);
-    rc = rc ? rc : custos_buf_append_lit(b, ",\"role\":");
-    rc = rc ? rc : put_str(b, custos_config_role_name(role));
-    rc = rc ? rc : custos_buf_append_lit(b, ",\"scope\":");
-    rc = rc ? rc : put_str(b, scope);
+    rc = rc ? rc : (id ? custos_api_put_str(b, id) : custos_buf_append_lit(b, "null"));
+    rc = rc ? rc : custos_api_put_member(b, ",\"object\":\"role_assignment\",", custos_keystore_ra_kind_name(kind));
+    rc = rc ? rc : custos_api_put_member(b, ":", subject);
+    rc = rc ? rc : custos_api_put_member(b, ",\"role\":", custos_config_role_name(role));
+    rc = rc ? rc : custos_api_put_member(b, ",\"scope\":", scope);
     rc = rc ? rc : custos_buf_append_lit(b, ",\"created_at\":");
     rc = rc ? rc : put_time(b, created);
-    rc = rc ? rc : custos_buf_append_lit(b, ",\"source\":");
-    rc = rc ? rc : put_str(b, source);
+    rc = rc ? rc : custos_api_put_member(b, ",\"source\":", source);
     return rc ? rc : custos_buf_append_lit(b, "}");
 }
 
@@ -136,25 +121,73 @@ static int gov_hook(void *ud, const char *id)
     return rc;
 }
 
+/* An admin act on the keystore and how its outcome is answered. */
+typedef struct act {
+    const char *action; /* governance action, also named in the log line of a failure */
+    int refused_rc;     /* the store refusing the request: CUSTOS_EINVAL → 400 BadRequest, CUSTOS_ENOTFOUND → 404 */
+    const char *refused, *failed; /* messages of that refusal and of any other failure (500) */
+} act_t;
+
+static const act_t KEY_CREATE = {"key.create", CUSTOS_EINVAL,
+                                 "Invalid key: check principal (1..256 printable bytes) and name ([A-Za-z0-9._-]).",
+                                 "The key could not be created."};
+static const act_t KEY_REVOKE = {"key.revoke", CUSTOS_ENOTFOUND, "No active key with this id.",
+                                 "The key could not be revoked."};
+static const act_t RA_CREATE = {"role_assignment.create", CUSTOS_EINVAL,
+                                "Invalid role assignment: the subject must be 1..256 printable bytes.",
+                                "The role assignment could not be created."};
+static const act_t RA_DELETE = {"role_assignment.delete", CUSTOS_ENOTFOUND,
+                                "No stored role assignment with this id (assignments from the config file are "
+                                "changed there).",
+                                "The role assignment could not be deleted."};
+
+/* After the keystore write of act (rc: its outcome, ks: the store, NULL when it did not open): answers a refusal or
+ * a failure and returns false; on success reloads the identity snapshot (every worker) and returns true. */
+static bool act_done(custos_worker_t *w, custos_http_req_t *req, const act_t *act, int rc, custos_keystore_t *ks)
+{
+    if (rc != 0 && rc == act->refused_rc) {
+        if (rc == CUSTOS_ENOTFOUND)
+            error(req, 404, "NotFound", act->refused);
+        else
+            error(req, 400, "BadRequest", act->refused);
+        return false;
+    }
+    if (rc != 0) {
+        CUSTOS_ERROR("admin: %s failed: %s (%s)", act->action, custos_strerror(rc), custos_keystore_errmsg(ks));
+        error(req, 500, "InternalServerError", act->failed);
+        return false;
+    }
+    custos_gateway_identity_reload(w->gw, w);
+    return true;
+}
+
+/* Answers status with the JSON built in b, or 500 when building it failed (brc != 0). */
+static void reply_built(custos_http_req_t *req, int status, custos_buf_t *b, int brc)
+{
+    if (brc != 0)
+        error(req, 500, "InternalServerError", "Out of memory.");
+    else
+        reply(req, status, b);
+}
+
 /* ---------- request bodies ---------- */
 
-static int parse_body(custos_http_req_t *req, json_object **out, const char **why)
+/* The body as a JSON object (the caller puts it), or NULL after answering 413 or 400. */
+static json_object *body_object(custos_http_req_t *req)
 {
-    *out = NULL;
     if (req->body_len > CUSTOS_ADMIN_MAX_BODY) {
-        *why = "The request body is too large.";
-        return CUSTOS_ETOOBIG;
+        error(req, 413, "BadRequest", "The request body is too large.");
+        return NULL;
     }
     json_object *o = NULL;
     if (custos_json_parse(req->body, req->body_len, 8, &o, NULL, NULL) < 0 || !o ||
         !json_object_is_type(o, json_type_object)) {
         if (o)
             json_object_put(o);
-        *why = "The request body must be a JSON object.";
-        return CUSTOS_EINVAL;
+        error(req, 400, "BadRequest", "The request body must be a JSON object.");
+        return NULL;
     }
-    *out = o;
-    return 0;
+    return o;
 }
 
 /* Checks that o has only keys from allowed. */
@@ -191,18 +224,15 @@ static void keys_create(custos_worker_t *w, custos_http_req_t *req, const custos
 {
     static const char *const allowed[] = {"principal", "roles", "scope", "expires_in_days", "name", NULL};
     json_object *o = NULL, *jr = NULL, *je = NULL;
-    const char *why = NULL;
     custos_keystore_t *ks = NULL;
-    gov_t g = {caller->principal, "key.create", {0}};
+    gov_t g = {caller->principal, KEY_CREATE.action, {0}};
     custos_buf_t b;
     char key[CUSTOS_KEY_TEXT_LEN + 1] = "";
     custos_buf_init(&g.details, 4096);
     custos_buf_init(&b, 0);
-    int rc = parse_body(req, &o, &why);
-    if (rc != 0) {
-        error(req, rc == CUSTOS_ETOOBIG ? 413 : 400, "BadRequest", why);
+    int rc = 0;
+    if ((o = body_object(req)) == NULL)
         goto out;
-    }
     custos_key_spec_t spec = {0};
     spec.principal = get_string(o, "principal");
     spec.name = get_string(o, "name");
@@ -239,12 +269,10 @@ static void keys_create(custos_worker_t *w, custos_http_req_t *req, const custos
         goto out;
     }
     /* details: metadata only, never the key */
-    rc = custos_buf_append_lit(&g.details, "{\"principal\":");
-    rc = rc ? rc : put_str(&g.details, spec.principal);
+    rc = custos_api_put_member(&g.details, "{\"principal\":", spec.principal);
     rc = rc ? rc : custos_buf_append_lit(&g.details, ",\"roles\":");
     rc = rc ? rc : put_roles(&g.details, spec.roles);
-    rc = rc ? rc : custos_buf_append_lit(&g.details, ",\"scope\":");
-    rc = rc ? rc : put_str(&g.details, spec.scope ? spec.scope : "/");
+    rc = rc ? rc : custos_api_put_member(&g.details, ",\"scope\":", spec.scope ? spec.scope : "/");
     rc = rc ? rc : custos_buf_appendf(&g.details, ",\"expires_in_s\":%lld}", (long long)spec.expires_in_s);
     if (rc != 0) {
         error(req, 400, "BadRequest", "The request is too large.");
@@ -254,22 +282,8 @@ static void keys_create(custos_worker_t *w, custos_http_req_t *req, const custos
     rc = custos_keystore_open_config(&w->cfg->storage, false, &ks, NULL, 0); /* the store is made at start-up */
     if (rc == 0)
         rc = custos_keystore_key_create(ks, &spec, now_s(), gov_hook, &g, key, &rec);
-    if (rc == CUSTOS_EINVAL) {
-        error(req, 400, "BadRequest",
-              "Invalid key: check principal (1..256 printable bytes) and name ([A-Za-z0-9._-]).");
-        goto out;
-    }
-    if (rc != 0) {
-        CUSTOS_ERROR("admin: key.create failed: %s (%s)", custos_strerror(rc), custos_keystore_errmsg(ks));
-        error(req, 500, "InternalServerError", "The key could not be created.");
-        goto out;
-    }
-    custos_gateway_identity_reload(w->gw, w);
-    if (put_key(&b, &rec, key) != 0) {
-        error(req, 500, "InternalServerError", "Out of memory.");
-        goto out;
-    }
-    reply(req, 201, &b);
+    if (act_done(w, req, &KEY_CREATE, rc, ks))
+        reply_built(req, 201, &b, put_key(&b, &rec, key));
 out:
     OPENSSL_cleanse(key, sizeof(key));
     if (b.data)
@@ -279,6 +293,20 @@ out:
     custos_keystore_close(ks);
     if (o)
         json_object_put(o);
+}
+
+/* Closes the list object built in b ({"object":"list","data":[...) and answers 200, or 500 (failed, logged as "listing
+ * what") when rc or the closing failed. */
+static void reply_list(custos_http_req_t *req, int rc, custos_buf_t *b, custos_keystore_t *ks, const char *what,
+                       const char *failed)
+{
+    rc = rc ? rc : custos_buf_append_lit(b, "]}");
+    if (rc != 0) {
+        CUSTOS_ERROR("admin: listing %s failed: %s (%s)", what, custos_strerror(rc), custos_keystore_errmsg(ks));
+        error(req, 500, "InternalServerError", failed);
+    } else {
+        reply(req, 200, b);
+    }
 }
 
 static int list_key(void *ud, const custos_key_record_t *r)
@@ -299,39 +327,38 @@ static void keys_list(custos_worker_t *w, custos_http_req_t *req)
         rc = custos_keystore_key_list(ks, list_key, &b);
     else if (orc != CUSTOS_ENOTFOUND)
         rc = orc;
-    rc = rc ? rc : custos_buf_append_lit(&b, "]}");
-    if (rc != 0) {
-        CUSTOS_ERROR("admin: listing keys failed: %s (%s)", custos_strerror(rc), custos_keystore_errmsg(ks));
-        error(req, 500, "InternalServerError", "The keys could not be listed.");
-    } else {
-        reply(req, 200, &b);
-    }
+    reply_list(req, rc, &b, ks, "keys", "The keys could not be listed.");
     custos_buf_dispose(&b);
     custos_keystore_close(ks);
 }
 
-static void keys_revoke(custos_worker_t *w, custos_http_req_t *req, const custos_caller_t *caller, const char *id)
+static int key_revoke(custos_keystore_t *ks, const char *id, gov_t *g)
+{
+    return custos_keystore_key_revoke(ks, id, now_s(), gov_hook, g);
+}
+
+static int ra_delete(custos_keystore_t *ks, const char *id, gov_t *g)
+{
+    return custos_keystore_ra_delete(ks, id, gov_hook, g);
+}
+
+/* DELETE {prefix}/{id}: remove(ks, id, g) as act; answers 200 {"id":ID + done (the rest of the object). */
+static void remove_by_id(custos_worker_t *w, custos_http_req_t *req, const custos_caller_t *caller, const char *id,
+                         const act_t *act, int (*remove)(custos_keystore_t *ks, const char *id, gov_t *g),
+                         const char *done)
 {
     custos_keystore_t *ks = NULL;
-    gov_t g = {caller->principal, "key.revoke", {0}};
+    gov_t g = {caller->principal, act->action, {0}};
     custos_buf_init(&g.details, 0);
     int rc = custos_keystore_open_config(&w->cfg->storage, false, &ks, NULL, 0);
     if (rc == 0)
-        rc = custos_keystore_key_revoke(ks, id, now_s(), gov_hook, &g);
-    if (rc == CUSTOS_ENOTFOUND) {
-        error(req, 404, "NotFound", "No active key with this id.");
-    } else if (rc != 0) {
-        CUSTOS_ERROR("admin: key.revoke failed: %s (%s)", custos_strerror(rc), custos_keystore_errmsg(ks));
-        error(req, 500, "InternalServerError", "The key could not be revoked.");
-    } else {
-        custos_gateway_identity_reload(w->gw, w);
+        rc = remove(ks, id, &g);
+    if (act_done(w, req, act, rc, ks)) {
         custos_buf_t b;
         custos_buf_init(&b, 0);
-        if (custos_buf_append_lit(&b, "{\"id\":") == 0 && put_str(&b, id) == 0 &&
-            custos_buf_append_lit(&b, ",\"object\":\"api_key\",\"revoked\":true}") == 0)
-            reply(req, 200, &b);
-        else
-            error(req, 500, "InternalServerError", "Out of memory.");
+        int brc = custos_api_put_member(&b, "{\"id\":", id);
+        brc = brc ? brc : custos_buf_append_str(&b, done);
+        reply_built(req, 200, &b, brc);
         custos_buf_dispose(&b);
     }
     custos_buf_dispose(&g.details);
@@ -345,17 +372,14 @@ static void ras_create(custos_worker_t *w, custos_http_req_t *req, const custos_
     static const char *const allowed[] = {"principal", "group", "app_id", "role", "scope", NULL};
     static const char *const subj[] = {"principal", "group", "app_id"};
     json_object *o = NULL;
-    const char *why = NULL;
     custos_keystore_t *ks = NULL;
-    gov_t g = {caller->principal, "role_assignment.create", {0}};
+    gov_t g = {caller->principal, RA_CREATE.action, {0}};
     custos_buf_t b;
     custos_buf_init(&g.details, 4096);
     custos_buf_init(&b, 0);
-    int rc = parse_body(req, &o, &why);
-    if (rc != 0) {
-        error(req, rc == CUSTOS_ETOOBIG ? 413 : 400, "BadRequest", why);
+    int rc = 0;
+    if ((o = body_object(req)) == NULL)
         goto out;
-    }
     custos_ra_record_t rec;
     memset(&rec, 0, sizeof(rec));
     int n = 0;
@@ -379,33 +403,18 @@ static void ras_create(custos_worker_t *w, custos_http_req_t *req, const custos_
     snprintf(rec.subject, sizeof(rec.subject), "%s", subject);
     snprintf(rec.scope, sizeof(rec.scope), "%s", scope ? scope : "/");
     rc = custos_buf_append_lit(&g.details, "{");
-    rc = rc ? rc : put_str(&g.details, subj[rec.kind]);
-    rc = rc ? rc : custos_buf_append_lit(&g.details, ":");
-    rc = rc ? rc : put_str(&g.details, rec.subject);
-    rc = rc ? rc : custos_buf_append_lit(&g.details, ",\"role\":");
-    rc = rc ? rc : put_str(&g.details, custos_config_role_name(rec.role));
-    rc = rc ? rc : custos_buf_append_lit(&g.details, ",\"scope\":");
-    rc = rc ? rc : put_str(&g.details, rec.scope);
+    rc = rc ? rc : custos_api_put_str(&g.details, subj[rec.kind]);
+    rc = rc ? rc : custos_api_put_member(&g.details, ":", rec.subject);
+    rc = rc ? rc : custos_api_put_member(&g.details, ",\"role\":", custos_config_role_name(rec.role));
+    rc = rc ? rc : custos_api_put_member(&g.details, ",\"scope\":", rec.scope);
     rc = rc ? rc : custos_buf_append_lit(&g.details, "}");
     if (rc == 0)
         rc = custos_keystore_open_config(&w->cfg->storage, false, &ks, NULL, 0); /* the store is made at start-up */
     if (rc == 0)
         rc = custos_keystore_ra_create(ks, &rec, now_s(), gov_hook, &g);
-    if (rc == CUSTOS_EINVAL) {
-        error(req, 400, "BadRequest", "Invalid role assignment: the subject must be 1..256 printable bytes.");
-        goto out;
-    }
-    if (rc != 0) {
-        CUSTOS_ERROR("admin: role_assignment.create failed: %s (%s)", custos_strerror(rc), custos_keystore_errmsg(ks));
-        error(req, 500, "InternalServerError", "The role assignment could not be created.");
-        goto out;
-    }
-    custos_gateway_identity_reload(w->gw, w);
-    if (put_ra(&b, rec.id, rec.kind, rec.subject, rec.role, rec.scope, rec.created_s, "store") != 0) {
-        error(req, 500, "InternalServerError", "Out of memory.");
-        goto out;
-    }
-    reply(req, 201, &b);
+    if (act_done(w, req, &RA_CREATE, rc, ks))
+        reply_built(req, 201, &b,
+                    put_ra(&b, rec.id, rec.kind, rec.subject, rec.role, rec.scope, rec.created_s, "store"));
 out:
     custos_buf_dispose(&b);
     custos_buf_dispose(&g.details);
@@ -438,45 +447,8 @@ static void ras_list(custos_worker_t *w, custos_http_req_t *req)
         rc = custos_keystore_ra_list(ks, list_ra, &b);
     else if (rc == 0 && orc != CUSTOS_ENOTFOUND)
         rc = orc;
-    rc = rc ? rc : custos_buf_append_lit(&b, "]}");
-    if (rc != 0) {
-        CUSTOS_ERROR("admin: listing role assignments failed: %s (%s)", custos_strerror(rc),
-                     custos_keystore_errmsg(ks));
-        error(req, 500, "InternalServerError", "The role assignments could not be listed.");
-    } else {
-        reply(req, 200, &b);
-    }
+    reply_list(req, rc, &b, ks, "role assignments", "The role assignments could not be listed.");
     custos_buf_dispose(&b);
-    custos_keystore_close(ks);
-}
-
-static void ras_delete(custos_worker_t *w, custos_http_req_t *req, const custos_caller_t *caller, const char *id)
-{
-    custos_keystore_t *ks = NULL;
-    gov_t g = {caller->principal, "role_assignment.delete", {0}};
-    custos_buf_init(&g.details, 0);
-    int rc = custos_keystore_open_config(&w->cfg->storage, false, &ks, NULL, 0);
-    if (rc == 0)
-        rc = custos_keystore_ra_delete(ks, id, gov_hook, &g);
-    if (rc == CUSTOS_ENOTFOUND) {
-        error(req, 404, "NotFound",
-              "No stored role assignment with this id (assignments from the config file are "
-              "changed there).");
-    } else if (rc != 0) {
-        CUSTOS_ERROR("admin: role_assignment.delete failed: %s (%s)", custos_strerror(rc), custos_keystore_errmsg(ks));
-        error(req, 500, "InternalServerError", "The role assignment could not be deleted.");
-    } else {
-        custos_gateway_identity_reload(w->gw, w);
-        custos_buf_t b;
-        custos_buf_init(&b, 0);
-        if (custos_buf_append_lit(&b, "{\"id\":") == 0 && put_str(&b, id) == 0 &&
-            custos_buf_append_lit(&b, ",\"object\":\"role_assignment\",\"deleted\":true}") == 0)
-            reply(req, 200, &b);
-        else
-            error(req, 500, "InternalServerError", "Out of memory.");
-        custos_buf_dispose(&b);
-    }
-    custos_buf_dispose(&g.details);
     custos_keystore_close(ks);
 }
 
@@ -505,10 +477,7 @@ static void use_cases_get(custos_worker_t *w, custos_http_req_t *req, const char
         }
         rc = rc ? rc : custos_buf_append_lit(&b, "]}");
     }
-    if (rc != 0)
-        error(req, 500, "InternalServerError", "Out of memory.");
-    else
-        reply(req, 200, &b);
+    reply_built(req, 200, &b, rc);
     custos_buf_dispose(&b);
 }
 
@@ -570,12 +539,13 @@ void custos_admin_handle(custos_worker_t *w, custos_http_req_t *req)
             not_allowed(req, "GET, POST");
     } else if (with_id(p, n, P_KEYS, id)) {
         if (del)
-            keys_revoke(w, req, &caller, id);
+            remove_by_id(w, req, &caller, id, &KEY_REVOKE, key_revoke, ",\"object\":\"api_key\",\"revoked\":true}");
         else
             not_allowed(req, "DELETE");
     } else if (with_id(p, n, P_RAS, id)) {
         if (del)
-            ras_delete(w, req, &caller, id);
+            remove_by_id(w, req, &caller, id, &RA_DELETE, ra_delete,
+                         ",\"object\":\"role_assignment\",\"deleted\":true}");
         else
             not_allowed(req, "DELETE");
     } else if (is(p, n, P_UCS) || (n > sizeof(P_UCS) && memcmp(p, P_UCS "/", sizeof(P_UCS)) == 0)) {

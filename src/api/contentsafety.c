@@ -3,12 +3,14 @@
  * (docs/content-safety-api.md). */
 #include "api/contentsafety.h"
 #include "api/authn.h"
+#include "api/json_out.h"
 #include "api/cs_reasoning.h"
 #include "audit/govlog.h"
 #include "audit/record.h"
 #include "safety/blocklist_store.h"
 #include "safety/grounded.h"
 #include "safety/harm.h"
+#include "safety/normalize.h"
 #include "safety/safety.h"
 #include "safety/shields.h"
 #include "util/buf.h"
@@ -180,6 +182,14 @@ static void internal(custos_http_req_t *req, const char *message)
     cs_error(req, 500, "InternalError", message);
 }
 
+/* An analysis or store step failed (rc < 0): logs "contentsafety: WHAT failed" with the reason and answers 500 with
+ * message. */
+static void step_failed(custos_http_req_t *req, const char *what, int rc, const char *message)
+{
+    CUSTOS_ERROR("contentsafety: %s failed: %s", what, custos_strerror(rc));
+    internal(req, message);
+}
+
 /* The 200 answer built in b, or 500 when building it failed (rc != 0). */
 static void reply_built(custos_http_req_t *req, custos_buf_t *b, int rc)
 {
@@ -198,43 +208,40 @@ static int64_t now_s(void)
     return (int64_t)ts.tv_sec;
 }
 
-/* Valid UTF-8 without NUL (when no_nul); *ncp receives the code point count. */
+/* Valid UTF-8 without NUL (when no_nul); *ncp receives the code point count. The normaliser's decoder decides what
+ * is valid (overlongs, surrogates and values above U+10FFFF are not). */
 static bool utf8_count(const char *s, size_t n, bool no_nul, size_t *ncp)
 {
     const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, k = 0;
-    while (i < n) {
-        unsigned c = p[i];
-        size_t need;
-        uint32_t cp, min;
-        if (c < 0x80) {
-            if (c == 0 && no_nul)
-                return false;
-            i++;
-            k++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf)
-            need = 1, cp = c & 0x1f, min = 0x80;
-        else if (c >= 0xe0 && c <= 0xef)
-            need = 2, cp = c & 0x0f, min = 0x800;
-        else if (c >= 0xf0 && c <= 0xf4)
-            need = 3, cp = c & 0x07, min = 0x10000;
-        else
+    size_t k = 0, adv = 0;
+    for (size_t i = 0; i < n; i += adv, k++)
+        if ((p[i] == 0 && no_nul) || custos_norm_decode_utf8(p + i, n - i, &adv) < 0)
             return false;
-        if (i + need >= n)
-            return false;
-        for (size_t j = 1; j <= need; j++) {
-            if ((p[i + j] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i + j] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += need + 1;
-        k++;
-    }
     *ncp = k;
+    return true;
+}
+
+/* A JSON string's text: valid UTF-8 (without NUL when no_nul) of at most max code points (*ncp: the count). */
+static bool text_ok(json_object *str, bool no_nul, size_t max, size_t *ncp)
+{
+    return utf8_count(json_object_get_string(str), (size_t)json_object_get_string_len(str), no_nul, ncp) && *ncp <= max;
+}
+
+/* Checks that the n elements of array a are valid UTF-8 strings and adds their code points to *total; stores each
+ * string and its byte length in strs[i] / lens[i] when those are given. false at the first element that is not. */
+static bool utf8_strings(json_object *a, size_t n, const char **strs, size_t *lens, size_t *total)
+{
+    for (size_t i = 0; i < n; i++) {
+        json_object *x = json_object_array_get_idx(a, i);
+        size_t ncp = 0;
+        if (!x || !json_object_is_type(x, json_type_string) || !text_ok(x, false, SIZE_MAX, &ncp))
+            return false;
+        if (strs)
+            strs[i] = json_object_get_string(x);
+        if (lens)
+            lens[i] = (size_t)json_object_get_string_len(x);
+        *total += ncp;
+    }
     return true;
 }
 
@@ -306,11 +313,6 @@ static int field(json_object *o, const char *key, json_type t, json_object **v)
     return json_object_is_type(*v, t) ? 1 : -1;
 }
 
-static int put_str(custos_buf_t *b, const char *s)
-{
-    return custos_json_append_string(b, s, strlen(s));
-}
-
 /* ---------- authorization ---------- */
 
 typedef enum { NEED_READ, NEED_WRITE } need_t;
@@ -345,22 +347,17 @@ static int on_match(void *ud, const custos_blocklist_hit_t *h)
 {
     match_out_t *m = ud;
     int rc = m->n ? custos_buf_append_lit(m->b, ",") : 0;
-    rc = rc ? rc : custos_buf_append_lit(m->b, "{\"blocklistName\":");
-    rc = rc ? rc : put_str(m->b, h->list);
-    rc = rc ? rc : custos_buf_append_lit(m->b, ",\"blocklistItemId\":");
-    rc = rc ? rc : put_str(m->b, h->item_id);
-    rc = rc ? rc : custos_buf_append_lit(m->b, ",\"blocklistItemText\":");
-    rc = rc ? rc : put_str(m->b, h->item_text);
+    rc = rc ? rc : custos_api_put_member(m->b, "{\"blocklistName\":", h->list);
+    rc = rc ? rc : custos_api_put_member(m->b, ",\"blocklistItemId\":", h->item_id);
+    rc = rc ? rc : custos_api_put_member(m->b, ",\"blocklistItemText\":", h->item_text);
     rc = rc ? rc : custos_buf_append_lit(m->b, "}");
     m->n++;
     return rc ? rc : 0;
 }
 
-static void analyze(custos_worker_t *w, custos_http_req_t *req)
+static void analyze(custos_worker_t *w, custos_http_req_t *req, json_object *o)
 {
-    json_object *o = body_object(w, req), *jt, *jc, *jb, *jh, *jo;
-    if (!o)
-        return;
+    json_object *jt, *jc, *jb, *jh, *jo;
     custos_buf_t b;
     custos_buf_init(&b, 0);
     const char *names[CUSTOS_CS_MAX_BLOCKLIST_NAMES];
@@ -448,8 +445,7 @@ static void analyze(custos_worker_t *w, custos_http_req_t *req)
         }
         int src = custos_blocklists_scan(set, names, nnames, text, tlen, &w->bl_scratch, on_match, &m);
         if (src < 0) {
-            CUSTOS_ERROR("contentsafety: blocklist scan failed: %s", custos_strerror(src));
-            internal(req, "The blocklists could not be applied.");
+            step_failed(req, "blocklist scan", src, "The blocklists could not be applied.");
             goto out;
         }
         rc = rc ? rc : src;
@@ -460,8 +456,7 @@ static void analyze(custos_worker_t *w, custos_http_req_t *req)
         custos_harm_result_t res;
         int hrc = hm ? custos_harm_score(hm, text, tlen, &res, &w->scratch) : CUSTOS_EUNAVAIL;
         if (hrc < 0) {
-            CUSTOS_ERROR("contentsafety: harm analysis failed: %s", custos_strerror(hrc));
-            internal(req, "The text could not be analyzed.");
+            step_failed(req, "harm analysis", hrc, "The text could not be analyzed.");
             goto out;
         }
         for (int k = 0; !rc && k < ncat; k++) {
@@ -477,16 +472,13 @@ static void analyze(custos_worker_t *w, custos_http_req_t *req)
     reply_built(req, &b, rc);
 out:
     custos_buf_dispose(&b);
-    json_object_put(o);
 }
 
 /* ---------- text:shieldPrompt ---------- */
 
-static void shield_prompt(custos_worker_t *w, custos_http_req_t *req)
+static void shield_prompt(custos_worker_t *w, custos_http_req_t *req, json_object *o)
 {
-    json_object *o = body_object(w, req), *ju, *jd;
-    if (!o)
-        return;
+    json_object *ju, *jd;
     custos_buf_t b;
     custos_buf_init(&b, 0);
     int r = field(o, "userPrompt", json_type_string, &ju);
@@ -496,8 +488,7 @@ static void shield_prompt(custos_worker_t *w, custos_http_req_t *req)
         bad_request(req, "Expected {\"userPrompt\"?: string, \"documents\"?: [string, ...]}.");
         goto out;
     }
-    if (ju && (!utf8_count(json_object_get_string(ju), (size_t)json_object_get_string_len(ju), false, &ncp) ||
-               ncp > CUSTOS_CS_MAX_TEXT_CHARS)) {
+    if (ju && !text_ok(ju, false, CUSTOS_CS_MAX_TEXT_CHARS, &ncp)) {
         bad_request(req, "'userPrompt' must be valid UTF-8 of at most 10000 characters.");
         goto out;
     }
@@ -506,14 +497,9 @@ static void shield_prompt(custos_worker_t *w, custos_http_req_t *req)
         bad_request(req, "'documents' holds at most 5 documents.");
         goto out;
     }
-    for (size_t i = 0; i < nd; i++) {
-        json_object *x = json_object_array_get_idx(jd, i);
-        if (!x || !json_object_is_type(x, json_type_string) ||
-            !utf8_count(json_object_get_string(x), (size_t)json_object_get_string_len(x), false, &ncp)) {
-            bad_request(req, "Each document must be a valid UTF-8 string.");
-            goto out;
-        }
-        total += ncp;
+    if (!utf8_strings(jd, nd, NULL, NULL, &total)) {
+        bad_request(req, "Each document must be a valid UTF-8 string.");
+        goto out;
     }
     if (total > CUSTOS_CS_MAX_DOCUMENTS_CHARS) {
         bad_request(req, "The documents together are longer than 10000 characters.");
@@ -530,8 +516,7 @@ static void shield_prompt(custos_worker_t *w, custos_http_req_t *req)
         int src = custos_shields_score(sm, CUSTOS_SHIELD_JAILBREAK, json_object_get_string(ju),
                                        (size_t)json_object_get_string_len(ju), &s, &w->scratch);
         if (src < 0) {
-            CUSTOS_ERROR("contentsafety: prompt shield failed: %s", custos_strerror(src));
-            internal(req, "The prompt could not be analyzed.");
+            step_failed(req, "prompt shield", src, "The prompt could not be analyzed.");
             goto out;
         }
         rc = rc ? rc
@@ -545,8 +530,7 @@ static void shield_prompt(custos_worker_t *w, custos_http_req_t *req)
         int src = custos_shields_score(sm, CUSTOS_SHIELD_INDIRECT, json_object_get_string(x),
                                        (size_t)json_object_get_string_len(x), &s, &w->scratch);
         if (src < 0) {
-            CUSTOS_ERROR("contentsafety: document shield failed: %s", custos_strerror(src));
-            internal(req, "The documents could not be analyzed.");
+            step_failed(req, "document shield", src, "The documents could not be analyzed.");
             goto out;
         }
         rc = custos_buf_appendf(&b, "%s{\"attackDetected\":%s}", i ? "," : "", s.detected ? "true" : "false");
@@ -555,7 +539,6 @@ static void shield_prompt(custos_worker_t *w, custos_http_req_t *req)
     reply_built(req, &b, rc);
 out:
     custos_buf_dispose(&b);
-    json_object_put(o);
 }
 
 /* ---------- text:detectGroundedness (preview) ---------- */
@@ -574,17 +557,11 @@ static int enum_of(json_object *v, const char *const *names)
     return -1;
 }
 
-static void detect_groundedness(custos_worker_t *w, custos_http_req_t *req, const custos_caller_t *caller)
+static void detect_groundedness(custos_worker_t *w, custos_http_req_t *req, const custos_caller_t *caller,
+                                json_object *o)
 {
     static const char *const DOMAINS[] = {"Generic", "Medical", NULL}, *const TASKS[] = {"Summarization", "QnA", NULL};
-    const char *v = custos_http_req_query(req, "api-version");
-    if (!v || (strcmp(v, "2024-09-15-preview") != 0 && strcmp(v, "2024-02-15-preview") != 0)) {
-        cs_error(req, 400, "InvalidRequest", "text:detectGroundedness needs api-version=2024-09-15-preview.");
-        return;
-    }
-    json_object *o = body_object(w, req), *jt, *js, *jd, *jk, *jq, *jr, *jqq = NULL;
-    if (!o)
-        return;
+    json_object *jt, *js, *jd, *jk, *jq, *jr, *jqq = NULL;
     custos_buf_t b;
     custos_buf_init(&b, 0);
     const char **src = NULL;
@@ -609,13 +586,11 @@ static void detect_groundedness(custos_worker_t *w, custos_http_req_t *req, cons
         bad_request(req, "'qna.query' is required when 'task' is QnA.");
         goto out;
     }
-    if (!utf8_count(json_object_get_string(jt), (size_t)json_object_get_string_len(jt), false, &ncp) || ncp == 0 ||
-        ncp > CUSTOS_CS_MAX_GROUNDED_TEXT_CHARS) {
+    if (!text_ok(jt, false, CUSTOS_CS_MAX_GROUNDED_TEXT_CHARS, &ncp) || ncp == 0) {
         bad_request(req, "'text' must be valid UTF-8 of 1 to 7500 characters.");
         goto out;
     }
-    if (jqq && (!utf8_count(json_object_get_string(jqq), (size_t)json_object_get_string_len(jqq), false, &ncp) ||
-                ncp > CUSTOS_CS_MAX_GROUNDED_TEXT_CHARS)) {
+    if (jqq && !text_ok(jqq, false, CUSTOS_CS_MAX_GROUNDED_TEXT_CHARS, &ncp)) {
         bad_request(req, "'qna.query' must be valid UTF-8 of at most 7500 characters.");
         goto out;
     }
@@ -630,31 +605,34 @@ static void detect_groundedness(custos_worker_t *w, custos_http_req_t *req, cons
         internal(req, "Out of memory.");
         goto out;
     }
-    for (size_t i = 0; i < ns; i++) {
-        json_object *x = json_object_array_get_idx(js, i);
-        if (!x || !json_object_is_type(x, json_type_string) ||
-            !utf8_count(json_object_get_string(x), (size_t)json_object_get_string_len(x), false, &ncp)) {
-            bad_request(req, "Each grounding source must be a valid UTF-8 string.");
-            goto out;
-        }
-        src[i] = json_object_get_string(x);
-        lens[i] = (size_t)json_object_get_string_len(x);
-        total += ncp;
+    if (!utf8_strings(js, ns, src, lens, &total)) {
+        bad_request(req, "Each grounding source must be a valid UTF-8 string.");
+        goto out;
     }
     if (total > CUSTOS_CS_MAX_GROUNDING_CHARS) {
         bad_request(req, "The grounding sources together are longer than 55000 characters.");
         goto out;
     }
+    /* the request as the detector takes it; the judge (reasoning) takes the same text, sources and query */
+    custos_grounded_input_t in = {.text = json_object_get_string(jt),
+                                  .text_len = (size_t)json_object_get_string_len(jt),
+                                  .sources = src,
+                                  .source_lens = lens,
+                                  .n_sources = ns,
+                                  .query = jqq ? json_object_get_string(jqq) : NULL,
+                                  .query_len = jqq ? (size_t)json_object_get_string_len(jqq) : 0,
+                                  .domain = domain ? CUSTOS_GROUNDED_MEDICAL : CUSTOS_GROUNDED_GENERIC,
+                                  .task = task ? CUSTOS_GROUNDED_QNA : CUSTOS_GROUNDED_SUMMARIZATION};
     if (jr && json_object_get_boolean(jr)) { /* a judge deployment explains each span (api/cs_reasoning.h) */
         json_object *jl = NULL;
         json_object_object_get_ex(o, "llmResource", &jl);
-        custos_cs_reasoning_in_t ri = {.text = json_object_get_string(jt),
-                                       .text_len = (size_t)json_object_get_string_len(jt),
-                                       .sources = src,
-                                       .source_lens = lens,
-                                       .n_sources = ns,
-                                       .query = jqq ? json_object_get_string(jqq) : NULL,
-                                       .query_len = jqq ? (size_t)json_object_get_string_len(jqq) : 0,
+        custos_cs_reasoning_in_t ri = {.text = in.text,
+                                       .text_len = in.text_len,
+                                       .sources = in.sources,
+                                       .source_lens = in.source_lens,
+                                       .n_sources = in.n_sources,
+                                       .query = in.query,
+                                       .query_len = in.query_len,
                                        .medical = domain == 1,
                                        .qna = task == 1,
                                        .llm_resource = jl};
@@ -669,19 +647,9 @@ static void detect_groundedness(custos_worker_t *w, custos_http_req_t *req, cons
                  "Groundedness detection is not available: no grounded.model is loaded.");
         goto out;
     }
-    custos_grounded_input_t in = {.text = json_object_get_string(jt),
-                                  .text_len = (size_t)json_object_get_string_len(jt),
-                                  .sources = src,
-                                  .source_lens = lens,
-                                  .n_sources = ns,
-                                  .query = jqq ? json_object_get_string(jqq) : NULL,
-                                  .query_len = jqq ? (size_t)json_object_get_string_len(jqq) : 0,
-                                  .domain = domain ? CUSTOS_GROUNDED_MEDICAL : CUSTOS_GROUNDED_GENERIC,
-                                  .task = task ? CUSTOS_GROUNDED_QNA : CUSTOS_GROUNDED_SUMMARIZATION};
     int drc = custos_grounded_detect(gm, &in, &res);
     if (drc < 0) {
-        CUSTOS_ERROR("contentsafety: groundedness detection failed: %s", custos_strerror(drc));
-        internal(req, "The text could not be analyzed.");
+        step_failed(req, "groundedness detection", drc, "The text could not be analyzed.");
         goto out;
     }
     int rc = custos_buf_appendf(&b, "{\"ungroundedDetected\":%s,\"ungroundedPercentage\":%.4g,\"ungroundedDetails\":[",
@@ -703,7 +671,6 @@ out:
     free(src);
     free(lens);
     custos_buf_dispose(&b);
-    json_object_put(o);
 }
 
 /* ---------- blocklist writes ---------- */
@@ -795,9 +762,13 @@ static void wctx_close(wctx_t *c, int rc)
     custos_buf_dispose(&c->details);
 }
 
-/* Answers a failed write. */
-static void write_failed(custos_http_req_t *req, wctx_t *c, int rc, const char *what)
+/* Ends the store write c->action (rc: its outcome): makes a successful change live (wctx_publish) and returns true,
+ * or answers the failure and returns false. */
+static bool write_done(custos_http_req_t *req, wctx_t *c, int rc)
 {
+    wctx_publish(c, rc);
+    if (rc == 0)
+        return true;
     if (rc == CUSTOS_ENOTFOUND) {
         cs_error(req, 404, "ResourceNotFound", "The blocklist does not exist.");
     } else if (rc == CUSTOS_ETOOBIG) {
@@ -806,17 +777,15 @@ static void write_failed(custos_http_req_t *req, wctx_t *c, int rc, const char *
     } else if (c->compile_failed) {
         bad_request(req, c->err); /* names the list and item id, never the item text */
     } else {
-        CUSTOS_ERROR("contentsafety: %s failed: %s", what, custos_strerror(rc));
-        internal(req, "The blocklist change could not be stored.");
+        step_failed(req, c->action, rc, "The blocklist change could not be stored.");
     }
+    return false;
 }
 
 static int put_list(custos_buf_t *b, const custos_blstore_list_t *l)
 {
-    int rc = custos_buf_append_lit(b, "{\"blocklistName\":");
-    rc = rc ? rc : put_str(b, l->name);
-    rc = rc ? rc : custos_buf_append_lit(b, ",\"description\":");
-    rc = rc ? rc : put_str(b, l->description);
+    int rc = custos_api_put_member(b, "{\"blocklistName\":", l->name);
+    rc = rc ? rc : custos_api_put_member(b, ",\"description\":", l->description);
     return rc ? rc : custos_buf_append_lit(b, "}");
 }
 
@@ -825,26 +794,22 @@ static int one_list(void *ud, const custos_blstore_list_t *l)
     return put_list(ud, l);
 }
 
-static void list_upsert(custos_worker_t *w, custos_http_req_t *req, const custos_caller_t *caller, const char *name)
+static void list_upsert(custos_worker_t *w, custos_http_req_t *req, const custos_caller_t *caller, const char *name,
+                        json_object *o)
 {
-    json_object *o = body_object(w, req), *jd, *jn;
-    if (!o)
-        return;
+    json_object *jd, *jn;
     const char *desc = NULL;
     size_t ncp = 0;
     int r = field(o, "description", json_type_string, &jd);
     int rn = field(o, "blocklistName", json_type_string, &jn);
     if (r < 0 || rn < 0 || (jn && strcmp(json_object_get_string(jn), name) != 0)) {
         bad_request(req, "Expected {\"description\"?: string} (blocklistName, if given, must match the path).");
-        json_object_put(o);
         return;
     }
     if (jd) {
         desc = json_object_get_string(jd);
-        if (!utf8_count(desc, (size_t)json_object_get_string_len(jd), true, &ncp) ||
-            ncp > CUSTOS_BLOCKLIST_MAX_DESC_CHARS) {
+        if (!text_ok(jd, true, CUSTOS_BLOCKLIST_MAX_DESC_CHARS, &ncp)) {
             bad_request(req, "'description' must be valid UTF-8 of at most 1024 characters.");
-            json_object_put(o);
             return;
         }
     } else if (json_object_object_get_ex(o, "description", NULL)) {
@@ -858,10 +823,7 @@ static void list_upsert(custos_worker_t *w, custos_http_req_t *req, const custos
         c.desc_set = desc != NULL;
         rc = custos_blstore_list_upsert(c.st, name, desc, now_s(), &created, commit_hook, &c);
     }
-    wctx_publish(&c, rc);
-    if (rc != 0) {
-        write_failed(req, &c, rc, "blocklist.upsert");
-    } else {
+    if (write_done(req, &c, rc)) {
         custos_buf_t b;
         custos_buf_init(&b, 0);
         if (custos_blstore_list_get(c.st, name, one_list, &b) == 0)
@@ -871,7 +833,6 @@ static void list_upsert(custos_worker_t *w, custos_http_req_t *req, const custos
         custos_buf_dispose(&b);
     }
     wctx_close(&c, rc);
-    json_object_put(o);
 }
 
 static void list_delete(custos_worker_t *w, custos_http_req_t *req, const custos_caller_t *caller, const char *name)
@@ -880,22 +841,16 @@ static void list_delete(custos_worker_t *w, custos_http_req_t *req, const custos
     int rc = wctx_open(&c, w, caller, "blocklist.delete", name);
     if (rc == 0)
         rc = custos_blstore_list_delete(c.st, name, commit_hook, &c);
-    wctx_publish(&c, rc);
-    if (rc != 0)
-        write_failed(req, &c, rc, "blocklist.delete");
-    else
+    if (write_done(req, &c, rc))
         reply(req, 204, NULL);
     wctx_close(&c, rc);
 }
 
 static int put_item(custos_buf_t *b, const custos_blstore_item_t *it)
 {
-    int rc = custos_buf_append_lit(b, "{\"blocklistItemId\":");
-    rc = rc ? rc : put_str(b, it->id);
-    rc = rc ? rc : custos_buf_append_lit(b, ",\"description\":");
-    rc = rc ? rc : put_str(b, it->description ? it->description : "");
-    rc = rc ? rc : custos_buf_append_lit(b, ",\"text\":");
-    rc = rc ? rc : put_str(b, it->text);
+    int rc = custos_api_put_member(b, "{\"blocklistItemId\":", it->id);
+    rc = rc ? rc : custos_api_put_member(b, ",\"description\":", it->description ? it->description : "");
+    rc = rc ? rc : custos_api_put_member(b, ",\"text\":", it->text);
     rc = rc ? rc : custos_buf_appendf(b, ",\"isRegex\":%s", (it->flags & CUSTOS_BLOCKLIST_REGEX) ? "true" : "false");
     if (!rc && !(it->flags & CUSTOS_BLOCKLIST_REGEX))
         rc = custos_buf_appendf(b, ",\"wholeWord\":%s,\"normalize\":%s",
@@ -942,8 +897,7 @@ int custos_cs_parse_items(json_object *o, custos_blstore_item_t items[CUSTOS_CS_
             snprintf(msg, msglen, "blocklistItems[%zu]: %s.", i, why);
             return CUSTOS_EINVAL;
         }
-        if (jd && (!utf8_count(json_object_get_string(jd), (size_t)json_object_get_string_len(jd), true, &ncp) ||
-                   ncp > CUSTOS_BLOCKLIST_MAX_DESC_CHARS)) {
+        if (jd && !text_ok(jd, true, CUSTOS_BLOCKLIST_MAX_DESC_CHARS, &ncp)) {
             snprintf(msg, msglen,
                      "blocklistItems[%zu]: the description must be valid UTF-8 of at most 1024 characters.", i);
             return CUSTOS_EINVAL;
@@ -956,17 +910,14 @@ int custos_cs_parse_items(json_object *o, custos_blstore_item_t items[CUSTOS_CS_
     return 0;
 }
 
-static void items_add(custos_worker_t *w, custos_http_req_t *req, const custos_caller_t *caller, const char *name)
+static void items_add(custos_worker_t *w, custos_http_req_t *req, const custos_caller_t *caller, const char *name,
+                      json_object *o)
 {
-    json_object *o = body_object(w, req);
-    if (!o)
-        return;
     custos_blstore_item_t items[CUSTOS_CS_MAX_ITEMS_PER_CALL];
     size_t n = 0;
     char msg[400];
     if (custos_cs_parse_items(o, items, &n, msg, sizeof(msg)) < 0) {
         bad_request(req, msg);
-        json_object_put(o);
         return;
     }
     wctx_t c;
@@ -976,10 +927,7 @@ static void items_add(custos_worker_t *w, custos_http_req_t *req, const custos_c
         custos_buf_appendf(&c.details, "{\"items\":%zu}", n);
         rc = custos_blstore_items_upsert(c.st, name, items, n, now_s(), commit_hook, &c);
     }
-    wctx_publish(&c, rc);
-    if (rc != 0) {
-        write_failed(req, &c, rc, "blocklist.items_upsert");
-    } else {
+    if (write_done(req, &c, rc)) {
         custos_buf_t b;
         custos_buf_init(&b, 0);
         int brc = custos_buf_append_lit(&b, "{\"blocklistItems\":[");
@@ -988,27 +936,21 @@ static void items_add(custos_worker_t *w, custos_http_req_t *req, const custos_c
             brc = brc ? brc : put_item(&b, &items[i]);
         }
         brc = brc ? brc : custos_buf_append_lit(&b, "]}");
-        if (brc == 0)
-            reply(req, 200, &b);
-        else
-            internal(req, "Out of memory.");
+        reply_built(req, &b, brc);
         custos_buf_dispose(&b);
     }
     wctx_close(&c, rc);
-    json_object_put(o);
 }
 
-static void items_remove(custos_worker_t *w, custos_http_req_t *req, const custos_caller_t *caller, const char *name)
+static void items_remove(custos_worker_t *w, custos_http_req_t *req, const custos_caller_t *caller, const char *name,
+                         json_object *o)
 {
-    json_object *o = body_object(w, req), *ji;
-    if (!o)
-        return;
+    json_object *ji;
     const char *ids[CUSTOS_CS_MAX_ITEMS_PER_CALL];
     size_t n = 0;
     if (field(o, "blocklistItemIds", json_type_array, &ji) != 1 || json_object_array_length(ji) == 0 ||
         json_object_array_length(ji) > CUSTOS_CS_MAX_ITEMS_PER_CALL) {
         bad_request(req, "Expected {\"blocklistItemIds\": [1 to 100 item ids]}.");
-        json_object_put(o);
         return;
     }
     n = json_object_array_length(ji);
@@ -1017,7 +959,6 @@ static void items_remove(custos_worker_t *w, custos_http_req_t *req, const custo
         if (!x || !json_object_is_type(x, json_type_string) || json_object_get_string_len(x) == 0 ||
             json_object_get_string_len(x) > 64) {
             bad_request(req, "Each blocklistItemId must be a string of 1 to 64 characters.");
-            json_object_put(o);
             return;
         }
         ids[i] = json_object_get_string(x);
@@ -1028,7 +969,7 @@ static void items_remove(custos_worker_t *w, custos_http_req_t *req, const custo
         int drc = custos_buf_appendf(&c.details, "{\"items\":%zu,\"ids\":[", n);
         for (size_t i = 0; !drc && i < n && i < 50; i++) {
             drc = i ? custos_buf_append_lit(&c.details, ",") : 0;
-            drc = drc ? drc : put_str(&c.details, ids[i]);
+            drc = drc ? drc : custos_api_put_str(&c.details, ids[i]);
         }
         drc = drc ? drc : custos_buf_appendf(&c.details, "],\"ids_truncated\":%s}", n > 50 ? "true" : "false");
         if (drc != 0) {
@@ -1037,13 +978,9 @@ static void items_remove(custos_worker_t *w, custos_http_req_t *req, const custo
         }
         rc = custos_blstore_items_remove(c.st, name, ids, n, commit_hook, &c);
     }
-    wctx_publish(&c, rc);
-    if (rc != 0)
-        write_failed(req, &c, rc, "blocklist.items_remove");
-    else
+    if (write_done(req, &c, rc))
         reply(req, 204, NULL);
     wctx_close(&c, rc);
-    json_object_put(o);
 }
 
 /* ---------- blocklist reads ---------- */
@@ -1072,6 +1009,18 @@ static int one_item(void *ud, const custos_blstore_item_t *it)
     return put_item(ud, it);
 }
 
+/* Answers a read of the store built in b: 200, 404 ResourceNotFound (rc CUSTOS_ENOTFOUND: not_found) or 500
+ * (failed). */
+static void reply_read(custos_http_req_t *req, int rc, custos_buf_t *b, const char *not_found, const char *failed)
+{
+    if (rc == CUSTOS_ENOTFOUND)
+        cs_error(req, 404, "ResourceNotFound", not_found);
+    else if (rc != 0)
+        internal(req, failed);
+    else
+        reply(req, 200, b);
+}
+
 static void lists_get(custos_worker_t *w, custos_http_req_t *req)
 {
     custos_blstore_t *st = NULL;
@@ -1085,12 +1034,10 @@ static void lists_get(custos_worker_t *w, custos_http_req_t *req)
     else if (orc != CUSTOS_ENOTFOUND)
         rc = orc;
     rc = rc ? rc : custos_buf_append_lit(&b, "]}");
-    if (rc != 0) {
-        CUSTOS_ERROR("contentsafety: listing blocklists failed: %s", custos_strerror(rc));
-        internal(req, "The blocklists could not be listed.");
-    } else {
+    if (rc != 0)
+        step_failed(req, "listing blocklists", rc, "The blocklists could not be listed.");
+    else
         reply(req, 200, &b);
-    }
     custos_buf_dispose(&b);
     custos_blstore_close(st);
 }
@@ -1103,12 +1050,7 @@ static void list_get(custos_worker_t *w, custos_http_req_t *req, const char *nam
     int rc = custos_blstore_open(&w->cfg->storage, false, &st);
     if (rc == 0)
         rc = custos_blstore_list_get(st, name, one_list, &b);
-    if (rc == CUSTOS_ENOTFOUND)
-        cs_error(req, 404, "ResourceNotFound", "The blocklist does not exist.");
-    else if (rc != 0)
-        internal(req, "The blocklist could not be read.");
-    else
-        reply(req, 200, &b);
+    reply_read(req, rc, &b, "The blocklist does not exist.", "The blocklist could not be read.");
     custos_buf_dispose(&b);
     custos_blstore_close(st);
 }
@@ -1182,12 +1124,7 @@ static void items_get(custos_worker_t *w, custos_http_req_t *req, const char *na
         rc = rc ? rc : custos_json_append_string(&b, url, (size_t)ul);
     }
     rc = rc ? rc : custos_buf_append_lit(&b, "}");
-    if (rc == CUSTOS_ENOTFOUND)
-        cs_error(req, 404, "ResourceNotFound", "The blocklist does not exist.");
-    else if (rc != 0)
-        internal(req, "The blocklist items could not be listed.");
-    else
-        reply(req, 200, &b);
+    reply_read(req, rc, &b, "The blocklist does not exist.", "The blocklist items could not be listed.");
     custos_buf_dispose(&b);
     custos_blstore_close(st);
 }
@@ -1200,12 +1137,8 @@ static void item_get(custos_worker_t *w, custos_http_req_t *req, const char *nam
     int rc = custos_blstore_open(&w->cfg->storage, false, &st);
     if (rc == 0)
         rc = custos_blstore_item_get(st, name, id, one_item, &b);
-    if (rc == CUSTOS_ENOTFOUND)
-        cs_error(req, 404, "ResourceNotFound", "The blocklist or the blocklist item does not exist.");
-    else if (rc != 0)
-        internal(req, "The blocklist item could not be read.");
-    else
-        reply(req, 200, &b);
+    reply_read(req, rc, &b, "The blocklist or the blocklist item does not exist.",
+               "The blocklist item could not be read.");
     custos_buf_dispose(&b);
     custos_blstore_close(st);
 }
@@ -1416,15 +1349,22 @@ static void handle(custos_worker_t *w, custos_http_req_t *req, const char **labe
                    : "The api-version query parameter is required (for example ?api-version=2024-09-01).");
         return;
     }
+    if (r == R_GROUNDED && strcmp(v, "2024-09-15-preview") != 0 && strcmp(v, "2024-02-15-preview") != 0) {
+        cs_error(req, 400, "InvalidRequest", "text:detectGroundedness needs api-version=2024-09-15-preview.");
+        return;
+    }
+    json_object *o = NULL; /* the body of every POST and PATCH route, parsed once here; handlers borrow it */
+    if ((post || patch) && (o = body_object(w, req)) == NULL)
+        return;
     switch (r) {
     case R_ANALYZE:
-        analyze(w, req);
+        analyze(w, req, o);
         break;
     case R_SHIELD:
-        shield_prompt(w, req);
+        shield_prompt(w, req, o);
         break;
     case R_GROUNDED:
-        detect_groundedness(w, req, &caller);
+        detect_groundedness(w, req, &caller, o);
         break;
     case R_LISTS:
         lists_get(w, req);
@@ -1433,15 +1373,15 @@ static void handle(custos_worker_t *w, custos_http_req_t *req, const char **labe
         if (get)
             list_get(w, req, name);
         else if (patch)
-            list_upsert(w, req, &caller, name);
+            list_upsert(w, req, &caller, name, o);
         else
             list_delete(w, req, &caller, name);
         break;
     case R_ADD:
-        items_add(w, req, &caller, name);
+        items_add(w, req, &caller, name, o);
         break;
     case R_REMOVE:
-        items_remove(w, req, &caller, name);
+        items_remove(w, req, &caller, name, o);
         break;
     case R_ITEMS:
         items_get(w, req, name);
@@ -1452,6 +1392,8 @@ static void handle(custos_worker_t *w, custos_http_req_t *req, const char **labe
     case R_NONE:
         break;
     }
+    if (o)
+        json_object_put(o);
 }
 
 /* ---------- runtime ---------- */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  * Use cases and human review on the inference path, and the review API (docs/reviews.md). */
 #include "api/reviews.h"
+#include "api/json_out.h"
 #include "crypto/crypto.h"
 #include "governance/review.h"
 #include "governance/usecase.h"
@@ -29,6 +30,14 @@ struct custos_gov {
     const char *deployment, *model;
     bool stream_usage; /* stream_options.include_usage was asked for */
 };
+
+/* Disposes of a buffer that held prompt or completion content, overwriting it first. */
+static void wipe(custos_buf_t *b)
+{
+    if (b->data)
+        OPENSSL_cleanse(b->data, b->cap);
+    custos_buf_dispose(b);
+}
 
 /* Adds src[key] to dst under the same key (a new reference) when src has it. */
 static void copy_key(json_object *dst, json_object *src, const char *key)
@@ -420,9 +429,7 @@ int custos_gov_finish(custos_gov_t *g, custos_worker_t *w, custos_http_req_t *re
 out:
     if (r)
         json_object_put(r);
-    if (content.data)
-        OPENSSL_cleanse(content.data, content.cap);
-    custos_buf_dispose(&content);
+    wipe(&content);
     custos_buf_dispose(&out);
     if (rc != 0 && !must) {
         /* a QA item that could not be made never holds back a standard answer; a stream fetched whole still has to
@@ -460,41 +467,28 @@ static void reply(custos_http_req_t *req, int status, const custos_buf_t *b)
     custos_http_respond(req, status, h, 2, custos_buf_peek(b), custos_buf_size(b));
 }
 
-static int put_str(custos_buf_t *b, const char *s)
-{
-    return custos_json_append_string(b, s, strlen(s));
-}
-
 static int put_opt(custos_buf_t *b, const char *s)
 {
-    return s && *s ? put_str(b, s) : custos_buf_append_lit(b, "null");
+    return s && *s ? custos_api_put_str(b, s) : custos_buf_append_lit(b, "null");
 }
 
 /* The metadata object of an item (no content). */
 static int put_meta(custos_buf_t *b, const custos_review_meta_t *m)
 {
-    int rc = custos_buf_append_lit(b, "{\"id\":");
-    rc = rc ? rc : put_str(b, m->id);
-    rc = rc ? rc : custos_buf_append_lit(b, ",\"object\":\"review\",\"use_case\":");
-    rc = rc ? rc : put_str(b, m->use_case);
-    rc = rc ? rc : custos_buf_append_lit(b, ",\"tier\":");
-    rc = rc ? rc : put_str(b, m->tier);
-    rc = rc ? rc : custos_buf_append_lit(b, ",\"kind\":");
-    rc = rc ? rc : put_str(b, m->kind);
-    rc = rc ? rc : custos_buf_append_lit(b, ",\"deployment\":");
-    rc = rc ? rc : put_str(b, m->deployment);
-    rc = rc ? rc : custos_buf_append_lit(b, ",\"model\":");
-    rc = rc ? rc : put_str(b, m->model);
-    rc = rc ? rc : custos_buf_append_lit(b, ",\"operation\":");
-    rc = rc ? rc : put_str(b, m->operation);
+    int rc = custos_api_put_member(b, "{\"id\":", m->id);
+    rc = rc ? rc : custos_api_put_member(b, ",\"object\":\"review\",\"use_case\":", m->use_case);
+    rc = rc ? rc : custos_api_put_member(b, ",\"tier\":", m->tier);
+    rc = rc ? rc : custos_api_put_member(b, ",\"kind\":", m->kind);
+    rc = rc ? rc : custos_api_put_member(b, ",\"deployment\":", m->deployment);
+    rc = rc ? rc : custos_api_put_member(b, ",\"model\":", m->model);
+    rc = rc ? rc : custos_api_put_member(b, ",\"operation\":", m->operation);
     rc =
         rc ? rc
            : custos_buf_appendf(b, ",\"stream\":%s,\"created\":%lld,\"deadline\":%lld,\"status\":\"%s\",\"requester\":",
                                 m->stream ? "true" : "false", (long long)m->created_s, (long long)m->deadline_s,
                                 custos_review_status_name(m->status));
-    rc = rc ? rc : put_str(b, m->requester);
-    rc = rc ? rc : custos_buf_append_lit(b, ",\"request_id\":");
-    rc = rc ? rc : put_str(b, m->request_id);
+    rc = rc ? rc : custos_api_put_str(b, m->requester);
+    rc = rc ? rc : custos_api_put_member(b, ",\"request_id\":", m->request_id);
     rc = rc ? rc : custos_buf_appendf(b, ",\"content_stored\":%s,\"safety\":", m->content_stored ? "true" : "false");
     rc = rc ? rc : custos_buf_append_str(b, m->safety); /* written by safety_json: metadata only */
     rc = rc ? rc : custos_buf_append_lit(b, ",\"decided_at\":");
@@ -511,6 +505,24 @@ static int put_meta(custos_buf_t *b, const custos_review_meta_t *m)
 static void fail(custos_http_req_t *req, int status, const char *code, const char *msg)
 {
     custos_http_respond_error(req, status, code, msg, NULL, 0);
+}
+
+/* 404 for an id that names no item the caller may see. */
+static void item_not_found(custos_http_req_t *req)
+{
+    fail(req, 404, "review_not_found", "No review item with this id.");
+}
+
+/* 200 with the item's metadata object. */
+static void reply_meta(custos_http_req_t *req, const custos_review_meta_t *m)
+{
+    custos_buf_t b;
+    custos_buf_init(&b, 0);
+    if (put_meta(&b, m) == 0)
+        reply(req, 200, &b);
+    else
+        fail(req, 500, "internal_error", "Out of memory.");
+    custos_buf_dispose(&b);
 }
 
 /* Error body with the item: {"error":{...},"review":{...}} for status checks. */
@@ -586,7 +598,7 @@ static bool load_item(ctx_t *c, const char *id, custos_review_meta_t *m)
 {
     int rc = custos_review_get(c->st, id, now_s(), m);
     if (rc == CUSTOS_ENOTFOUND) {
-        fail(c->req, 404, "review_not_found", "No review item with this id.");
+        item_not_found(c->req);
         return false;
     }
     if (rc != 0) {
@@ -686,20 +698,14 @@ static void do_status(ctx_t *c, const char *id)
     bool mine = c->caller.principal && strcmp(c->caller.principal, m.requester) == 0;
     bool reviewer = is_reviewer(c, m.deployment);
     if (!mine && !reviewer && !custos_authn_can(c->w, &c->caller, CUSTOS_RBAC_INFERENCE, m.deployment)) {
-        fail(c->req, 404, "review_not_found", "No review item with this id.");
+        item_not_found(c->req);
         return;
     }
     if (!authorize_as(c, reviewer ? CUSTOS_RBAC_REVIEW : CUSTOS_RBAC_INFERENCE, m.deployment))
         return;
     if (fail_state(c->req, &m))
         return;
-    custos_buf_t b;
-    custos_buf_init(&b, 0);
-    if (put_meta(&b, &m) == 0)
-        reply(c->req, 200, &b);
-    else
-        fail(c->req, 500, "internal_error", "Out of memory.");
-    custos_buf_dispose(&b);
+    reply_meta(c->req, &m);
 }
 
 /* Loads and parses a sealed record; *out NULL when absent/purged (*purged set when it was stored). */
@@ -728,6 +734,81 @@ static json_object *get_key(json_object *o, const char *k)
     return o && json_object_object_get_ex(o, k, &v) ? v : NULL;
 }
 
+/* o[k] when it is an array, else NULL. */
+static json_object *get_array(json_object *o, const char *k)
+{
+    json_object *v = get_key(o, k);
+    return v && json_object_is_type(v, json_type_array) ? v : NULL;
+}
+
+/* Releases what an item answer held: the answer buffer b (wiped) and the item and decision records (may be NULL). */
+static void drop_content(custos_buf_t *b, json_object *item, json_object *dec)
+{
+    wipe(b);
+    if (item)
+        json_object_put(item);
+    if (dec)
+        json_object_put(dec);
+}
+
+/* Writes o as JSON (null when NULL) and releases it. */
+static int put_tree(custos_buf_t *b, json_object *o)
+{
+    int rc = custos_json_write(b, o);
+    json_object_put(o);
+    return rc;
+}
+
+/* The item's request as shown to reviewers: its messages and prompt; NULL without a request. */
+static json_object *item_request(json_object *rq)
+{
+    if (!rq)
+        return NULL;
+    json_object *o = json_object_new_object();
+    copy_key(o, rq, "messages");
+    copy_key(o, rq, "prompt");
+    return o;
+}
+
+/* A new array of each(x, i) for the elements x of a, leaving out NULL results; NULL when a is NULL. */
+static json_object *map_array(json_object *a, json_object *(*each)(json_object *x, size_t i))
+{
+    if (!a)
+        return NULL;
+    json_object *arr = json_object_new_array();
+    for (size_t i = 0; i < json_object_array_length(a); i++) {
+        json_object *o = each(json_object_array_get_idx(a, i), i);
+        if (o)
+            json_object_array_add(arr, o);
+    }
+    return arr;
+}
+
+/* The output entry of choice ch (index i): index, text, tool calls, finish reason, filter results. */
+static json_object *output_entry(json_object *ch, size_t i)
+{
+    json_object *o = json_object_new_object(), *x;
+    json_object_object_add(o, "index", json_object_new_int64((int64_t)i));
+    json_object *msg = get_key(ch, "message");
+    if ((x = msg ? get_key(msg, "content") : get_key(ch, "text")) != NULL)
+        json_object_object_add(o, "text", json_object_get(x));
+    if (msg && (x = get_key(msg, "tool_calls")) != NULL)
+        json_object_object_add(o, "tool_calls", json_object_get(x));
+    copy_key(o, ch, "finish_reason");
+    copy_key(o, ch, "content_filter_results");
+    return o;
+}
+
+/* Message mm when it is a source: a tool or function message (documents and tool output the prompt carried). */
+static json_object *source_entry(json_object *mm, size_t i)
+{
+    json_object *role = get_key(mm, "role");
+    if (role && json_object_is_type(role, json_type_string) &&
+        (strcmp(json_object_get_string(role), "tool") == 0 || strcmp(json_object_get_string(role), "function") == 0))
+        return json_object_get(mm);
+    return NULL;
+}
+
 static void do_item(ctx_t *c, const char *id)
 {
     custos_review_meta_t m;
@@ -747,67 +828,17 @@ static void do_item(ctx_t *c, const char *id)
         rc = custos_buf_appendf(&b,
                                 ",\"content_purged\":%s,\"request\":", purged && m.content_stored ? "true" : "false");
     }
-    if (rc == 0) {
-        if (rq) {
-            json_object *o = json_object_new_object();
-            copy_key(o, rq, "messages");
-            copy_key(o, rq, "prompt");
-            rc = custos_json_write(&b, o);
-            json_object_put(o);
-        } else {
-            rc = custos_buf_append_lit(&b, "null");
-        }
-    }
-    /* output: one entry per choice */
+    rc = rc ? rc : put_tree(&b, item_request(rq));
     rc = rc ? rc : custos_buf_append_lit(&b, ",\"output\":");
-    if (rc == 0) {
-        json_object *choices = get_key(rs, "choices");
-        if (choices && json_object_is_type(choices, json_type_array)) {
-            json_object *arr = json_object_new_array();
-            for (size_t i = 0; i < json_object_array_length(choices); i++) {
-                json_object *ch = json_object_array_get_idx(choices, i), *x;
-                json_object *o = json_object_new_object();
-                json_object_array_add(arr, o);
-                json_object_object_add(o, "index", json_object_new_int64((int64_t)i));
-                json_object *msg = get_key(ch, "message");
-                if ((x = msg ? get_key(msg, "content") : get_key(ch, "text")) != NULL)
-                    json_object_object_add(o, "text", json_object_get(x));
-                if (msg && (x = get_key(msg, "tool_calls")) != NULL)
-                    json_object_object_add(o, "tool_calls", json_object_get(x));
-                copy_key(o, ch, "finish_reason");
-                copy_key(o, ch, "content_filter_results");
-            }
-            rc = custos_json_write(&b, arr);
-            json_object_put(arr);
-        } else {
-            rc = custos_buf_append_lit(&b, "null");
-        }
-    }
+    rc = rc ? rc : put_tree(&b, map_array(get_array(rs, "choices"), output_entry));
     rc = rc ? rc : custos_buf_append_lit(&b, ",\"prompt_filter_results\":");
     rc = rc ? rc : custos_json_write(&b, get_key(rs, "prompt_filter_results"));
-    /* sources: tool messages (documents and tool output the prompt carried) */
     rc = rc ? rc : custos_buf_append_lit(&b, ",\"sources\":");
-    if (rc == 0) {
-        json_object *msgs = get_key(rq, "messages");
-        if (msgs && json_object_is_type(msgs, json_type_array)) {
-            json_object *arr = json_object_new_array();
-            for (size_t i = 0; i < json_object_array_length(msgs); i++) {
-                json_object *mm = json_object_array_get_idx(msgs, i), *role = get_key(mm, "role");
-                if (role && json_object_is_type(role, json_type_string) &&
-                    (strcmp(json_object_get_string(role), "tool") == 0 ||
-                     strcmp(json_object_get_string(role), "function") == 0))
-                    json_object_array_add(arr, json_object_get(mm));
-            }
-            rc = custos_json_write(&b, arr);
-            json_object_put(arr);
-        } else {
-            rc = custos_buf_append_lit(&b, "null");
-        }
-    }
+    rc = rc ? rc : put_tree(&b, map_array(get_array(rq, "messages"), source_entry));
     rc = rc ? rc : custos_buf_append_lit(&b, ",\"groundedness\":");
     if (rc == 0) {
-        json_object *choices = get_key(rs, "choices"), *g = NULL;
-        if (choices && json_object_is_type(choices, json_type_array) && json_object_array_length(choices))
+        json_object *choices = get_array(rs, "choices"), *g = NULL;
+        if (choices && json_object_array_length(choices))
             g = get_key(get_key(json_object_array_get_idx(choices, 0), "content_filter_results"),
                         "ungrounded_material");
         rc = custos_json_write(&b, g);
@@ -823,13 +854,7 @@ static void do_item(ctx_t *c, const char *id)
     } else {
         reply(c->req, 200, &b);
     }
-    if (b.data)
-        OPENSSL_cleanse(b.data, b.cap);
-    custos_buf_dispose(&b);
-    if (item)
-        json_object_put(item);
-    if (dec)
-        json_object_put(dec);
+    drop_content(&b, item, dec);
 }
 
 static void do_decision(ctx_t *c, const char *id)
@@ -895,7 +920,7 @@ static void do_decision(ctx_t *c, const char *id)
         return;
     }
     if (rc == CUSTOS_ENOTFOUND) {
-        fail(c->req, 404, "review_not_found", "No review item with this id.");
+        item_not_found(c->req);
         return;
     }
     if (rc == CUSTOS_ETOOBIG) {
@@ -912,13 +937,7 @@ static void do_decision(ctx_t *c, const char *id)
     custos_metric_series_t *s = custos_metrics_series(c->w->gw->m.review_decisions, lv);
     if (s)
         custos_metrics_inc(s, c->w->idx, 1);
-    custos_buf_t b;
-    custos_buf_init(&b, 0);
-    if (put_meta(&b, &m) == 0)
-        reply(c->req, 200, &b);
-    else
-        fail(c->req, 500, "internal_error", "Out of memory.");
-    custos_buf_dispose(&b);
+    reply_meta(c->req, &m);
 }
 
 static void do_completion(ctx_t *c, const char *id)
@@ -928,7 +947,7 @@ static void do_completion(ctx_t *c, const char *id)
         return;
     bool mine = c->caller.principal && strcmp(c->caller.principal, m.requester) == 0;
     if (!mine && !is_reviewer(c, m.deployment)) {
-        fail(c->req, 404, "review_not_found", "No review item with this id.");
+        item_not_found(c->req);
         return;
     }
     if (!authorize_as(c, mine ? CUSTOS_RBAC_INFERENCE : CUSTOS_RBAC_REVIEW, m.deployment))
@@ -952,8 +971,8 @@ static void do_completion(ctx_t *c, const char *id)
     custos_buf_t b;
     custos_buf_init(&b, 0);
     if (rc == 0) {
-        json_object *choices = get_key(rs, "choices");
-        if (text && choices && json_object_is_type(choices, json_type_array) && json_object_array_length(choices)) {
+        json_object *choices = get_array(rs, "choices");
+        if (text && choices && json_object_array_length(choices)) {
             json_object *c0 = json_object_array_get_idx(choices, 0), *msg = get_key(c0, "message");
             if (msg && json_object_is_type(msg, json_type_object))
                 json_object_object_add(msg, "content", json_object_get(text));
@@ -978,13 +997,7 @@ static void do_completion(ctx_t *c, const char *id)
                                       strlen(custos_review_status_name(m.status))}};
         custos_http_respond(c->req, 200, h, 4, custos_buf_peek(&b), custos_buf_size(&b));
     }
-    if (b.data)
-        OPENSSL_cleanse(b.data, b.cap);
-    custos_buf_dispose(&b);
-    if (item)
-        json_object_put(item);
-    if (dec)
-        json_object_put(dec);
+    drop_content(&b, item, dec);
 }
 
 static void not_allowed(custos_http_req_t *req, const char *allow)
@@ -1013,7 +1026,7 @@ void custos_reviews_handle(custos_worker_t *w, custos_http_req_t *req)
         const char *slash = memchr(p, '/', n);
         size_t il = slash ? (size_t)(slash - p) : n;
         if (!custos_review_id_valid(p, il)) {
-            fail(req, 404, "review_not_found", "No review item with this id.");
+            item_not_found(req);
             return;
         }
         memcpy(id, p, il);

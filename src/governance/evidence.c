@@ -51,15 +51,27 @@ static json_object *jfmt(const char *fmt, ...)
 
 /* A control under construction. */
 typedef struct ctl {
+    const struct ctl_def *def;
     json_object *o, *facts;
 } ctl_t;
 
-static ctl_t ctl_new(json_object *controls, const char *id, const char *title, const char *area)
+/* A control's fixed part, one row of CONTROLS: build adds the facts and ends with ctl_end (exactly once). refs: one
+ * string per framework in FRAMEWORK_IDS order, references separated by '|' ("" = none). custos / customer: the
+ * responsibility split. */
+typedef struct ctl_def {
+    const char *id, *title, *area;
+    void (*build)(ctl_t *c, const custos_config_t *cfg, const custos_evidence_store_facts_t *f, int64_t now_s);
+    const char *refs[NFRAMEWORKS];
+    const char *custos, *customer;
+} ctl_def_t;
+
+/* Appends the control object to controls: id, title, area, facts (filled by fact()). */
+static ctl_t ctl_new(json_object *controls, const ctl_def_t *def)
 {
-    ctl_t c = {json_object_new_object(), json_object_new_array()};
-    json_object_object_add(c.o, "id", jstr(id));
-    json_object_object_add(c.o, "title", jstr(title));
-    json_object_object_add(c.o, "area", jstr(area));
+    ctl_t c = {def, json_object_new_object(), json_object_new_array()};
+    json_object_object_add(c.o, "id", jstr(def->id));
+    json_object_object_add(c.o, "title", jstr(def->title));
+    json_object_object_add(c.o, "area", jstr(def->area));
     json_object_object_add(c.o, "facts", c.facts);
     json_object_array_add(controls, c.o);
     return c;
@@ -73,22 +85,16 @@ static void fact(ctl_t *c, const char *name, json_object *value)
     json_object_array_add(c->facts, f);
 }
 
-/* status: in_force | partial | attention | not_configured; summary: one line. */
-static void ctl_status(ctl_t *c, const char *status, json_object *summary)
+/* Completes the control after its facts: status (in_force | partial | attention | not_configured), summary (one
+ * line), then the mappings and responsibility of its definition. */
+static void ctl_end(ctl_t *c, const char *status, json_object *summary)
 {
     json_object_object_add(c->o, "status", jstr(status));
     json_object_object_add(c->o, "summary", summary);
-}
-
-/* Each argument lists references separated by '|' ("" = none) in FRAMEWORK_IDS order. */
-static void ctl_map(ctl_t *c, const char *hipaa, const char *soc2, const char *iso27001, const char *iso42001,
-                    const char *nist)
-{
-    const char *refs[NFRAMEWORKS] = {hipaa, soc2, iso27001, iso42001, nist};
     json_object *m = json_object_new_object();
     for (int i = 0; i < NFRAMEWORKS; i++) {
         json_object *a = json_object_new_array();
-        const char *s = refs[i];
+        const char *s = c->def->refs[i];
         while (s && *s) {
             const char *e = strchr(s, '|');
             size_t n = e ? (size_t)(e - s) : strlen(s);
@@ -98,13 +104,9 @@ static void ctl_map(ctl_t *c, const char *hipaa, const char *soc2, const char *i
         json_object_object_add(m, FRAMEWORK_IDS[i], a);
     }
     json_object_object_add(c->o, "mappings", m);
-}
-
-static void ctl_resp(ctl_t *c, const char *custos, const char *customer)
-{
     json_object *r = json_object_new_object();
-    json_object_object_add(r, "custos", jstr(custos));
-    json_object_object_add(r, "customer", jstr(customer));
+    json_object_object_add(r, "custos", jstr(c->def->custos));
+    json_object_object_add(r, "customer", jstr(c->def->customer));
     json_object_object_add(c->o, "responsibility", r);
 }
 
@@ -115,30 +117,52 @@ static const char *role_label(int i)
 
 /* ---------- the controls ---------- */
 
-static void c_network(json_object *controls, const custos_config_t *cfg)
+/* Adds one to counts[r] for every role bit r set in roles. */
+static void count_roles(int64_t counts[NROLES], unsigned roles)
 {
-    const custos_network_config_t *n = &cfg->network;
-    ctl_t c = ctl_new(controls, "network-acl", "Network access control", "access_control");
-    fact(&c, "network section configured", json_object_new_boolean(n->configured));
-    fact(&c, "public_network_access", jstr(!n->configured || n->public_access ? "enabled" : "disabled"));
-    fact(&c, "default_action", jstr(n->configured && n->default_deny ? "deny" : "allow"));
-    fact(&c, "ip_rules", json_object_new_int64((int64_t)n->n_ip_rules));
-    fact(&c, "trusted_proxies", json_object_new_int64((int64_t)n->n_trusted_proxies));
-    if (!n->configured)
-        ctl_status(&c, "not_configured", jstr("no network section: every client address is admitted"));
-    else if (!n->public_access || n->default_deny)
-        ctl_status(&c, "in_force",
-                   jfmt("clients outside %zu admitted prefix(es) get 403 before authentication", n->n_ip_rules));
-    else
-        ctl_status(&c, "partial", jstr("network section present, public access enabled with default allow"));
-    ctl_map(&c, "164.312(a)(1)", "CC6.1|CC6.6", "A.8.20|A.8.22", "", "MANAGE");
-    ctl_resp(&c, "Refuses requests from addresses outside the configured rules (403) before routing or authentication.",
-             "Firewalls, private networking and the host's own network hardening; keeping ip_rules current.");
+    for (int r = 0; r < NROLES; r++)
+        counts[r] += (roles >> r) & 1u;
 }
 
-static void c_tls(json_object *controls, const custos_config_t *cfg)
+typedef json_object *(*deployment_card_fn)(const custos_config_t *cfg, const custos_deployment_config_t *d);
+
+/* An array of card(cfg, d) for every deployment in config order, each object given "deployment": d's name last. */
+static json_object *per_deployment(const custos_config_t *cfg, deployment_card_fn card)
 {
-    ctl_t c = ctl_new(controls, "transmission-tls", "Transmission security (TLS listeners)", "transmission_security");
+    json_object *deps = json_object_new_array();
+    for (size_t i = 0; i < cfg->n_deployments; i++) {
+        const custos_deployment_config_t *d = &cfg->deployments[i];
+        json_object *o = card(cfg, d);
+        json_object_object_add(o, "deployment", jstr(d->name));
+        json_object_array_add(deps, o);
+    }
+    return deps;
+}
+
+static json_object *card_policy(const custos_config_t *cfg, const custos_deployment_config_t *d)
+{
+    return custos_card_policy(d);
+}
+
+static void c_network(ctl_t *c, const custos_config_t *cfg, const custos_evidence_store_facts_t *f, int64_t now_s)
+{
+    const custos_network_config_t *n = &cfg->network;
+    fact(c, "network section configured", json_object_new_boolean(n->configured));
+    fact(c, "public_network_access", jstr(!n->configured || n->public_access ? "enabled" : "disabled"));
+    fact(c, "default_action", jstr(n->configured && n->default_deny ? "deny" : "allow"));
+    fact(c, "ip_rules", json_object_new_int64((int64_t)n->n_ip_rules));
+    fact(c, "trusted_proxies", json_object_new_int64((int64_t)n->n_trusted_proxies));
+    if (!n->configured)
+        ctl_end(c, "not_configured", jstr("no network section: every client address is admitted"));
+    else if (!n->public_access || n->default_deny)
+        ctl_end(c, "in_force",
+                jfmt("clients outside %zu admitted prefix(es) get 403 before authentication", n->n_ip_rules));
+    else
+        ctl_end(c, "partial", jstr("network section present, public access enabled with default allow"));
+}
+
+static void c_tls(ctl_t *c, const custos_config_t *cfg, const custos_evidence_store_facts_t *f, int64_t now_s)
+{
     size_t tls = 0, plain_loop = 0, plain_exposed = 0, mtls = 0;
     int minv = 0x0304;
     json_object *ls = json_object_new_array();
@@ -163,31 +187,23 @@ static void c_tls(json_object *controls, const custos_config_t *cfg)
         json_object_object_add(e, "loopback", json_object_new_boolean(l->loopback));
         json_object_array_add(ls, e);
     }
-    fact(&c, "listeners", ls);
-    fact(&c, "TLS listeners", json_object_new_int64((int64_t)tls));
-    fact(&c, "lowest TLS version accepted", tls ? jstr(minv >= 0x0304 ? "1.3" : "1.2") : jstr("none"));
-    fact(&c, "plain HTTP on loopback / unix socket", json_object_new_int64((int64_t)plain_loop));
-    fact(&c, "plain HTTP on a non-loopback address (insecure: true)", json_object_new_int64((int64_t)plain_exposed));
-    fact(&c, "listeners requiring client certificates (mTLS)", json_object_new_int64((int64_t)mtls));
+    fact(c, "listeners", ls);
+    fact(c, "TLS listeners", json_object_new_int64((int64_t)tls));
+    fact(c, "lowest TLS version accepted", tls ? jstr(minv >= 0x0304 ? "1.3" : "1.2") : jstr("none"));
+    fact(c, "plain HTTP on loopback / unix socket", json_object_new_int64((int64_t)plain_loop));
+    fact(c, "plain HTTP on a non-loopback address (insecure: true)", json_object_new_int64((int64_t)plain_exposed));
+    fact(c, "listeners requiring client certificates (mTLS)", json_object_new_int64((int64_t)mtls));
     if (plain_exposed)
-        ctl_status(&c, "attention", jfmt("%zu listener(s) serve plain HTTP on a non-loopback address", plain_exposed));
+        ctl_end(c, "attention", jfmt("%zu listener(s) serve plain HTTP on a non-loopback address", plain_exposed));
     else if (tls == cfg->n_listeners)
-        ctl_status(&c, "in_force", jfmt("every listener is TLS %s or newer", minv >= 0x0304 ? "1.3" : "1.2"));
+        ctl_end(c, "in_force", jfmt("every listener is TLS %s or newer", minv >= 0x0304 ? "1.3" : "1.2"));
     else
-        ctl_status(&c, "partial", jstr("plain HTTP only on loopback or unix sockets (a local proxy terminates TLS)"));
-    ctl_map(&c, "164.312(e)(1)|164.312(e)(2)(i)|164.312(e)(2)(ii)", "CC6.1|CC6.7", "A.8.20|A.8.21|A.8.24|A.5.14", "",
-            "MANAGE");
-    ctl_resp(&c,
-             "TLS 1.2+ (configurable 1.3) with AEAD cipher suites on every TLS listener; plain HTTP refused on "
-             "non-loopback addresses unless explicitly marked insecure; verified TLS to backends by default.",
-             "Certificates and their renewal, TLS termination in front of loopback listeners, the network path to "
-             "clients and to model providers.");
+        ctl_end(c, "partial", jstr("plain HTTP only on loopback or unix sockets (a local proxy terminates TLS)"));
 }
 
-static void c_identity(json_object *controls, const custos_config_t *cfg, const custos_evidence_store_facts_t *f)
+static void c_identity(ctl_t *c, const custos_config_t *cfg, const custos_evidence_store_facts_t *f, int64_t now_s)
 {
     const custos_identity_config_t *id = &cfg->identity;
-    ctl_t c = ctl_new(controls, "authentication", "Person or entity authentication", "identity");
     json_object *methods = json_object_new_array();
     if (!id->disable_local_auth)
         json_object_array_add(methods, jstr("api_key"));
@@ -195,48 +211,38 @@ static void c_identity(json_object *controls, const custos_config_t *cfg, const 
         json_object_array_add(methods, jstr("oidc_token"));
     if (id->n_client_certificates)
         json_object_array_add(methods, jstr("client_certificate"));
-    fact(&c, "methods accepted", methods);
-    fact(&c, "API keys in the configuration (stored as SHA-256)", json_object_new_int64((int64_t)id->n_api_keys));
-    fact(&c, "local authentication (API keys) disabled", json_object_new_boolean(id->disable_local_auth));
+    fact(c, "methods accepted", methods);
+    fact(c, "API keys in the configuration (stored as SHA-256)", json_object_new_int64((int64_t)id->n_api_keys));
+    fact(c, "local authentication (API keys) disabled", json_object_new_boolean(id->disable_local_auth));
     json_object *iss = json_object_new_array();
     for (size_t i = 0; i < id->n_oidc; i++)
         json_object_array_add(iss, jstr(id->oidc[i].issuer));
-    fact(&c, "OIDC issuers", iss);
-    fact(&c, "client certificate mappings", json_object_new_int64((int64_t)id->n_client_certificates));
+    fact(c, "OIDC issuers", iss);
+    fact(c, "client certificate mappings", json_object_new_int64((int64_t)id->n_client_certificates));
     if (f && f->available) {
-        fact(&c, "API keys in the store (active)", json_object_new_int64(f->keys_active));
-        fact(&c, "stored API keys without expiry", json_object_new_int64(f->keys_without_expiry));
+        fact(c, "API keys in the store (active)", json_object_new_int64(f->keys_active));
+        fact(c, "stored API keys without expiry", json_object_new_int64(f->keys_without_expiry));
         if (f->keys_oldest_created_s) {
             char t[32];
             custos_fmt_utc(f->keys_oldest_created_s, t, sizeof(t));
-            fact(&c, "oldest active stored API key created", jstr(t));
+            fact(c, "oldest active stored API key created", jstr(t));
         }
     }
-    ctl_status(&c, "in_force",
-               jfmt("every inference, review and admin request is authenticated (%zu method(s))",
-                    json_object_array_length(methods)));
-    ctl_map(&c, "164.312(d)|164.312(a)(2)(i)", "CC6.1|CC6.2", "A.5.16|A.5.17|A.8.5", "", "GOVERN");
-    ctl_resp(&c,
-             "Authenticates every request (API key digests, OIDC tokens verified against the issuer's keys, mutual "
-             "TLS certificates); unknown, revoked or expired credentials get 401.",
-             "Issuing, distributing and revoking keys; the identity provider (MFA, joiner/mover/leaver process); "
-             "unique accounts per person.");
+    ctl_end(c, "in_force",
+            jfmt("every inference, review and admin request is authenticated (%zu method(s))",
+                 json_object_array_length(methods)));
 }
 
-static void c_rbac(json_object *controls, const custos_config_t *cfg, const custos_evidence_store_facts_t *f)
+static void c_rbac(ctl_t *c, const custos_config_t *cfg, const custos_evidence_store_facts_t *f, int64_t now_s)
 {
     const custos_identity_config_t *id = &cfg->identity;
-    ctl_t c = ctl_new(controls, "authorization", "Role-based access and conditional access", "access_control");
     int64_t cfgroles[NROLES] = {0};
     for (size_t i = 0; i < id->n_api_keys; i++)
-        for (int r = 0; r < NROLES; r++)
-            cfgroles[r] += (id->api_keys[i].roles >> r) & 1u;
+        count_roles(cfgroles, id->api_keys[i].roles);
     for (size_t i = 0; i < id->n_client_certificates; i++)
-        for (int r = 0; r < NROLES; r++)
-            cfgroles[r] += (id->client_certificates[i].roles >> r) & 1u;
+        count_roles(cfgroles, id->client_certificates[i].roles);
     for (size_t i = 0; i < id->n_role_assignments; i++)
-        for (int r = 0; r < NROLES; r++)
-            cfgroles[r] += (id->role_assignments[i].role >> r) & 1u;
+        count_roles(cfgroles, id->role_assignments[i].role);
     json_object *sum = json_object_new_array();
     for (int r = 0; r < NROLES; r++) {
         json_object *e = json_object_new_object();
@@ -246,40 +252,33 @@ static void c_rbac(json_object *controls, const custos_config_t *cfg, const cust
                                f && f->available ? json_object_new_int64(f->store_roles[r] + f->key_roles[r]) : NULL);
         json_object_array_add(sum, e);
     }
-    fact(&c, "holders per role (keys, certificates, assignments)", sum);
-    fact(&c, "role assignments in the configuration", json_object_new_int64((int64_t)id->n_role_assignments));
-    fact(&c, "token role mappings (role_map)", json_object_new_int64((int64_t)id->n_role_map));
+    fact(c, "holders per role (keys, certificates, assignments)", sum);
+    fact(c, "role assignments in the configuration", json_object_new_int64((int64_t)id->n_role_assignments));
+    fact(c, "token role mappings (role_map)", json_object_new_int64((int64_t)id->n_role_map));
     json_object *ca = json_object_new_array();
     for (size_t i = 0; i < id->n_ca_policies; i++)
         json_object_array_add(ca, jstr(id->ca_policies[i].name));
-    fact(&c, "conditional access policies", ca);
-    ctl_status(&c, "in_force",
-               jfmt("roles at / or /deployments/{name}; %zu conditional access polic%s", id->n_ca_policies,
-                    id->n_ca_policies == 1 ? "y" : "ies"));
-    ctl_map(&c, "164.312(a)(1)", "CC6.1|CC6.3", "A.5.15|A.5.18|A.8.2|A.8.3", "A.3.2", "GOVERN");
-    ctl_resp(&c,
-             "Enforces roles (inference.user, contributor, reviewer, auditor, admin) per deployment scope and "
-             "conditional access (MFA, networks, token age, claims, hours) on every request.",
-             "Deciding who gets which role, periodic access reviews, emergency-access procedure.");
+    fact(c, "conditional access policies", ca);
+    ctl_end(c, "in_force",
+            jfmt("roles at / or /deployments/{name}; %zu conditional access polic%s", id->n_ca_policies,
+                 id->n_ca_policies == 1 ? "y" : "ies"));
 }
 
-static void c_keys(json_object *controls, const custos_config_t *cfg, const custos_evidence_store_facts_t *f,
-                   int64_t now_s)
+static void c_keys(ctl_t *c, const custos_config_t *cfg, const custos_evidence_store_facts_t *f, int64_t now_s)
 {
     const custos_storage_config_t *s = &cfg->storage;
-    ctl_t c = ctl_new(controls, "encryption-at-rest", "Encryption at rest and key management", "cryptography");
-    fact(&c, "store", jstr(s->driver == CUSTOS_STORAGE_POSTGRES ? "postgres" : "sqlite"));
-    fact(&c, "key provider", jstr(s->kek_provider == CUSTOS_KEK_PKCS11 ? "pkcs11 (HSM)" : "local (key files)"));
-    fact(&c, "sealing", jstr("AES-256-GCM envelope per record, data keys wrapped by the key-encryption key"));
+    fact(c, "store", jstr(s->driver == CUSTOS_STORAGE_POSTGRES ? "postgres" : "sqlite"));
+    fact(c, "key provider", jstr(s->kek_provider == CUSTOS_KEK_PKCS11 ? "pkcs11 (HSM)" : "local (key files)"));
+    fact(c, "sealing", jstr("AES-256-GCM envelope per record, data keys wrapped by the key-encryption key"));
     const char *status = "in_force";
     char summary[256];
     snprintf(summary, sizeof(summary), "sealed records under a %s key-encryption key",
              s->kek_provider == CUSTOS_KEK_PKCS11 ? "PKCS#11 (HSM)" : "local");
     if (f && f->available && f->kek_known) {
         int64_t age_d = (now_s - f->kek_created_s) / 86400;
-        fact(&c, "current key version", json_object_new_int64(f->kek_current));
-        fact(&c, "current key age (days)", json_object_new_int64(age_d < 0 ? 0 : age_d));
-        fact(&c, "key versions active / destroyed",
+        fact(c, "current key version", json_object_new_int64(f->kek_current));
+        fact(c, "current key age (days)", json_object_new_int64(age_d < 0 ? 0 : age_d));
+        fact(c, "key versions active / destroyed",
              jfmt("%lld / %lld", (long long)f->kek_active, (long long)f->kek_destroyed));
         if (age_d > KEY_AGE_ATTENTION_DAYS) {
             status = "attention";
@@ -289,88 +288,48 @@ static void c_keys(json_object *controls, const custos_config_t *cfg, const cust
                      (long long)age_d);
         }
     } else {
-        fact(&c, "current key version", jstr(f && f->available ? "none yet (created at first start)" : "not read"));
+        fact(c, "current key version", jstr(f && f->available ? "none yet (created at first start)" : "not read"));
     }
-    ctl_status(&c, status, jstr(summary));
-    ctl_map(&c, "164.312(a)(2)(iv)|164.312(c)(1)", "CC6.1", "A.8.24", "", "MANAGE");
-    ctl_resp(&c,
-             "Seals stored secrets and retained content (authenticated encryption), rotation, re-wrapping and "
-             "crypto-shredding (custos kek); key material in OpenSSL's secure heap or inside the HSM.",
-             "Protecting key files or the HSM and its PIN, rotation schedule, backups of the store and keys, disk "
-             "encryption of the host.");
+    ctl_end(c, status, jstr(summary));
 }
 
-static void c_retention(json_object *controls, const custos_config_t *cfg)
+static void c_retention(ctl_t *c, const custos_config_t *cfg, const custos_evidence_store_facts_t *f, int64_t now_s)
 {
-    ctl_t c = ctl_new(controls, "retention", "Content retention and disposal", "data_handling");
     const custos_retention_config_t *r = &cfg->retention;
-    fact(&c, "prompt and completion content", jstr(r->content_none ? "never stored" : "stored sealed"));
-    fact(&c, "retention (days)", r->content_none ? NULL : json_object_new_int64(r->content_days));
-    fact(&c, "request records", jstr("metadata only (no prompt or completion text)"));
-    ctl_status(&c, "in_force",
-               r->content_none ? jstr("no prompt or completion content is kept")
-                               : jfmt("content kept sealed and purged after %lld days", (long long)r->content_days));
-    ctl_map(&c, "", "CC6.5", "A.8.10|A.5.33|A.5.34", "A.7.2", "MANAGE");
-    ctl_resp(&c,
-             "Stores no content unless retention.content is set; purges sealed content after the configured days "
-             "(custos purge, the store watcher); crypto-shredding by destroying a key version.",
-             "Choosing a retention period that meets legal holds and record-keeping duties; retention in backends, "
-             "diagnostics sinks and backups outside custos.");
+    fact(c, "prompt and completion content", jstr(r->content_none ? "never stored" : "stored sealed"));
+    fact(c, "retention (days)", r->content_none ? NULL : json_object_new_int64(r->content_days));
+    fact(c, "request records", jstr("metadata only (no prompt or completion text)"));
+    ctl_end(c, "in_force",
+            r->content_none ? jstr("no prompt or completion content is kept")
+                            : jfmt("content kept sealed and purged after %lld days", (long long)r->content_days));
 }
 
-static void c_residency(json_object *controls, const custos_config_t *cfg)
+static void c_residency(ctl_t *c, const custos_config_t *cfg, const custos_evidence_store_facts_t *f, int64_t now_s)
 {
-    ctl_t c = ctl_new(controls, "residency", "Data residency per deployment", "data_handling");
-    json_object *deps = json_object_new_array();
     size_t bounded = 0;
-    for (size_t i = 0; i < cfg->n_deployments; i++) {
-        const custos_deployment_config_t *d = &cfg->deployments[i];
-        json_object *dh = custos_card_data_handling(cfg, d);
-        json_object_object_add(dh, "deployment", jstr(d->name));
-        json_object_array_add(deps, dh);
-        if (d->type != CUSTOS_DEPLOYMENT_GLOBAL || d->n_require_regions)
+    for (size_t i = 0; i < cfg->n_deployments; i++)
+        if (cfg->deployments[i].type != CUSTOS_DEPLOYMENT_GLOBAL || cfg->deployments[i].n_require_regions)
             bounded++;
-    }
-    fact(&c, "deployments", deps);
-    ctl_status(&c, bounded == cfg->n_deployments ? "in_force" : "partial",
-               jfmt("%zu of %zu deployment(s) bounded to a region or data zone", bounded, cfg->n_deployments));
-    ctl_map(&c, "", "CC6.7", "A.5.23|A.5.34", "A.10.3", "MAP|MANAGE");
-    ctl_resp(&c,
-             "Routes each request only to backends inside its deployment's residency boundary and requirements "
-             "(regional, data zone, zero data retention, no training); 503 rather than leaving the boundary.",
-             "Contracts with model providers (business associate agreements, data processing terms), the accuracy of "
-             "backends' region and attribute labels.");
+    fact(c, "deployments", per_deployment(cfg, custos_card_data_handling));
+    ctl_end(c, bounded == cfg->n_deployments ? "in_force" : "partial",
+            jfmt("%zu of %zu deployment(s) bounded to a region or data zone", bounded, cfg->n_deployments));
 }
 
-static void c_policies(json_object *controls, const custos_config_t *cfg)
+static void c_policies(ctl_t *c, const custos_config_t *cfg, const custos_evidence_store_facts_t *f, int64_t now_s)
 {
-    ctl_t c = ctl_new(controls, "content-safety", "Content safety policy per deployment", "ai_safety");
-    json_object *deps = json_object_new_array();
     size_t pii = 0;
-    for (size_t i = 0; i < cfg->n_deployments; i++) {
-        const custos_deployment_config_t *d = &cfg->deployments[i];
-        json_object *p = custos_card_policy(d);
-        json_object_object_add(p, "deployment", jstr(d->name));
-        json_object_array_add(deps, p);
-        if (d->rai->pii[CUSTOS_RAI_PROMPT] != CUSTOS_RAI_PII_OFF)
+    for (size_t i = 0; i < cfg->n_deployments; i++)
+        if (cfg->deployments[i].rai->pii[CUSTOS_RAI_PROMPT] != CUSTOS_RAI_PII_OFF)
             pii++;
-    }
-    fact(&c, "policies", deps);
-    fact(&c, "deployments screening prompts for PII", json_object_new_int64((int64_t)pii));
-    ctl_status(&c, "in_force",
-               jfmt("every prompt and completion of %zu deployment(s) is screened in-process", cfg->n_deployments));
-    ctl_map(&c, "164.312(e)(1)", "CC6.7|CC7.2", "A.8.11|A.8.12", "A.6.2.6|A.9.2", "MEASURE|MANAGE");
-    ctl_resp(&c,
-             "Screens prompts and completions (harm categories, prompt attacks, PII, blocklists) under each "
-             "deployment's policy; blocks, redacts or annotates before text reaches the model or the client.",
-             "Choosing thresholds fit for the use, reviewing false positives and negatives, blocklists' contents, "
-             "safety of the models behind the backends.");
+    fact(c, "policies", per_deployment(cfg, card_policy));
+    fact(c, "deployments screening prompts for PII", json_object_new_int64((int64_t)pii));
+    ctl_end(c, "in_force",
+            jfmt("every prompt and completion of %zu deployment(s) is screened in-process", cfg->n_deployments));
 }
 
-static void c_diagnostics(json_object *controls, const custos_config_t *cfg)
+static void c_diagnostics(ctl_t *c, const custos_config_t *cfg, const custos_evidence_store_facts_t *f, int64_t now_s)
 {
     const custos_diagnostics_config_t *dg = &cfg->diagnostics;
-    ctl_t c = ctl_new(controls, "audit-logging", "Audit controls: request records and governance log", "logging");
     json_object *sinks = json_object_new_array();
     for (size_t i = 0; i < dg->n_sinks; i++) {
         json_object *e = json_object_new_object();
@@ -378,20 +337,14 @@ static void c_diagnostics(json_object *controls, const custos_config_t *cfg)
         json_object_object_add(e, "type", jstr(dg->sinks[i].type_name));
         json_object_array_add(sinks, e);
     }
-    fact(&c, "diagnostics sinks", sinks);
-    fact(&c, "client IP masked in records", json_object_new_boolean(dg->mask_client_ip));
-    fact(&c, "governance log (hash-chained, signed checkpoints)", jstr(dg->governance_log));
-    fact(&c, "records", jstr("metadata only: who, what route and deployment, outcome, filter results; never content"));
-    ctl_status(&c, dg->n_sinks ? "in_force" : "partial",
-               dg->n_sinks
-                   ? jfmt("request records to %zu sink(s); admin and review acts in the governance log", dg->n_sinks)
-                   : jstr("no diagnostics sink: only the governance log records activity"));
-    ctl_map(&c, "164.312(b)|164.312(c)(1)|164.312(c)(2)", "CC7.2|CC7.3", "A.8.15|A.8.16", "A.6.2.8", "GOVERN|MANAGE");
-    ctl_resp(&c,
-             "Writes a metadata record per request to the configured sinks (spooled while a sink is down) and a "
-             "tamper-evident governance log (custos audit verify).",
-             "Collecting, retaining and reviewing the records (SIEM), alerting and incident response, keeping the "
-             "governance log's public key and head hashes outside the host.");
+    fact(c, "diagnostics sinks", sinks);
+    fact(c, "client IP masked in records", json_object_new_boolean(dg->mask_client_ip));
+    fact(c, "governance log (hash-chained, signed checkpoints)", jstr(dg->governance_log));
+    fact(c, "records", jstr("metadata only: who, what route and deployment, outcome, filter results; never content"));
+    ctl_end(c, dg->n_sinks ? "in_force" : "partial",
+            dg->n_sinks
+                ? jfmt("request records to %zu sink(s); admin and review acts in the governance log", dg->n_sinks)
+                : jstr("no diagnostics sink: only the governance log records activity"));
 }
 
 static const char *tier_name(custos_usecase_tier_t t)
@@ -399,9 +352,8 @@ static const char *tier_name(custos_usecase_tier_t t)
     return t == CUSTOS_TIER_HIGH ? "high" : t == CUSTOS_TIER_ELEVATED ? "elevated" : "standard";
 }
 
-static void c_use_cases(json_object *controls, const custos_config_t *cfg, int64_t now_s)
+static void c_use_cases(ctl_t *c, const custos_config_t *cfg, const custos_evidence_store_facts_t *f, int64_t now_s)
 {
-    ctl_t c = ctl_new(controls, "use-cases", "AI use-case registry, risk tiers and validation", "ai_governance");
     json_object *ucs = json_object_new_array();
     size_t problems = 0;
     for (size_t i = 0; i < cfg->n_use_cases; i++) {
@@ -429,40 +381,33 @@ static void c_use_cases(json_object *controls, const custos_config_t *cfg, int64
         json_object_object_add(e, "deployments", ds);
         json_object_array_add(ucs, e);
     }
-    fact(&c, "use cases", ucs);
-    fact(&c, "use case required on every request", json_object_new_boolean(cfg->governance.require_use_case));
+    fact(c, "use cases", ucs);
+    fact(c, "use case required on every request", json_object_new_boolean(cfg->governance.require_use_case));
     if (!cfg->n_use_cases)
-        ctl_status(&c, "not_configured", jstr("no use case registered: requests run ungoverned"));
+        ctl_end(c, "not_configured", jstr("no use case registered: requests run ungoverned"));
     else if (problems)
-        ctl_status(&c, "attention",
-                   jfmt("%zu use case(s) need validation (requests under them are refused)", problems));
+        ctl_end(c, "attention", jfmt("%zu use case(s) need validation (requests under them are refused)", problems));
     else
-        ctl_status(
-            &c, cfg->governance.require_use_case ? "in_force" : "partial",
+        ctl_end(
+            c, cfg->governance.require_use_case ? "in_force" : "partial",
             jfmt("%zu use case(s)%s", cfg->n_use_cases,
                  cfg->governance.require_use_case ? ", required on every request" : "; requests may run without one"));
-    ctl_map(&c, "", "", "", "A.5.2|A.6.2.4|A.9.3|A.9.4", "GOVERN|MAP");
-    ctl_resp(&c,
-             "Refuses requests under unknown, unvalidated or expired use cases and deployments outside a use case; "
-             "rejects at load a deployment whose policy is weaker than its use case's minimum.",
-             "Impact assessments, the validation itself and its evidence, the choice of risk tier, ownership.");
 }
 
-static void c_review(json_object *controls, const custos_config_t *cfg, const custos_evidence_store_facts_t *f)
+static void c_review(ctl_t *c, const custos_config_t *cfg, const custos_evidence_store_facts_t *f, int64_t now_s)
 {
-    ctl_t c = ctl_new(controls, "human-review", "Human oversight: review queue", "ai_governance");
     size_t tiers[3] = {0};
     for (size_t i = 0; i < cfg->n_use_cases; i++)
         if ((unsigned)cfg->use_cases[i].tier < 3)
             tiers[cfg->use_cases[i].tier]++;
-    fact(&c, "use cases by tier (high / elevated / standard)", jfmt("%zu / %zu / %zu", tiers[0], tiers[1], tiers[2]));
+    fact(c, "use cases by tier (high / elevated / standard)", jfmt("%zu / %zu / %zu", tiers[0], tiers[1], tiers[2]));
     if (f && f->reviews_available) {
         const custos_review_stats_t *s = &f->reviews;
         json_object *st = json_object_new_object();
         for (int k = 0; k < CUSTOS_REVIEW_NSTATUS; k++)
             json_object_object_add(st, custos_review_status_name((custos_review_status_t)k),
                                    json_object_new_int64(s->by_status[k]));
-        fact(&c, "items by status", st);
+        fact(c, "items by status", st);
         json_object *bt = json_object_new_object();
         static const char *const tn[3] = {"high", "elevated", "standard"};
         for (int t = 0; t < CUSTOS_REVIEW_NTIER && t < 3; t++) {
@@ -472,31 +417,25 @@ static void c_review(json_object *controls, const custos_config_t *cfg, const cu
                                        json_object_new_int64(s->by_tier_status[t][k]));
             json_object_object_add(bt, tn[t], x);
         }
-        fact(&c, "items by tier and status", bt);
-        fact(&c, "items total", json_object_new_int64(s->total));
-        fact(&c, "median decision time (s)",
+        fact(c, "items by tier and status", bt);
+        fact(c, "items total", json_object_new_int64(s->total));
+        fact(c, "median decision time (s)",
              s->median_decision_s < 0 ? NULL : json_object_new_int64((int64_t)(s->median_decision_s + 0.5)));
-        fact(&c, "oldest pending item age (s)",
+        fact(c, "oldest pending item age (s)",
              s->oldest_pending_age_s < 0 ? NULL : json_object_new_int64(s->oldest_pending_age_s));
     } else {
-        fact(&c, "review statistics", jstr(f && f->available ? "not available" : "store not read"));
+        fact(c, "review statistics", jstr(f && f->available ? "not available" : "store not read"));
     }
     if (tiers[0] + tiers[1] == 0)
-        ctl_status(&c, "not_configured", jstr("no high or elevated use case: no output is held for review"));
+        ctl_end(c, "not_configured", jstr("no high or elevated use case: no output is held for review"));
     else
-        ctl_status(&c, "in_force",
-                   jfmt("outputs of %zu high-tier use case(s) withheld until approved; %zu elevated marked as drafts",
-                        tiers[0], tiers[1]));
-    ctl_map(&c, "", "", "", "A.6.2.6|A.9.2", "MANAGE");
-    ctl_resp(&c,
-             "Withholds high-tier outputs until a reviewer approves or edits them, marks elevated ones as drafts, "
-             "samples standard ones; every decision is a governance-log record.",
-             "Staffing reviewers with the competence for the domain, review deadlines, acting on rejected items.");
+        ctl_end(c, "in_force",
+                jfmt("outputs of %zu high-tier use case(s) withheld until approved; %zu elevated marked as drafts",
+                     tiers[0], tiers[1]));
 }
 
-static void c_transparency(json_object *controls, const custos_config_t *cfg)
+static void c_transparency(ctl_t *c, const custos_config_t *cfg, const custos_evidence_store_facts_t *f, int64_t now_s)
 {
-    ctl_t c = ctl_new(controls, "transparency", "Deployment cards and safety evaluations", "ai_transparency");
     size_t cards = 0;
     json_object *missing = json_object_new_array();
     for (size_t i = 0; i < cfg->n_deployments; i++) {
@@ -506,10 +445,10 @@ static void c_transparency(json_object *controls, const custos_config_t *cfg)
         else
             json_object_array_add(missing, jstr(cfg->deployments[i].name));
     }
-    fact(&c, "deployments with a card", jfmt("%zu of %zu", cards, cfg->n_deployments));
-    fact(&c, "deployments without card text", missing);
+    fact(c, "deployments with a card", jfmt("%zu of %zu", cards, cfg->n_deployments));
+    fact(c, "deployments without card text", missing);
     char dir[PATH_MAX];
-    fact(&c, "evaluation directory", jstr(custos_card_eval_dir(cfg, dir, sizeof(dir))));
+    fact(c, "evaluation directory", jstr(custos_card_eval_dir(cfg, dir, sizeof(dir))));
     json_object *ev = NULL, *names = json_object_new_array();
     if (custos_card_evaluations(cfg, &ev) == 0) {
         for (size_t i = 0; i < json_object_array_length(ev); i++) {
@@ -520,19 +459,120 @@ static void c_transparency(json_object *controls, const custos_config_t *cfg)
         }
     }
     json_object_put(ev);
-    fact(&c, "evaluation results", names);
-    ctl_status(&c, cards == cfg->n_deployments ? "in_force" : "partial",
-               jfmt("%zu of %zu deployment(s) publish intended uses and limitations at GET /v1/models/{id}", cards,
-                    cfg->n_deployments));
-    ctl_map(&c, "", "", "", "A.6.2.7|A.8.2|A.6.2.4", "MAP|MEASURE");
-    ctl_resp(&c,
-             "Serves each deployment's card (intended uses, limitations, policy in force, data handling, measured "
-             "evaluation results) to callers and reviewers.",
-             "Writing accurate cards, evaluating the models on the organisation's own data, communicating "
-             "limitations to end users.");
+    fact(c, "evaluation results", names);
+    ctl_end(c, cards == cfg->n_deployments ? "in_force" : "partial",
+            jfmt("%zu of %zu deployment(s) publish intended uses and limitations at GET /v1/models/{id}", cards,
+                 cfg->n_deployments));
 }
 
 /* ---------- build ---------- */
+
+/* Every control in report order: what it is, where it maps, who does what, and its builder. */
+static const ctl_def_t CONTROLS[] = {
+    {"network-acl",
+     "Network access control",
+     "access_control",
+     c_network,
+     {"164.312(a)(1)", "CC6.1|CC6.6", "A.8.20|A.8.22", "", "MANAGE"},
+     "Refuses requests from addresses outside the configured rules (403) before routing or authentication.",
+     "Firewalls, private networking and the host's own network hardening; keeping ip_rules current."},
+    {"transmission-tls",
+     "Transmission security (TLS listeners)",
+     "transmission_security",
+     c_tls,
+     {"164.312(e)(1)|164.312(e)(2)(i)|164.312(e)(2)(ii)", "CC6.1|CC6.7", "A.8.20|A.8.21|A.8.24|A.5.14", "", "MANAGE"},
+     "TLS 1.2+ (configurable 1.3) with AEAD cipher suites on every TLS listener; plain HTTP refused on non-loopback "
+     "addresses unless explicitly marked insecure; verified TLS to backends by default.",
+     "Certificates and their renewal, TLS termination in front of loopback listeners, the network path to clients and "
+     "to model providers."},
+    {"authentication",
+     "Person or entity authentication",
+     "identity",
+     c_identity,
+     {"164.312(d)|164.312(a)(2)(i)", "CC6.1|CC6.2", "A.5.16|A.5.17|A.8.5", "", "GOVERN"},
+     "Authenticates every request (API key digests, OIDC tokens verified against the issuer's keys, mutual TLS "
+     "certificates); unknown, revoked or expired credentials get 401.",
+     "Issuing, distributing and revoking keys; the identity provider (MFA, joiner/mover/leaver process); unique "
+     "accounts per person."},
+    {"authorization",
+     "Role-based access and conditional access",
+     "access_control",
+     c_rbac,
+     {"164.312(a)(1)", "CC6.1|CC6.3", "A.5.15|A.5.18|A.8.2|A.8.3", "A.3.2", "GOVERN"},
+     "Enforces roles (inference.user, contributor, reviewer, auditor, admin) per deployment scope and conditional "
+     "access (MFA, networks, token age, claims, hours) on every request.",
+     "Deciding who gets which role, periodic access reviews, emergency-access procedure."},
+    {"encryption-at-rest",
+     "Encryption at rest and key management",
+     "cryptography",
+     c_keys,
+     {"164.312(a)(2)(iv)|164.312(c)(1)", "CC6.1", "A.8.24", "", "MANAGE"},
+     "Seals stored secrets and retained content (authenticated encryption), rotation, re-wrapping and crypto-shredding "
+     "(custos kek); key material in OpenSSL's secure heap or inside the HSM.",
+     "Protecting key files or the HSM and its PIN, rotation schedule, backups of the store and keys, disk encryption "
+     "of the host."},
+    {"retention",
+     "Content retention and disposal",
+     "data_handling",
+     c_retention,
+     {"", "CC6.5", "A.8.10|A.5.33|A.5.34", "A.7.2", "MANAGE"},
+     "Stores no content unless retention.content is set; purges sealed content after the configured days (custos "
+     "purge, the store watcher); crypto-shredding by destroying a key version.",
+     "Choosing a retention period that meets legal holds and record-keeping duties; retention in backends, diagnostics "
+     "sinks and backups outside custos."},
+    {"residency",
+     "Data residency per deployment",
+     "data_handling",
+     c_residency,
+     {"", "CC6.7", "A.5.23|A.5.34", "A.10.3", "MAP|MANAGE"},
+     "Routes each request only to backends inside its deployment's residency boundary and requirements (regional, data "
+     "zone, zero data retention, no training); 503 rather than leaving the boundary.",
+     "Contracts with model providers (business associate agreements, data processing terms), the accuracy of backends' "
+     "region and attribute labels."},
+    {"content-safety",
+     "Content safety policy per deployment",
+     "ai_safety",
+     c_policies,
+     {"164.312(e)(1)", "CC6.7|CC7.2", "A.8.11|A.8.12", "A.6.2.6|A.9.2", "MEASURE|MANAGE"},
+     "Screens prompts and completions (harm categories, prompt attacks, PII, blocklists) under each deployment's "
+     "policy; blocks, redacts or annotates before text reaches the model or the client.",
+     "Choosing thresholds fit for the use, reviewing false positives and negatives, blocklists' contents, safety of "
+     "the models behind the backends."},
+    {"audit-logging",
+     "Audit controls: request records and governance log",
+     "logging",
+     c_diagnostics,
+     {"164.312(b)|164.312(c)(1)|164.312(c)(2)", "CC7.2|CC7.3", "A.8.15|A.8.16", "A.6.2.8", "GOVERN|MANAGE"},
+     "Writes a metadata record per request to the configured sinks (spooled while a sink is down) and a tamper-evident "
+     "governance log (custos audit verify).",
+     "Collecting, retaining and reviewing the records (SIEM), alerting and incident response, keeping the governance "
+     "log's public key and head hashes outside the host."},
+    {"use-cases",
+     "AI use-case registry, risk tiers and validation",
+     "ai_governance",
+     c_use_cases,
+     {"", "", "", "A.5.2|A.6.2.4|A.9.3|A.9.4", "GOVERN|MAP"},
+     "Refuses requests under unknown, unvalidated or expired use cases and deployments outside a use case; rejects at "
+     "load a deployment whose policy is weaker than its use case's minimum.",
+     "Impact assessments, the validation itself and its evidence, the choice of risk tier, ownership."},
+    {"human-review",
+     "Human oversight: review queue",
+     "ai_governance",
+     c_review,
+     {"", "", "", "A.6.2.6|A.9.2", "MANAGE"},
+     "Withholds high-tier outputs until a reviewer approves or edits them, marks elevated ones as drafts, samples "
+     "standard ones; every decision is a governance-log record.",
+     "Staffing reviewers with the competence for the domain, review deadlines, acting on rejected items."},
+    {"transparency",
+     "Deployment cards and safety evaluations",
+     "ai_transparency",
+     c_transparency,
+     {"", "", "", "A.6.2.7|A.8.2|A.6.2.4", "MAP|MEASURE"},
+     "Serves each deployment's card (intended uses, limitations, policy in force, data handling, measured evaluation "
+     "results) to callers and reviewers.",
+     "Writing accurate cards, evaluating the models on the organisation's own data, communicating limitations to end "
+     "users."},
+};
 
 int custos_evidence_build(const custos_config_t *cfg, const custos_evidence_store_facts_t *f, int64_t now_s,
                           const char *config_sha256, json_object **out)
@@ -564,18 +604,10 @@ int custos_evidence_build(const custos_config_t *cfg, const custos_evidence_stor
     json_object_object_add(r, "frameworks", fw);
     json_object *controls = json_object_new_array();
     json_object_object_add(r, "controls", controls);
-    c_network(controls, cfg);
-    c_tls(controls, cfg);
-    c_identity(controls, cfg, f);
-    c_rbac(controls, cfg, f);
-    c_keys(controls, cfg, f, now_s);
-    c_retention(controls, cfg);
-    c_residency(controls, cfg);
-    c_policies(controls, cfg);
-    c_diagnostics(controls, cfg);
-    c_use_cases(controls, cfg, now_s);
-    c_review(controls, cfg, f);
-    c_transparency(controls, cfg);
+    for (size_t i = 0; i < sizeof(CONTROLS) / sizeof(CONTROLS[0]); i++) {
+        ctl_t c = ctl_new(controls, &CONTROLS[i]);
+        CONTROLS[i].build(&c, cfg, f, now_s);
+    }
     json_object_object_add(r, "disclaimer",
                            jstr("Generated from the configuration and store as read at generated_at. It lists the "
                                 "technical controls custos enforces and maps them to framework references; it is "
@@ -614,8 +646,7 @@ static int key_row(void *ud, const custos_sv_t *c, size_t n)
     if (n < 3 || c[0].type != CUSTOS_SV_INT || c[1].type != CUSTOS_SV_INT || c[2].type != CUSTOS_SV_INT)
         return 0;
     f->keys_active++;
-    for (int r = 0; r < NROLES; r++)
-        f->key_roles[r] += (c[0].i >> r) & 1;
+    count_roles(f->key_roles, (unsigned)c[0].i);
     if (c[2].i == 0)
         f->keys_without_expiry++;
     if (!f->keys_oldest_created_s || c[1].i < f->keys_oldest_created_s)

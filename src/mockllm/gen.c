@@ -564,11 +564,23 @@ static int append_extra(custos_buf_t *out, const char *extra)
     return rc ? rc : custos_buf_append_str(out, extra);
 }
 
-static int append_head(custos_buf_t *out, const char *prefix, uint64_t seq, const char *object, int64_t created,
-                       const custos_mock_req_t *r)
+/* Ends an object: the extra members (append_extra), then "}". */
+static int close_object(custos_buf_t *out, const char *extra)
 {
-    int rc = custos_buf_appendf(out, "{\"id\":\"%s-mock-%llu\",\"object\":\"%s\",\"created\":%lld,\"model\":\"", prefix,
-                                (unsigned long long)seq, object, (long long)created);
+    int rc = append_extra(out, extra);
+    return rc ? rc : custos_buf_append(out, "}", 1);
+}
+
+/* Opens a body (chunk false) or stream chunk object: "{" id, object, created, model, system_fingerprint. chat picks
+ * the chat ("chatcmpl-mock-<seq>", chat.completion[.chunk]) or completions form ("cmpl-mock-<seq>",
+ * text_completion). */
+static int append_head(custos_buf_t *out, const custos_mock_req_t *r, bool chat, bool chunk,
+                       const custos_mock_ident_t *id)
+{
+    const char *object = !chat ? "text_completion" : chunk ? "chat.completion.chunk" : "chat.completion";
+    int rc =
+        custos_buf_appendf(out, "{\"id\":\"%s-mock-%llu\",\"object\":\"%s\",\"created\":%lld,\"model\":\"",
+                           chat ? "chatcmpl" : "cmpl", (unsigned long long)id->seq, object, (long long)id->created);
     if (!rc)
         rc = custos_mock_json_escape(out, r->model, r->model_len);
     if (!rc)
@@ -590,12 +602,19 @@ static size_t script_tokens(const custos_mock_req_t *r)
     return t;
 }
 
+/* Ends a whole chat/completions body after its choices array and ",": usage for completion tokens, the ident's
+ * extra members, "}". */
+static int close_body(custos_buf_t *out, const custos_mock_req_t *r, size_t completion, const custos_mock_ident_t *id)
+{
+    int rc = append_usage(out, custos_mock_prompt_tokens(r), completion);
+    return rc ? rc : close_object(out, id->extra_json);
+}
+
 /* The scripted choices of a whole body. */
 static int scripted_json(custos_buf_t *out, const custos_mock_req_t *r, const custos_mock_ident_t *id)
 {
     bool chat = r->kind == CUSTOS_MOCK_CHAT;
-    int rc = append_head(out, chat ? "chatcmpl" : "cmpl", id->seq, chat ? "chat.completion" : "text_completion",
-                         id->created, r);
+    int rc = append_head(out, r, chat, false, id);
     rc = rc ? rc : custos_buf_append_str(out, ",\"choices\":[");
     for (size_t i = 0; i < r->n_script && !rc; i++) {
         rc = custos_buf_appendf(out, "%s{\"index\":%zu,", i ? "," : "", i);
@@ -607,54 +626,40 @@ static int scripted_json(custos_buf_t *out, const custos_mock_req_t *r, const cu
         rc = rc ? rc : custos_buf_append_str(out, "\"logprobs\":null,\"finish_reason\":\"stop\"}");
     }
     rc = rc ? rc : custos_buf_append_str(out, "],");
-    rc = rc ? rc : append_usage(out, custos_mock_prompt_tokens(r), script_tokens(r));
-    rc = rc ? rc : append_extra(out, id->extra_json);
-    return rc ? rc : custos_buf_append(out, "}", 1);
+    return rc ? rc : close_body(out, r, script_tokens(r), id);
+}
+
+/* The generated (unscripted) reply as a whole body in the chat (chat.completion) or completions form
+ * (text_completion); max_tokens below the natural length ends it with "length". */
+static int generated_json(custos_buf_t *out, const custos_mock_req_t *r, const custos_mock_opts_t *o,
+                          const custos_mock_ident_t *id, bool chat)
+{
+    bool trunc;
+    size_t n = custos_mock_reply_len(r, o, &trunc);
+    int rc = append_head(out, r, chat, false, id);
+    rc = rc ? rc
+            : custos_buf_append_str(out, chat ? ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+                                                "\"content\":\""
+                                              : ",\"choices\":[{\"text\":\"");
+    rc = rc ? rc : custos_mock_append_words(out, r, 0, n);
+    rc = rc ? rc
+            : custos_buf_appendf(out,
+                                 chat ? "\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"%s\"}],"
+                                      : "\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"%s\"}],",
+                                 trunc ? "length" : "stop");
+    return rc ? rc : close_body(out, r, n, id);
 }
 
 int custos_mock_chat_json(custos_buf_t *out, const custos_mock_req_t *r, const custos_mock_opts_t *o,
                           const custos_mock_ident_t *id)
 {
-    if (r->n_script)
-        return scripted_json(out, r, id);
-    bool trunc;
-    size_t n = custos_mock_reply_len(r, o, &trunc);
-    int rc = append_head(out, "chatcmpl", id->seq, "chat.completion", id->created, r);
-    if (!rc)
-        rc =
-            custos_buf_append_str(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"");
-    if (!rc)
-        rc = custos_mock_append_words(out, r, 0, n);
-    if (!rc)
-        rc = custos_buf_appendf(out, "\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"%s\"}],",
-                                trunc ? "length" : "stop");
-    if (!rc)
-        rc = append_usage(out, custos_mock_prompt_tokens(r), n);
-    if (!rc)
-        rc = append_extra(out, id->extra_json);
-    return rc ? rc : custos_buf_append(out, "}", 1);
+    return r->n_script ? scripted_json(out, r, id) : generated_json(out, r, o, id, true);
 }
 
 int custos_mock_completion_json(custos_buf_t *out, const custos_mock_req_t *r, const custos_mock_opts_t *o,
                                 const custos_mock_ident_t *id)
 {
-    if (r->n_script)
-        return scripted_json(out, r, id);
-    bool trunc;
-    size_t n = custos_mock_reply_len(r, o, &trunc);
-    int rc = append_head(out, "cmpl", id->seq, "text_completion", id->created, r);
-    if (!rc)
-        rc = custos_buf_append_str(out, ",\"choices\":[{\"text\":\"");
-    if (!rc)
-        rc = custos_mock_append_words(out, r, 0, n);
-    if (!rc)
-        rc = custos_buf_appendf(out, "\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"%s\"}],",
-                                trunc ? "length" : "stop");
-    if (!rc)
-        rc = append_usage(out, custos_mock_prompt_tokens(r), n);
-    if (!rc)
-        rc = append_extra(out, id->extra_json);
-    return rc ? rc : custos_buf_append(out, "}", 1);
+    return r->n_script ? scripted_json(out, r, id) : generated_json(out, r, o, id, false);
 }
 
 void custos_mock_embedding(uint64_t input_hash, uint32_t dims, float *vec)
@@ -712,9 +717,7 @@ int custos_mock_embeddings_json(custos_buf_t *out, const custos_mock_req_t *r, c
     if (!rc)
         rc = custos_buf_appendf(out, "\",\"usage\":{\"prompt_tokens\":%zu,\"total_tokens\":%zu}", r->input_tokens,
                                 r->input_tokens);
-    if (!rc)
-        rc = append_extra(out, id ? id->extra_json : NULL);
-    return rc ? rc : custos_buf_append(out, "}", 1);
+    return rc ? rc : close_object(out, id ? id->extra_json : NULL);
 }
 
 int custos_mock_models_json(custos_buf_t *out, int64_t created, const char *extra_json)
@@ -726,9 +729,7 @@ int custos_mock_models_json(custos_buf_t *out, int64_t created, const char *extr
                                 i ? "," : "", models[i], (long long)created, CUSTOS_MOCK_FINGERPRINT);
     if (!rc)
         rc = custos_buf_append(out, "]", 1);
-    if (!rc)
-        rc = append_extra(out, extra_json);
-    return rc ? rc : custos_buf_append(out, "}", 1);
+    return rc ? rc : close_object(out, extra_json);
 }
 
 /* ---- streaming ---- */
@@ -763,12 +764,8 @@ bool custos_mock_stream_done(const custos_mock_stream_t *s)
 
 static int chunk_open(custos_mock_stream_t *s, custos_buf_t *out)
 {
-    bool chat = s->req->kind == CUSTOS_MOCK_CHAT;
     int rc = custos_buf_append(out, "data: ", 6);
-    if (!rc)
-        rc = append_head(out, chat ? "chatcmpl" : "cmpl", s->ident.seq,
-                         chat ? "chat.completion.chunk" : "text_completion", s->ident.created, s->req);
-    return rc;
+    return rc ? rc : append_head(out, s->req, s->req->kind == CUSTOS_MOCK_CHAT, true, &s->ident);
 }
 
 /* Closes a chunk: choices already written; adds "usage":null when usage will follow, extra on event 0. */
@@ -782,9 +779,32 @@ static int chunk_close(custos_mock_stream_t *s, custos_buf_t *out)
     return rc ? rc : custos_buf_append(out, "}\n\n", 3);
 }
 
-/* Scripted stream: role chunks (chat), then content pieces round-robin over the choices, finish chunks, usage,
- * [DONE]. A piece is chunk_words words (a word ends after a space). */
-static int scripted_next(custos_mock_stream_t *s, custos_buf_t *out)
+/* The chat role chunk of choice index (the first event of a chat stream, one per choice). */
+static int role_event(custos_mock_stream_t *s, custos_buf_t *out, size_t index)
+{
+    int rc = chunk_open(s, out);
+    rc = rc ? rc
+            : custos_buf_appendf(out,
+                                 ",\"choices\":[{\"index\":%zu,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+                                 "\"logprobs\":null,\"finish_reason\":null}]",
+                                 index);
+    return rc ? rc : chunk_close(s, out);
+}
+
+/* The usage chunk (stream_options.include_usage): no choices, usage for completion tokens, extra on event 0. */
+static int usage_event(custos_mock_stream_t *s, custos_buf_t *out, size_t completion)
+{
+    int rc = chunk_open(s, out);
+    rc = rc ? rc : custos_buf_append_str(out, ",\"choices\":[],");
+    rc = rc ? rc : append_usage(out, custos_mock_prompt_tokens(s->req), completion);
+    if (!rc && s->events == 0)
+        rc = append_extra(out, s->ident.extra_json);
+    return rc ? rc : custos_buf_append(out, "}\n\n", 3);
+}
+
+/* Scripted stream, role to finish: role chunks (chat), then content pieces round-robin over the choices, then finish
+ * chunks. A piece is chunk_words words (a word ends after a space). Returns 0 or an error code. */
+static int scripted_event(custos_mock_stream_t *s, custos_buf_t *out)
 {
     const custos_mock_req_t *r = s->req;
     bool chat = r->kind == CUSTOS_MOCK_CHAT;
@@ -792,13 +812,7 @@ static int scripted_next(custos_mock_stream_t *s, custos_buf_t *out)
     size_t i = s->script_choice;
     switch (s->phase) {
     case PH_ROLE:
-        rc = chunk_open(s, out);
-        rc = rc ? rc
-                : custos_buf_appendf(out,
-                                     ",\"choices\":[{\"index\":%zu,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
-                                     "\"logprobs\":null,\"finish_reason\":null}]",
-                                     i);
-        rc = rc ? rc : chunk_close(s, out);
+        rc = role_event(s, out, i);
         if (++s->script_choice == r->n_script) {
             s->script_choice = 0;
             s->phase = PH_CONTENT;
@@ -814,7 +828,7 @@ static int scripted_next(custos_mock_stream_t *s, custos_buf_t *out)
         if (k == r->n_script) {
             s->script_choice = 0;
             s->phase = PH_FINISH;
-            return scripted_next(s, out);
+            return scripted_event(s, out);
         }
         size_t from = s->script_pos[i], to = from, words = 0;
         while (to < r->script_len[i] && words < s->opts.chunk_words) {
@@ -836,7 +850,7 @@ static int scripted_next(custos_mock_stream_t *s, custos_buf_t *out)
         s->script_choice = (i + 1) % r->n_script;
         break;
     }
-    case PH_FINISH:
+    default: /* PH_FINISH */
         rc = chunk_open(s, out);
         rc = rc ? rc
                 : custos_buf_appendf(out,
@@ -849,40 +863,19 @@ static int scripted_next(custos_mock_stream_t *s, custos_buf_t *out)
         if (++s->script_choice == r->n_script)
             s->phase = r->include_usage ? PH_USAGE : PH_DONE;
         break;
-    case PH_USAGE:
-        rc = chunk_open(s, out);
-        rc = rc ? rc : custos_buf_append_str(out, ",\"choices\":[],");
-        rc = rc ? rc : append_usage(out, custos_mock_prompt_tokens(r), script_tokens(r));
-        rc = rc ? rc : custos_buf_append(out, "}\n\n", 3);
-        s->phase = PH_DONE;
-        break;
-    case PH_DONE:
-        rc = custos_buf_append_str(out, "data: [DONE]\n\n");
-        s->phase = PH_END;
-        break;
-    default:
-        return 0;
     }
-    if (rc)
-        return rc;
-    s->events++;
-    return 1;
+    return rc;
 }
 
-int custos_mock_stream_next(custos_mock_stream_t *s, custos_buf_t *out)
+/* Generated stream, role to finish: the role chunk (chat), content chunks of chunk_words words, the finish chunk.
+ * Returns 0 or an error code. */
+static int generated_event(custos_mock_stream_t *s, custos_buf_t *out)
 {
-    if (s->req->n_script)
-        return scripted_next(s, out);
     bool chat = s->req->kind == CUSTOS_MOCK_CHAT;
     int rc = 0;
     switch (s->phase) {
     case PH_ROLE:
-        rc = chunk_open(s, out);
-        if (!rc)
-            rc = custos_buf_append_str(out, ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":"
-                                            "\"\"},\"logprobs\":null,\"finish_reason\":null}]");
-        if (!rc)
-            rc = chunk_close(s, out);
+        rc = role_event(s, out, 0);
         s->phase = s->total_words ? PH_CONTENT : PH_FINISH;
         break;
     case PH_CONTENT: {
@@ -905,7 +898,7 @@ int custos_mock_stream_next(custos_mock_stream_t *s, custos_buf_t *out)
             s->phase = PH_FINISH;
         break;
     }
-    case PH_FINISH: {
+    default: { /* PH_FINISH */
         const char *fr = s->truncated ? "length" : "stop";
         rc = chunk_open(s, out);
         if (!rc)
@@ -922,16 +915,21 @@ int custos_mock_stream_next(custos_mock_stream_t *s, custos_buf_t *out)
         s->phase = s->req->include_usage ? PH_USAGE : PH_DONE;
         break;
     }
+    }
+    return rc;
+}
+
+int custos_mock_stream_next(custos_mock_stream_t *s, custos_buf_t *out)
+{
+    int rc;
+    switch (s->phase) {
+    case PH_ROLE:
+    case PH_CONTENT:
+    case PH_FINISH:
+        rc = s->req->n_script ? scripted_event(s, out) : generated_event(s, out);
+        break;
     case PH_USAGE:
-        rc = chunk_open(s, out);
-        if (!rc)
-            rc = custos_buf_append_str(out, ",\"choices\":[],");
-        if (!rc)
-            rc = append_usage(out, custos_mock_prompt_tokens(s->req), s->total_words);
-        if (!rc && s->events == 0)
-            rc = append_extra(out, s->ident.extra_json);
-        if (!rc)
-            rc = custos_buf_append(out, "}\n\n", 3);
+        rc = usage_event(s, out, s->req->n_script ? script_tokens(s->req) : s->total_words);
         s->phase = PH_DONE;
         break;
     case PH_DONE:

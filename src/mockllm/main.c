@@ -196,6 +196,18 @@ static void respond_json(custos_http_req_t *req, int status, const char *body, s
     custos_http_respond(req, status, h, n, body, len);
 }
 
+/* Sends the JSON body the caller built in b (build_rc: the result of building it), or aborts req when building
+ * failed. */
+static void respond_built(custos_http_req_t *req, int status, int build_rc, const custos_buf_t *b,
+                          const custos_http_header_t *extra, size_t nextra)
+{
+    if (build_rc) {
+        custos_http_abort(req);
+        return;
+    }
+    respond_json(req, status, custos_buf_peek(b), custos_buf_size(b), extra, nextra);
+}
+
 /* Azure form: {"error":{"code":"...","message":"..."}} */
 static void respond_azure_error(worker_t *w, custos_http_req_t *req, int status, const char *code, const char *msg,
                                 const custos_http_header_t *extra, size_t nextra)
@@ -211,11 +223,7 @@ static void respond_azure_error(worker_t *w, custos_http_req_t *req, int status,
         rc = custos_mock_json_escape(b, msg, strlen(msg));
     if (!rc)
         rc = custos_buf_append_str(b, "\"}}");
-    if (rc) {
-        custos_http_abort(req);
-        return;
-    }
-    respond_json(req, status, custos_buf_peek(b), custos_buf_size(b), extra, nextra);
+    respond_built(req, status, rc, b, extra, nextra);
 }
 
 /* OpenAI form: {"error":{"message","type","param","code"}} */
@@ -233,11 +241,7 @@ static void respond_openai_error(worker_t *w, custos_http_req_t *req, int status
         rc = param ? custos_buf_appendf(b, "\"%s\"", param) : custos_buf_append_str(b, "null");
     if (!rc)
         rc = code ? custos_buf_appendf(b, ",\"code\":\"%s\"}}", code) : custos_buf_append_str(b, ",\"code\":null}}");
-    if (rc) {
-        custos_http_abort(req);
-        return;
-    }
-    respond_json(req, status, custos_buf_peek(b), custos_buf_size(b), NULL, 0);
+    respond_built(req, status, rc, b, NULL, 0);
 }
 
 /* ---------- routing ---------- */
@@ -412,11 +416,7 @@ static void respond_stats(worker_t *w, custos_http_req_t *req)
                                 (unsigned long long)atomic_load(&g.faults[i]));
     if (!rc)
         rc = custos_buf_append_str(b, "}}");
-    if (rc) {
-        custos_http_abort(req);
-        return;
-    }
-    respond_json(req, 200, custos_buf_peek(b), custos_buf_size(b), NULL, 0);
+    respond_built(req, 200, rc, b, NULL, 0);
 }
 
 static void stats_reset(void)

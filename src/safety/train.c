@@ -15,9 +15,6 @@
 #include <string.h>
 
 #define MAX_LINE (4u * 1024 * 1024)
-#define SPLIT_TRAIN 0
-#define SPLIT_DEV 1
-#define SPLIT_CAL 2
 /* Feature-count floor of the normalisation (model.h min_feats): short texts (a greeting, "d'accord") need strong
  * features to score high; one or two n-grams of a language whose only data are harmful prompts are not enough. */
 #define HARM_MIN_FEATS 48u
@@ -38,16 +35,11 @@ typedef struct rows {
 
 static const float severity_bands[7] = {0.20f, 0.35f, 0.50f, 0.65f, 0.80f, 0.90f, 0.97f};
 
+/* Mixed FNV-1a of p[0..n), salted by h (one salt per kind of split key). */
 static uint64_t hash_bytes(const void *p, size_t n, uint64_t h)
 {
-    const unsigned char *s = p;
-    h ^= 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ s[i]) * 0x100000001b3ULL;
-    return custos_train_mix64(h);
+    return custos_train_mix64(custos_train_fnv1a(p, n, h ^ CUSTOS_TRAIN_FNV_OFFSET));
 }
-
-/* xorshift64* PRNG */
 
 static int read_line(FILE *f, char **buf, size_t *cap, size_t *len)
 {
@@ -110,12 +102,7 @@ static uint64_t split_key(const char *src, json_object *orig, const char *text, 
     custos_norm_t n;
     if (custos_normalize(text, len, norm_flags, sc, &n) < 0)
         return hash_bytes(text, len, 13);
-    /* hash word characters only, so punctuation / spacing variants of one text share a split */
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n.len; i++)
-        if (custos_norm_is_word(n.cp[i]))
-            h = (h ^ n.cp[i]) * 0x100000001b3ULL;
-    return custos_train_mix64(h);
+    return custos_train_word_key(&n);
 }
 
 /* benign_pct > 0: an attacks/ file of ordinary requests: only kind = benign rows, a deterministic benign_pct % sample,
@@ -183,14 +170,13 @@ static int load_file(const char *path, const char *src_default, int graded, int 
             json_object_put(j);
             continue;
         }
-        unsigned b = (unsigned)(key % 100);
         r0.weight = (uint8_t)weight;
-        r0.split = train_only ? SPLIT_TRAIN : b < 80 ? SPLIT_TRAIN : b < 90 ? SPLIT_DEV : SPLIT_CAL;
+        r0.split = custos_train_split_of(key, train_only);
         r0.text = malloc(tlen + 1);
         r0.len = tlen;
         if (r0.text)
             memcpy(r0.text, text, tlen + 1);
-        if (r0.text && r0.split == SPLIT_DEV) {
+        if (r0.text && r0.split == CUSTOS_TRAIN_SPLIT_DEV) {
             if (benign_pct) { /* write the implied labels so eval counts these rows as negatives */
                 json_object *lab = json_object_new_object();
                 for (int c = 0; c < CUSTOS_HARM_NCAT; c++)
@@ -202,24 +188,16 @@ static int load_file(const char *path, const char *src_default, int graded, int 
                 r0.line = strdup(buf);
         }
         json_object_put(j);
-        if (!r0.text || (r0.split == SPLIT_DEV && !r0.line)) {
+        if (!r0.text || (r0.split == CUSTOS_TRAIN_SPLIT_DEV && !r0.line)) {
             free(r0.text);
             rc = CUSTOS_ENOMEM;
             break;
         }
-        if (rows->n == rows->cap) {
-            size_t nc = rows->cap ? rows->cap * 2 : 4096;
-            row_t *nv = realloc(rows->v, nc * sizeof(row_t));
-            if (!nv) {
-                free(r0.text);
-                free(r0.line);
-                rc = CUSTOS_ENOMEM;
-                break;
-            }
-            rows->v = nv;
-            rows->cap = nc;
+        if ((rc = custos_train_push(&rows->v, &rows->n, &rows->cap, &r0, sizeof(r0))) < 0) {
+            free(r0.text);
+            free(r0.line);
+            break;
         }
-        rows->v[rows->n++] = r0;
         kept++;
     }
     free(buf);
@@ -265,9 +243,7 @@ static int harm_load_one(void *ud, const char *file, const char *path, const cha
         return 0;
     int graded = strstr(notes, "scale=graded") != NULL;
     int rc = load_file(path, file, graded, 0, benign, 1, l->rows, l->sc, l->nf, l->o);
-    if (rc < 0)
-        snprintf(err, errlen, "cannot read %s: %s", path, custos_strerror(rc));
-    return rc < 0 ? rc : 0;
+    return custos_train_read_result(rc, path, err, errlen);
 }
 
 /* Loads every harm/ file of MANIFEST.tsv with commercial_ok = yes (and the benign_sets that are). */
@@ -326,26 +302,14 @@ static size_t obfuscate(const char *t, size_t n, uint64_t *rng, char *out, size_
     return o;
 }
 
-typedef struct trainer {
-    float *w, *g; /* weights and AdaGrad accumulators, buckets * 4 */
-    float bias[CUSTOS_HARM_NCAT], gb[CUSTOS_HARM_NCAT];
-    float cw[CUSTOS_HARM_NCAT][2]; /* class weights [neg, pos] */
-    uint64_t mask;
-    float lr;
-    size_t min_feats;
-} trainer_t;
-
-static int train_row(trainer_t *tr, const custos_harm_fcfg_t *cfg, const char *text, size_t len, const int8_t *y,
-                     float weight, custos_safety_scratch_t *sc)
+static int train_row(custos_train_linear_t *tr, const custos_harm_fcfg_t *cfg, const char *text, size_t len,
+                     const int8_t *y, float weight, custos_safety_scratch_t *sc)
 {
-    custos_norm_t n;
-    size_t cnt = 0;
-    int rc = custos_normalize(text, len, cfg->norm_flags, sc, &n);
-    if (rc < 0 || (rc = custos_harm_features(cfg, &n, sc, &cnt)) < 0)
+    size_t cnt;
+    float x;
+    int rc = custos_train_features(cfg, text, len, tr->min_feats, sc, &cnt, &x);
+    if (rc < 0 || !cnt)
         return rc;
-    if (!cnt)
-        return 0;
-    float x = 1.0f / sqrtf((float)(cnt < tr->min_feats ? tr->min_feats : cnt));
     double z[CUSTOS_HARM_NCAT] = {0};
     for (size_t i = 0; i < cnt; i++) {
         const float *w = tr->w + (sc->feat[i] & tr->mask) * 4;
@@ -361,31 +325,32 @@ static int train_row(trainer_t *tr, const custos_harm_fcfg_t *cfg, const char *t
         double zz = z[c] + tr->bias[c];
         double p = 1.0 / (1.0 + exp(-zz));
         gr[c] = (float)((p - y[c]) * tr->cw[c][y[c]] * weight);
-        tr->gb[c] += gr[c] * gr[c];
-        tr->bias[c] -= tr->lr * gr[c] / sqrtf(tr->gb[c] + 1e-6f);
+        custos_train_adagrad(&tr->bias[c], &tr->gb[c], gr[c], tr->lr);
     }
     for (size_t i = 0; i < cnt; i++) {
         float *w = tr->w + (sc->feat[i] & tr->mask) * 4;
         float *g = tr->g + (sc->feat[i] & tr->mask) * 4;
         float s = (sc->feat[i] >> 63) ? -x : x;
         for (int c = 0; c < CUSTOS_HARM_NCAT; c++) {
-            if (gr[c] == 0)
-                continue;
-            float d = gr[c] * s;
-            g[c] += d * d;
-            w[c] -= tr->lr * d / sqrtf(g[c] + 1e-6f);
+            if (gr[c] != 0)
+                custos_train_adagrad(&w[c], &g[c], gr[c] * s, tr->lr);
         }
     }
     return 0;
 }
 
-/* Fits p = sigmoid(a z + b) by Newton's method on (z, y) with Platt's smoothed targets. */
+/* custos_train_dev_line_fn over a row_t array. */
+static const char *dev_line(const void *rows, size_t i)
+{
+    const row_t *r = (const row_t *)rows + i;
+    return r->split == CUSTOS_TRAIN_SPLIT_DEV ? r->line : NULL;
+}
 
 int custos_train_harm(const custos_train_opts_t *o, char *err, size_t errlen)
 {
     int rc = 0;
     rows_t rows = {0};
-    trainer_t tr = {0};
+    custos_train_linear_t tr = {0};
     custos_safety_scratch_t sc;
     custos_safety_scratch_init(&sc, 0);
     int8_t *q = NULL;
@@ -393,20 +358,9 @@ int custos_train_harm(const custos_train_opts_t *o, char *err, size_t errlen)
     char *aug = NULL;
     float *zs = NULL;
     int8_t *ys = NULL;
-    void *ser = NULL;
     custos_model_t *m = NULL;
-    FILE *dev = NULL;
     custos_model_header_t h;
-    memset(&h, 0, sizeof(h));
-    h.hash_bits = o->hash_bits ? o->hash_bits : 19;
-    h.hash_seed = o->seed ? o->seed : 1;
-    h.norm_flags = CUSTOS_NORM_ALL;
-    h.word_ngrams = 2;
-    h.char_min = 3;
-    h.char_max = 5;
-    h.n_heads = CUSTOS_HARM_NCAT;
-    h.min_feats = HARM_MIN_FEATS;
-    tr.min_feats = h.min_feats;
+    custos_train_hashed_header(&h, o, 19, CUSTOS_HARM_NCAT, HARM_MIN_FEATS);
     if (h.hash_bits < 16 || h.hash_bits > 22) {
         snprintf(err, errlen, "hash bits must be 16..22");
         return CUSTOS_EINVAL;
@@ -427,48 +381,40 @@ int custos_train_harm(const custos_train_opts_t *o, char *err, size_t errlen)
         goto fail;
     }
 
-    size_t cnt[3][CUSTOS_HARM_NCAT][2] = {{{0}}};
+    size_t cnt[3][CUSTOS_HARM_NCAT][2] = {{{0}}}; /* [split][head][y] */
     for (size_t i = 0; i < rows.n; i++)
         for (int c = 0; c < CUSTOS_HARM_NCAT; c++)
             if (rows.v[i].y[c] >= 0)
                 cnt[rows.v[i].split][c][rows.v[i].y[c]]++;
     for (int c = 0; c < CUSTOS_HARM_NCAT; c++) {
-        double npos = (double)cnt[SPLIT_TRAIN][c][1], nneg = (double)cnt[SPLIT_TRAIN][c][0], tot = npos + nneg;
+        double npos = (double)cnt[CUSTOS_TRAIN_SPLIT_TRAIN][c][1], nneg = (double)cnt[CUSTOS_TRAIN_SPLIT_TRAIN][c][0];
+        double tot = npos + nneg;
         tr.cw[c][1] = npos ? (float)fmin(20.0, tot / (2 * npos)) : 1;
         tr.cw[c][0] = nneg ? (float)fmin(20.0, tot / (2 * nneg)) : 1;
         custos_train_log(o, "%-10s train %zu+/%zu-  dev %zu+/%zu-  cal %zu+/%zu-\n", custos_harm_category_name(c),
                          cnt[0][c][1], cnt[0][c][0], cnt[1][c][1], cnt[1][c][0], cnt[2][c][1], cnt[2][c][0]);
     }
 
-    size_t buckets = (size_t)1 << h.hash_bits;
-    tr.w = calloc(buckets * 4, sizeof(float));
-    tr.g = calloc(buckets * 4, sizeof(float));
-    tr.mask = buckets - 1;
-    tr.lr = o->lr > 0 ? o->lr : 0.2f;
+    rc = custos_train_linear_alloc(&tr, &h, o);
     size_t ntrain = 0;
     for (size_t i = 0; i < rows.n; i++)
-        ntrain += rows.v[i].split == SPLIT_TRAIN;
+        ntrain += rows.v[i].split == CUSTOS_TRAIN_SPLIT_TRAIN;
     order = malloc((ntrain ? ntrain : 1) * sizeof(size_t));
     size_t aug_cap = MAX_LINE * 8 + 64;
     aug = malloc(aug_cap);
-    if (!tr.w || !tr.g || !order || !aug) {
+    if (rc < 0 || !order || !aug) {
         rc = CUSTOS_ENOMEM;
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     for (size_t i = 0, k = 0; i < rows.n; i++)
-        if (rows.v[i].split == SPLIT_TRAIN)
+        if (rows.v[i].split == CUSTOS_TRAIN_SPLIT_TRAIN)
             order[k++] = i;
     uint64_t rng = 0x9e3779b97f4a7c15ULL ^ h.hash_seed;
     unsigned aug_pct = (unsigned)((o->aug_frac >= 0 && o->aug_frac <= 1 ? o->aug_frac : 0.3f) * 100 + 0.5f);
     uint32_t epochs = o->epochs ? o->epochs : 6;
     for (uint32_t e = 0; e < epochs; e++) {
-        for (size_t i = ntrain; i > 1; i--) { /* Fisher-Yates with a fixed seed */
-            size_t j = (size_t)(custos_train_rng_next(&rng) % i);
-            size_t t = order[i - 1];
-            order[i - 1] = order[j];
-            order[j] = t;
-        }
+        custos_train_shuffle(order, ntrain, &rng);
         for (size_t k = 0; k < ntrain; k++) {
             row_t *r = &rows.v[order[k]];
             if (r->y[0] < 0 && r->y[1] < 0 && r->y[2] < 0 && r->y[3] < 0)
@@ -488,34 +434,21 @@ int custos_train_harm(const custos_train_opts_t *o, char *err, size_t errlen)
     }
 
     /* quantise to int8 with one scale per head */
-    q = malloc(buckets * 4);
-    if (!q) {
+    if (!(q = custos_train_linear_quantize(&tr, &h))) {
         rc = CUSTOS_ENOMEM;
         goto fail;
     }
     static const char *const names[CUSTOS_HARM_NCAT] = {"hate", "sexual", "violence", "self_harm"};
     for (int c = 0; c < CUSTOS_HARM_NCAT; c++) {
-        float mx = 0;
-        for (size_t b = 0; b < buckets; b++)
-            mx = fmaxf(mx, fabsf(tr.w[b * 4 + c]));
-        float scale = mx > 0 ? mx / 127.0f : 1.0f;
-        for (size_t b = 0; b < buckets; b++) {
-            long v = lrintf(tr.w[b * 4 + c] / scale);
-            q[b * 4 + c] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
-        }
         custos_model_head_t *hd = &h.heads[c];
         snprintf(hd->name, sizeof(hd->name), "%s", names[c]);
-        hd->scale = scale;
-        hd->bias = tr.bias[c];
-        hd->platt_a = 1;
         hd->platt_b = 0;
         memcpy(hd->bands, severity_bands, sizeof(severity_bands));
     }
 
     /* Platt calibration on the calibration split, using the quantised model */
     size_t len = 0;
-    if ((rc = custos_model_serialize(&h, q, &ser, &len)) < 0 ||
-        (rc = custos_model_from_buffer(ser, len, &m, err, errlen)) < 0)
+    if ((rc = custos_train_model_build(&h, q, &m, &len, err, errlen)) < 0)
         goto fail;
     zs = malloc(rows.n * sizeof(float));
     ys = malloc(rows.n);
@@ -527,7 +460,7 @@ int custos_train_harm(const custos_train_opts_t *o, char *err, size_t errlen)
         size_t k = 0;
         for (size_t i = 0; i < rows.n; i++) {
             row_t *r = &rows.v[i];
-            if (r->split != SPLIT_CAL || r->y[c] < 0)
+            if (r->split != CUSTOS_TRAIN_SPLIT_CAL || r->y[c] < 0)
                 continue;
             custos_harm_result_t res;
             if (custos_harm_score(m, r->text, r->len, &res, &sc) < 0)
@@ -539,37 +472,15 @@ int custos_train_harm(const custos_train_opts_t *o, char *err, size_t errlen)
         custos_train_log(o, "%-10s calibration rows %zu: a=%.4f b=%.4f\n", names[c], k, h.heads[c].platt_a,
                          h.heads[c].platt_b);
     }
-    if ((rc = custos_model_write(o->out, &h, q)) < 0) {
-        snprintf(err, errlen, "cannot write %s", o->out);
-        goto fail;
-    }
-    if (o->dev_out) {
-        dev = fopen(o->dev_out, "w");
-        if (!dev) {
-            snprintf(err, errlen, "cannot write %s", o->dev_out);
-            rc = CUSTOS_EIO;
-            goto fail;
-        }
-        for (size_t i = 0; i < rows.n; i++)
-            if (rows.v[i].split == SPLIT_DEV && rows.v[i].line)
-                fprintf(dev, "%s\n", rows.v[i].line);
-        if (fclose(dev) != 0)
-            rc = CUSTOS_EIO;
-        dev = NULL;
-    }
-    custos_train_log(o, "wrote %s (%zu bytes)\n", o->out, len);
+    rc = custos_train_write_outputs(o, &h, q, len, dev_line, rows.v, rows.n, err, errlen);
 fail:
-    if (dev)
-        fclose(dev);
     custos_model_free(m);
-    free(ser);
     free(zs);
     free(ys);
     free(q);
     free(order);
     free(aug);
-    free(tr.w);
-    free(tr.g);
+    custos_train_linear_dispose(&tr);
     for (size_t i = 0; i < rows.n; i++) {
         free(rows.v[i].text);
         free(rows.v[i].line);

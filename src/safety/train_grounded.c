@@ -84,12 +84,13 @@ int custos_grounded_parse_row(json_object *j, custos_grounded_row_t *r)
     return 0;
 }
 
-static uint64_t hash_bytes(const void *p, size_t n, uint64_t h)
+/* 1 if row r falls in the dev split, cut by a hash of all its sources (so rows sharing sources share a split). */
+static int source_is_dev(const custos_grounded_row_t *r)
 {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 0x100000001b3ULL;
-    return h;
+    uint64_t sh = CUSTOS_TRAIN_FNV_OFFSET;
+    for (size_t i = 0; i < r->in.n_sources; i++)
+        sh = custos_train_fnv1a(r->src_ptr[i], r->src_len[i], sh) ^ 0x1f;
+    return custos_train_mix64(sh) % 100 < DEV_PCT;
 }
 
 static int seen_add(gdata_t *d, uint64_t h)
@@ -151,13 +152,11 @@ static int load_file(gdata_t *d, const char *path, pending_t **pend, size_t *np,
             d->set_names[d->n_sets++] = strdup(r.set);
         if (si >= MAX_SETS)
             si = MAX_SETS - 1;
-        uint64_t sh = 0xcbf29ce484222325ULL;
-        for (size_t i = 0; i < r.in.n_sources; i++)
-            sh = hash_bytes(r.src_ptr[i], r.src_len[i], sh) ^ 0x1f;
-        int dev = custos_train_mix64(sh) % 100 < DEV_PCT;
+        int dev = source_is_dev(&r);
         if (!dev)
             for (size_t i = 0; i < r.in.n_sources && rc >= 0; i++) {
-                uint64_t h = custos_train_mix64(hash_bytes(r.src_ptr[i], r.src_len[i], 0xcbf29ce484222325ULL));
+                uint64_t h =
+                    custos_train_mix64(custos_train_fnv1a(r.src_ptr[i], r.src_len[i], CUSTOS_TRAIN_FNV_OFFSET));
                 rc = seen_add(d, h);
                 if (rc == 1) {
                     d->n_docs++;
@@ -204,10 +203,7 @@ static int grounded_load_one(void *ud, const char *file, const char *path, const
     if (strncmp(file, "grounded/", 9) != 0)
         return 0;
     custos_train_log(l->o, "  %s\n", file);
-    int rc = load_file(l->d, path, l->pend, l->np, l->pcap);
-    if (rc < 0)
-        snprintf(err, errlen, "cannot read %s: %s", path, custos_strerror(rc));
-    return rc < 0 ? rc : 0;
+    return custos_train_read_result(load_file(l->d, path, l->pend, l->np, l->pcap), path, err, errlen);
 }
 
 static int load_manifest(const custos_train_opts_t *o, gdata_t *d, pending_t **pend, size_t *np, size_t *pcap,
@@ -302,6 +298,13 @@ static void metrics_at(const double *w, const gdata_t *d, int dev, int set, cons
     *n = P + N;
 }
 
+/* custos_train_dev_line_fn over a grow_t array. */
+static const char *dev_line(const void *rows, size_t i)
+{
+    const grow_t *r = (const grow_t *)rows + i;
+    return r->dev ? r->line : NULL;
+}
+
 int custos_train_grounded(const custos_train_opts_t *o, char *err, size_t errlen)
 {
     gdata_t d = {0};
@@ -350,10 +353,7 @@ int custos_train_grounded(const custos_train_opts_t *o, char *err, size_t errlen
             continue;
         }
         grow_t *g = &d.v[d.n];
-        uint64_t sh = 0xcbf29ce484222325ULL;
-        for (size_t k = 0; k < r.in.n_sources; k++)
-            sh = hash_bytes(r.src_ptr[k], r.src_len[k], sh) ^ 0x1f;
-        g->dev = custos_train_mix64(sh) % 100 < DEV_PCT;
+        g->dev = (uint8_t)source_is_dev(&r);
         g->y = (uint8_t)r.label;
         g->set = pend[i].set;
         g->qna = r.in.task == CUSTOS_GROUNDED_QNA;
@@ -497,21 +497,8 @@ int custos_train_grounded(const custos_train_opts_t *o, char *err, size_t errlen
         rc = CUSTOS_EIO;
         goto out;
     }
-    if (o->dev_out) {
-        FILE *df = fopen(o->dev_out, "w");
-        if (!df) {
-            snprintf(err, errlen, "cannot write %s", o->dev_out);
-            rc = CUSTOS_EIO;
-            goto out;
-        }
-        for (size_t i = 0; i < d.n; i++)
-            if (d.v[i].dev && d.v[i].line)
-                fprintf(df, "%s\n", d.v[i].line);
-        if (fclose(df) != 0) {
-            rc = CUSTOS_EIO;
-            goto out;
-        }
-    }
+    if (o->dev_out && (rc = custos_train_write_dev(o->dev_out, dev_line, d.v, d.n, err, errlen)) < 0)
+        goto out;
     custos_train_log(o, "wrote %s (%zu bytes)\n", o->out, blen);
     rc = 0;
 out:

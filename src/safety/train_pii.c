@@ -38,16 +38,7 @@ typedef struct prows {
 
 static int prow_push(prows_t *r, prow_t *row)
 {
-    if (r->n == r->cap) {
-        size_t nc = r->cap ? r->cap * 2 : 4096;
-        prow_t *nv = realloc(r->v, nc * sizeof(*nv));
-        if (!nv)
-            return CUSTOS_ENOMEM;
-        r->v = nv;
-        r->cap = nc;
-    }
-    r->v[r->n++] = *row;
-    return 0;
+    return custos_train_push(&r->v, &r->n, &r->cap, row, sizeof(*row));
 }
 
 /* Source label -> tag (0 = not an entity we tag). */
@@ -178,6 +169,24 @@ typedef struct res {
     char **org;
     size_t norg;
 } res_t;
+
+/* Template slots filled with one identity field as it is (tag 0: not an entity the tagger learns). */
+typedef struct field_slot {
+    char slot;
+    uint8_t field, tag;
+} field_slot_t;
+
+static const field_slot_t field_slots[] = {
+    {'G', F_GIVEN, 1}, {'S', F_SUR, 1},   {'A', F_STREET, 2}, {'C', F_CITY, 4}, {'R', F_STATE, 4}, {'K', F_COUNTRY, 4},
+    {'Z', F_ZIP, 0},   {'E', F_EMAIL, 0}, {'P', F_PHONE, 0},  {'D', F_BDAY, 0}, {'J', F_JOB, 0}};
+
+static const field_slot_t *field_slot(char slot)
+{
+    for (size_t i = 0; i < sizeof(field_slots) / sizeof(field_slots[0]); i++)
+        if (field_slots[i].slot == slot)
+            return &field_slots[i];
+    return NULL;
+}
 
 /* Splits one CSV line (RFC 4180 quotes) in place into at most max fields. */
 static int csv_split(char *s, char **fld, int max)
@@ -493,48 +502,22 @@ static int generate(const res_t *r, prows_t *rows, uint32_t seed)
                     tag = 1;
                     break;
                 }
-                case 'G':
-                    snprintf(tmp, sizeof(tmp), "%s", id->f[F_GIVEN]), tag = 1;
-                    break;
-                case 'S':
-                    snprintf(tmp, sizeof(tmp), "%s", id->f[F_SUR]), tag = 1;
-                    break;
                 case 'T':
                     snprintf(tmp, sizeof(tmp), "%s", id->f[F_TITLE][0] ? id->f[F_TITLE] : "Mr.");
-                    break;
-                case 'A':
-                    snprintf(tmp, sizeof(tmp), "%s", id->f[F_STREET]), tag = 2;
-                    break;
-                case 'C':
-                    snprintf(tmp, sizeof(tmp), "%s", id->f[F_CITY]), tag = 4;
-                    break;
-                case 'R':
-                    snprintf(tmp, sizeof(tmp), "%s", id->f[F_STATE]), tag = 4;
-                    break;
-                case 'K':
-                    snprintf(tmp, sizeof(tmp), "%s", id->f[F_COUNTRY]), tag = 4;
                     break;
                 case 'O':
                     snprintf(tmp, sizeof(tmp), "%s", r->org[pick(&s, r->norg, dev)]), tag = 3;
                     break;
-                case 'Z':
-                    snprintf(tmp, sizeof(tmp), "%s", id->f[F_ZIP]);
+                default: {
+                    const field_slot_t *fs = field_slot(slot);
+                    if (fs) {
+                        snprintf(tmp, sizeof(tmp), "%s", id->f[fs->field]);
+                        tag = fs->tag;
+                    } else {
+                        snprintf(tmp, sizeof(tmp), "{%c}", slot);
+                    }
                     break;
-                case 'E':
-                    snprintf(tmp, sizeof(tmp), "%s", id->f[F_EMAIL]);
-                    break;
-                case 'P':
-                    snprintf(tmp, sizeof(tmp), "%s", id->f[F_PHONE]);
-                    break;
-                case 'D':
-                    snprintf(tmp, sizeof(tmp), "%s", id->f[F_BDAY]);
-                    break;
-                case 'J':
-                    snprintf(tmp, sizeof(tmp), "%s", id->f[F_JOB]);
-                    break;
-                default:
-                    snprintf(tmp, sizeof(tmp), "{%c}", slot);
-                    break;
+                }
                 }
                 if (lower)
                     for (char *q = tmp; *q; q++)
@@ -707,11 +690,7 @@ int custos_train_pii(const custos_train_opts_t *o, char *err, size_t errlen)
     uint64_t rs = custos_train_mix64(seed) | 1;
     double c = 1;
     for (uint32_t ep = 0; ep < epochs; ep++) {
-        for (size_t r = rows.n; r > 1; r--) {
-            size_t j = (size_t)(custos_train_rng_next(&rs) % r), tmp = order[r - 1];
-            order[r - 1] = order[j];
-            order[j] = tmp;
-        }
+        custos_train_shuffle(order, rows.n, &rs);
         size_t errs = 0;
         for (size_t oi = 0; oi < rows.n; oi++) {
             size_t r = order[oi];
@@ -739,23 +718,17 @@ int custos_train_pii(const custos_train_opts_t *o, char *err, size_t errlen)
         }
         custos_train_log(o, "pii: epoch %u: %zu token errors of %zu\n", ep + 1, errs, ts.n);
     }
-    /* averaged weights: w - u / c; int8 with one scale per head */
+    /* averaged weights: w - u / c; int8 with one scale per head (the quantiser's +-127 clamp never bites: the largest
+     * |w| maps to 127) */
     custos_model_header_t h = {0};
     h.hash_bits = bits;
     h.hash_seed = seed;
     h.n_heads = NT;
+    for (size_t k = 0; k < nb * NT; k++)
+        w[k] = (float)(w[k] - u[k] / c);
     for (int hd = 0; hd < NT; hd++) {
-        float mx = 0;
-        for (size_t b = 0; b < nb; b++) {
-            float v = (float)(w[b * NT + hd] - u[b * NT + hd] / c);
-            w[b * NT + hd] = v;
-            mx = fmaxf(mx, fabsf(v));
-        }
-        float scale = mx > 0 ? mx / 127.0f : 1.0f;
-        for (size_t b = 0; b < nb; b++)
-            q[b * NT + hd] = (int8_t)lrintf(w[b * NT + hd] / scale);
         snprintf(h.heads[hd].name, sizeof(h.heads[hd].name), "%s", custos_pii_ner_heads[hd]);
-        h.heads[hd].scale = scale;
+        h.heads[hd].scale = custos_train_quantize_head(w, nb, NT, (size_t)hd, q);
         h.heads[hd].platt_a = 1;
     }
     if ((rc = custos_model_write(o->out, &h, q)) < 0)

@@ -15,9 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SPLIT_TRAIN 0
-#define SPLIT_DEV 1
-#define SPLIT_CAL 2
 #define NH CUSTOS_SHIELD_NHEADS
 #define MAX_TEXT (256u * 1024)
 
@@ -51,27 +48,14 @@ typedef struct srows {
 static uint64_t split_key(const char *text, size_t len, custos_safety_scratch_t *sc)
 {
     custos_norm_t n;
-    uint64_t h = 0xcbf29ce484222325ULL;
     if (custos_normalize(text, len, CUSTOS_NORM_ALL, sc, &n) < 0)
         return custos_train_mix64(len);
-    for (size_t i = 0; i < n.len; i++)
-        if (custos_norm_is_word(n.cp[i]))
-            h = (h ^ n.cp[i]) * 0x100000001b3ULL;
-    return custos_train_mix64(h);
+    return custos_train_word_key(&n);
 }
 
 static int push(srows_t *rows, const srow_t *r)
 {
-    if (rows->n == rows->cap) {
-        size_t nc = rows->cap ? rows->cap * 2 : 4096;
-        srow_t *nv = realloc(rows->v, nc * sizeof(srow_t));
-        if (!nv)
-            return CUSTOS_ENOMEM;
-        rows->v = nv;
-        rows->cap = nc;
-    }
-    rows->v[rows->n++] = *r;
-    return 0;
+    return custos_train_push(&rows->v, &rows->n, &rows->cap, r, sizeof(*r));
 }
 
 /* Byte offset of code point cp in UTF-8 text (clamped to len). */
@@ -124,13 +108,12 @@ static int load_file(const char *path, int train_only, float weight, srows_t *ro
         if (r.y && json_object_object_get_ex(j, "orig", &orig) &&
             json_object_object_get_ex(orig, "noisy_label", &noisy) && json_object_get_boolean(noisy))
             r.weight *= NOISY_WEIGHT;
-        unsigned b = (unsigned)(split_key(text, tlen, sc) % 100);
-        r.split = train_only ? SPLIT_TRAIN : b < 80 ? SPLIT_TRAIN : b < 90 ? SPLIT_DEV : SPLIT_CAL;
+        r.split = custos_train_split_of(split_key(text, tlen, sc), train_only);
         r.text = malloc(tlen + 1);
         r.len = tlen;
         if (r.text)
             memcpy(r.text, text, tlen + 1);
-        if (r.split == SPLIT_DEV) {
+        if (r.split == CUSTOS_TRAIN_SPLIT_DEV) {
             while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r'))
                 buf[--got] = 0;
             r.line = strdup(buf);
@@ -138,7 +121,7 @@ static int load_file(const char *path, int train_only, float weight, srows_t *ro
         /* constructed injections carry the attack's span: train on the bare span as well (training split only) */
         json_object *span;
         srow_t sr = {0};
-        if (r.split == SPLIT_TRAIN && r.y && json_object_object_get_ex(j, "attack_span", &span) &&
+        if (r.split == CUSTOS_TRAIN_SPLIT_TRAIN && r.y && json_object_object_get_ex(j, "attack_span", &span) &&
             json_object_is_type(span, json_type_array) && json_object_array_length(span) == 2) {
             size_t sa = cp_to_byte(text, tlen, (size_t)json_object_get_int(json_object_array_get_idx(span, 0)));
             size_t sb = cp_to_byte(text, tlen, (size_t)json_object_get_int(json_object_array_get_idx(span, 1)));
@@ -151,7 +134,7 @@ static int load_file(const char *path, int train_only, float weight, srows_t *ro
         json_object_put(j);
         if (sr.text && push(rows, &sr) < 0)
             free(sr.text);
-        if (!r.text || (r.split == SPLIT_DEV && !r.line) || push(rows, &r) < 0) {
+        if (!r.text || (r.split == CUSTOS_TRAIN_SPLIT_DEV && !r.line) || push(rows, &r) < 0) {
             free(r.text);
             free(r.line);
             rc = CUSTOS_ENOMEM;
@@ -177,10 +160,7 @@ static int shields_load_one(void *ud, const char *file, const char *path, const 
     (void)notes;
     if (strncmp(file, "attacks/", 8) != 0)
         return 0;
-    int rc = load_file(path, 0, 1.0f, l->rows, l->sc, l->o);
-    if (rc < 0)
-        snprintf(err, errlen, "cannot read %s: %s", path, custos_strerror(rc));
-    return rc < 0 ? rc : 0;
+    return custos_train_read_result(load_file(path, 0, 1.0f, l->rows, l->sc, l->o), path, err, errlen);
 }
 
 /* Loads every attacks/ file of MANIFEST.tsv with commercial_ok = yes. */
@@ -191,26 +171,15 @@ static int load_manifest(const custos_train_opts_t *o, srows_t *rows, custos_saf
     return custos_train_manifest_each(o->data_dir, shields_load_one, &l, err, errlen);
 }
 
-typedef struct trainer {
-    float *w, *g; /* buckets * NH */
-    float bias[NH], gb[NH];
-    float cw[NH][2];
-    uint64_t mask;
-    float lr;
-    size_t min_feats;
-} trainer_t;
-
-static int train_row(trainer_t *tr, const custos_harm_fcfg_t *cfg, const srow_t *r, custos_safety_scratch_t *sc)
+static int train_row(custos_train_linear_t *tr, const custos_harm_fcfg_t *cfg, const srow_t *r,
+                     custos_safety_scratch_t *sc)
 {
-    custos_norm_t n;
-    size_t cnt = 0;
-    int rc = custos_normalize(r->text, r->len, cfg->norm_flags, sc, &n);
-    if (rc < 0 || (rc = custos_harm_features(cfg, &n, sc, &cnt)) < 0)
+    size_t cnt;
+    float x;
+    int rc = custos_train_features(cfg, r->text, r->len, tr->min_feats, sc, &cnt, &x);
+    if (rc < 0 || !cnt)
         return rc;
-    if (!cnt)
-        return 0;
     int c = r->head;
-    float x = 1.0f / sqrtf((float)(cnt < tr->min_feats ? tr->min_feats : cnt));
     double z = tr->bias[c];
     for (size_t i = 0; i < cnt; i++) {
         float s = (sc->feat[i] >> 63) ? -x : x;
@@ -218,18 +187,20 @@ static int train_row(trainer_t *tr, const custos_harm_fcfg_t *cfg, const srow_t 
     }
     double p = 1.0 / (1.0 + exp(-z));
     float gr = (float)((p - r->y) * tr->cw[c][r->y] * r->weight);
-    tr->gb[c] += gr * gr;
-    tr->bias[c] -= tr->lr * gr / sqrtf(tr->gb[c] + 1e-6f);
+    custos_train_adagrad(&tr->bias[c], &tr->gb[c], gr, tr->lr);
     for (size_t i = 0; i < cnt; i++) {
         size_t k = (sc->feat[i] & tr->mask) * NH + c;
-        float d = gr * ((sc->feat[i] >> 63) ? -x : x);
-        tr->g[k] += d * d;
-        tr->w[k] -= tr->lr * d / sqrtf(tr->g[k] + 1e-6f);
+        custos_train_adagrad(&tr->w[k], &tr->g[k], gr * ((sc->feat[i] >> 63) ? -x : x), tr->lr);
     }
     return 0;
 }
 
-/* Fits p = sigmoid(a z + b) by Newton's method with Platt's smoothed targets (as the harm trainer). */
+/* custos_train_dev_line_fn over an srow_t array. */
+static const char *dev_line(const void *rows, size_t i)
+{
+    const srow_t *r = (const srow_t *)rows + i;
+    return r->split == CUSTOS_TRAIN_SPLIT_DEV ? r->line : NULL;
+}
 
 static int cmp_desc(const void *a, const void *b)
 {
@@ -242,24 +213,15 @@ int custos_train_shields(const custos_train_opts_t *o, char *err, size_t errlen)
     srows_t rows = {0};
     custos_safety_scratch_t sc;
     custos_safety_scratch_init(&sc, 0);
-    trainer_t tr = {0};
-    custos_model_header_t h = {0};
+    custos_train_linear_t tr = {0};
+    custos_model_header_t h;
     int8_t *q = NULL;
     size_t *order = NULL;
-    void *ser = NULL;
     custos_model_t *m = NULL;
     float *zs = NULL;
     uint8_t *ys = NULL;
-    FILE *dev = NULL;
     int rc;
-    h.hash_bits = o->hash_bits ? o->hash_bits : 18;
-    h.hash_seed = o->seed ? o->seed : 1;
-    h.norm_flags = CUSTOS_NORM_ALL;
-    h.word_ngrams = 2;
-    h.char_min = 3;
-    h.char_max = 5;
-    h.n_heads = NH;
-    h.min_feats = MIN_FEATS;
+    custos_train_hashed_header(&h, o, 18, NH, MIN_FEATS);
     custos_harm_fcfg_t cfg = {h.hash_bits, h.hash_seed, h.norm_flags, h.word_ngrams, h.char_min, h.char_max};
     custos_train_log(o, "reading %s (commercial_ok = yes only)\n", o->data_dir);
     if ((rc = load_manifest(o, &rows, &sc, err, errlen)) < 0)
@@ -271,7 +233,7 @@ int custos_train_shields(const custos_train_opts_t *o, char *err, size_t errlen)
         }
     size_t cnt[NH][2] = {{0}};
     for (size_t i = 0; i < rows.n; i++)
-        if (rows.v[i].split == SPLIT_TRAIN)
+        if (rows.v[i].split == CUSTOS_TRAIN_SPLIT_TRAIN)
             cnt[rows.v[i].head][rows.v[i].y]++;
     for (int c = 0; c < NH; c++) {
         size_t tot = cnt[c][0] + cnt[c][1];
@@ -279,60 +241,38 @@ int custos_train_shields(const custos_train_opts_t *o, char *err, size_t errlen)
             tr.cw[c][y] = cnt[c][y] ? (float)tot / (2.0f * (float)cnt[c][y]) : 1.0f;
         custos_train_log(o, "%-16s train rows: %zu attacks, %zu benign\n", custos_shield_name(c), cnt[c][1], cnt[c][0]);
     }
-    size_t buckets = (size_t)1 << h.hash_bits;
-    tr.mask = buckets - 1;
-    tr.lr = o->lr > 0 ? o->lr : 0.2f;
-    tr.min_feats = h.min_feats;
-    tr.w = calloc(buckets * NH, sizeof(float));
-    tr.g = calloc(buckets * NH, sizeof(float));
+    rc = custos_train_linear_alloc(&tr, &h, o);
     order = malloc((rows.n + 1) * sizeof(size_t));
-    if (!tr.w || !tr.g || !order) {
+    if (rc < 0 || !order) {
         rc = CUSTOS_ENOMEM;
         goto fail;
     }
     size_t ntrain = 0;
     for (size_t i = 0; i < rows.n; i++)
-        if (rows.v[i].split == SPLIT_TRAIN)
+        if (rows.v[i].split == CUSTOS_TRAIN_SPLIT_TRAIN)
             order[ntrain++] = i;
     uint64_t rng = 0x9e3779b97f4a7c15ULL ^ h.hash_seed;
     unsigned epochs = o->epochs ? o->epochs : 5;
     for (unsigned e = 0; e < epochs; e++) {
-        for (size_t i = ntrain; i > 1; i--) {
-            size_t j = (size_t)(custos_train_rng_next(&rng) % i), t = order[i - 1];
-            order[i - 1] = order[j];
-            order[j] = t;
-        }
+        custos_train_shuffle(order, ntrain, &rng);
         for (size_t k = 0; k < ntrain; k++)
             if ((rc = train_row(&tr, &cfg, &rows.v[order[k]], &sc)) < 0 && rc != CUSTOS_ETOOBIG)
                 goto fail;
         custos_train_log(o, "epoch %u/%u done\n", e + 1, epochs);
     }
-    q = malloc(buckets * NH);
-    if (!q) {
+    if (!(q = custos_train_linear_quantize(&tr, &h))) {
         rc = CUSTOS_ENOMEM;
         goto fail;
     }
     for (int c = 0; c < NH; c++) {
-        float mx = 0;
-        for (size_t b = 0; b < buckets; b++)
-            mx = fmaxf(mx, fabsf(tr.w[b * NH + c]));
-        float scale = mx > 0 ? mx / 127.0f : 1.0f;
-        for (size_t b = 0; b < buckets; b++) {
-            long v = lrintf(tr.w[b * NH + c] / scale);
-            q[b * NH + c] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
-        }
         custos_model_head_t *hd = &h.heads[c];
         snprintf(hd->name, sizeof(hd->name), "%s", custos_shield_name(c));
-        hd->scale = scale;
-        hd->bias = tr.bias[c];
-        hd->platt_a = 1;
         for (int k = 0; k < 7; k++)
             hd->bands[k] = 0.5f;
     }
     /* Platt calibration, then the detection threshold (bands[0..6], all equal) at the target FPR */
     size_t len = 0;
-    if ((rc = custos_model_serialize(&h, q, &ser, &len)) < 0 ||
-        (rc = custos_model_from_buffer(ser, len, &m, err, errlen)) < 0)
+    if ((rc = custos_train_model_build(&h, q, &m, &len, err, errlen)) < 0)
         goto fail;
     zs = malloc((rows.n + 1) * sizeof(float));
     ys = malloc(rows.n + 1);
@@ -345,7 +285,8 @@ int custos_train_shields(const custos_train_opts_t *o, char *err, size_t errlen)
         for (size_t i = 0; i < rows.n; i++) {
             srow_t *r = &rows.v[i];
             float s;
-            if (r->split != SPLIT_CAL || r->head != c || custos_shields_raw(m, c, r->text, r->len, &s, &sc) < 0)
+            if (r->split != CUSTOS_TRAIN_SPLIT_CAL || r->head != c ||
+                custos_shields_raw(m, c, r->text, r->len, &s, &sc) < 0)
                 continue;
             s = fminf(fmaxf(s, 1e-7f), 1 - 1e-7f); /* identity calibration: back to the logit */
             zs[k] = logf(s / (1 - s));
@@ -357,10 +298,7 @@ int custos_train_shields(const custos_train_opts_t *o, char *err, size_t errlen)
     /* thresholds: full scoring pipeline (decoding, windows, signals) of the calibrated model on the benign rows */
     custos_model_free(m);
     m = NULL;
-    free(ser);
-    ser = NULL;
-    if ((rc = custos_model_serialize(&h, q, &ser, &len)) < 0 ||
-        (rc = custos_model_from_buffer(ser, len, &m, err, errlen)) < 0)
+    if ((rc = custos_train_model_build(&h, q, &m, &len, err, errlen)) < 0)
         goto fail;
     for (int c = 0; c < NH; c++) {
         custos_model_head_t *hd = &h.heads[c];
@@ -368,7 +306,7 @@ int custos_train_shields(const custos_train_opts_t *o, char *err, size_t errlen)
         for (size_t i = 0; i < rows.n; i++) {
             srow_t *r = &rows.v[i];
             custos_shield_result_t res;
-            if (r->split != SPLIT_CAL || r->head != c)
+            if (r->split != CUSTOS_TRAIN_SPLIT_CAL || r->head != c)
                 continue;
             k++;
             if (!r->y && custos_shields_score(m, c, r->text, r->len, &res, &sc) == 0)
@@ -383,36 +321,14 @@ int custos_train_shields(const custos_train_opts_t *o, char *err, size_t errlen)
         custos_train_log(o, "%-16s calibration rows %zu: a=%.4f b=%.4f threshold %.4f\n", hd->name, k, hd->platt_a,
                          hd->platt_b, thr);
     }
-    if ((rc = custos_model_write(o->out, &h, q)) < 0) {
-        snprintf(err, errlen, "cannot write %s", o->out);
-        goto fail;
-    }
-    if (o->dev_out) {
-        dev = fopen(o->dev_out, "w");
-        if (!dev) {
-            snprintf(err, errlen, "cannot write %s", o->dev_out);
-            rc = CUSTOS_EIO;
-            goto fail;
-        }
-        for (size_t i = 0; i < rows.n; i++)
-            if (rows.v[i].split == SPLIT_DEV && rows.v[i].line)
-                fprintf(dev, "%s\n", rows.v[i].line);
-        if (fclose(dev) != 0)
-            rc = CUSTOS_EIO;
-        dev = NULL;
-    }
-    custos_train_log(o, "wrote %s (%zu bytes)\n", o->out, len);
+    rc = custos_train_write_outputs(o, &h, q, len, dev_line, rows.v, rows.n, err, errlen);
 fail:
-    if (dev)
-        fclose(dev);
     custos_model_free(m);
-    free(ser);
     free(zs);
     free(ys);
     free(q);
     free(order);
-    free(tr.w);
-    free(tr.g);
+    custos_train_linear_dispose(&tr);
     for (size_t i = 0; i < rows.n; i++) {
         free(rows.v[i].text);
         free(rows.v[i].line);

@@ -131,19 +131,8 @@ hconfig 3
 reload 1
 check_contains "log: http sink re-created" "audit sink siem re-created with new settings" "$(cat "$T/custos.log")"
 send 6 H
-python3 "$(dirname "$0")/sink_receiver.py" "$RP" "$T/recv.jsonl" >>"$T/recv.err" 2>&1 &
-PIDS+=($!)
-wait_port "$RP"
-received() {
-  python3 - "$T/recv.jsonl" <<'PY' 2>/dev/null || true
-import json, sys
-for line in open(sys.argv[1]):
-    e = json.loads(line)
-    if 200 <= e["status"] < 300:
-        for rec in e["body"].splitlines():
-            print(json.loads(rec)["custos"]["requestId"])
-PY
-}
+start_sink_receiver "$RP" "$T/recv.jsonl"
+received() { received_request_ids "$T/recv.jsonl"; }
 deadline=$(($(date +%s) + 40))
 until [ "$(received | wc -l)" -ge 14 ]; do
   [ "$(date +%s)" -lt "$deadline" ] || break

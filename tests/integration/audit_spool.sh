@@ -5,7 +5,6 @@
 # in request order. Then a live outage (receiver killed and restarted while custos serves) gives the same result.
 source "$(dirname "$0")/lib.sh"
 
-RECV="$(dirname "$0")/sink_receiver.py"
 MP=$(free_port)
 GP=$(free_port)
 RP=$(free_port)
@@ -41,23 +40,9 @@ wait_metric() {
     sleep 0.1
   done
 }
-start_recv() {
-  python3 "$RECV" "$RP" "$T/recv.jsonl" >>"$T/recv.err" 2>&1 &
-  RECV_PID=$!
-  PIDS+=($RECV_PID)
-  wait_port "$RP"
-}
+start_recv() { start_sink_receiver "$RP" "$T/recv.jsonl"; }
 # received: request ids the receiver accepted (2xx), in arrival order
-received() {
-  python3 - "$T/recv.jsonl" <<'PY' 2>/dev/null || true
-import json, sys
-for line in open(sys.argv[1]):
-    e = json.loads(line)
-    if 200 <= e["status"] < 300:
-        for rec in e["body"].splitlines():
-            print(json.loads(rec)["custos"]["requestId"])
-PY
-}
+received() { received_request_ids "$T/recv.jsonl"; }
 # wait_received N SECONDS
 wait_received() {
   local deadline=$(($(date +%s) + $2))

@@ -94,14 +94,7 @@ PIDS+=($!)
 for _ in $(seq 1 200); do [ -e "$T/syslog.ready" ] && break; sleep 0.05; done
 
 printf '%s' "$KEY" >"$GW/key"
-cat >"$GW/custos.yaml" <<YAML
-server: {workers: 2, drain_timeout_ms: 5000}
-listeners:
-  - address: "127.0.0.1:$GP"
-identity:
-  api_keys:
-    - name: test
-      key_file: key
+{ config_head "$GP" && cat <<YAML; } >"$GW/custos.yaml"
 backends:
   - name: canary-openai
     provider: openai

@@ -11,43 +11,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 MOCK_PORT=$(free_port)
 GW_PORT=$(free_port)
-basic_config "$GW_PORT" "$MOCK_PORT" "$(cat <<'YAML'
-  - name: lenient
-    model: gpt-4o-mini
-    backends: [mock]
-    rai_policy: lenient
-  - name: annotate
-    model: gpt-4o-mini
-    backends: [mock]
-    rai_policy: annotate-only
-  - name: pii
-    model: gpt-4o-mini
-    backends: [mock]
-    rai_policy: pii-placeholder
-  - name: pii-redact
-    model: gpt-4o-mini
-    backends: [mock]
-    rai_policy: pii-redact
-  - name: pii-block
-    model: gpt-4o-mini
-    backends: [mock]
-    rai_policy: pii-block
-  - name: stream
-    model: gpt-4o-mini
-    backends: [mock]
-    rai_policy: small-windows
-  - name: async
-    model: gpt-4o-mini
-    backends: [mock]
-    rai_policy: async
-  - name: bl
-    model: gpt-4o-mini
-    backends: [mock]
-    rai_policy: blocklists
-  - name: bl-missing
-    model: gpt-4o-mini
-    backends: [mock]
-    rai_policy: blocklist-missing
+basic_config "$GW_PORT" "$MOCK_PORT" "$(mock_deployments lenient:lenient annotate:annotate-only pii:pii-placeholder \
+  pii-redact:pii-redact pii-block:pii-block stream:small-windows async:async bl:blocklists bl-missing:blocklist-missing)
+$(cat <<'YAML'
 safety: {max_text_bytes: 4096}
 rai_policies:
   - name: lenient
@@ -90,8 +56,7 @@ YAML
 )"
 # an admin key for the blocklist routes
 printf '%s' "cf-admin-key-456" >"$T/admin.key"
-sed -i 's|^      key_file: key$|      key_file: key\n    - {name: admin, key_file: admin.key, roles: [admin]}|' "$T/custos.yaml"
-grep -q 'admin.key' "$T/custos.yaml" || { fail "config" "admin key not added"; finish; }
+basic_config_keys '{name: admin, key_file: admin.key, roles: [admin]}' || { fail "config" "admin key not added"; finish; }
 start_mock "$MOCK_PORT"
 start_custos "$T/custos.yaml" "$GW_PORT"
 

@@ -11,18 +11,9 @@ printf '%s' "admin-key-123" >"$T/admin.key"
 printf '%s' "contrib-key-123" >"$T/contrib.key"
 printf '%s' "scoped-key-123" >"$T/scoped.key"
 basic_config "$GW_PORT" "$MOCK_PORT"
-python3 - "$T/custos.yaml" <<'PY'
-import sys
-p = sys.argv[1]
-s = open(p).read()
-s = s.replace("""      key_file: key
-""", """      key_file: key
-    - {name: admin, key_file: admin.key, principal: cs-admin, roles: [admin]}
-    - {name: contrib, key_file: contrib.key, principal: cs-contrib, roles: [contributor]}
-    - {name: scoped, key_file: scoped.key, principal: cs-scoped, roles: [inference.user], scope: /deployments/demo}
-""")
-open(p, "w").write(s)
-PY
+basic_config_keys '{name: admin, key_file: admin.key, principal: cs-admin, roles: [admin]}' \
+  '{name: contrib, key_file: contrib.key, principal: cs-contrib, roles: [contributor]}' \
+  '{name: scoped, key_file: scoped.key, principal: cs-scoped, roles: [inference.user], scope: /deployments/demo}'
 start_mock "$MOCK_PORT"
 start_custos "$T/custos.yaml" "$GW_PORT"
 B="http://127.0.0.1:$GW_PORT/contentsafety"

@@ -42,16 +42,7 @@ use_cases:
      bind: {api_keys: [app]}}
 YAML
 }
-PA=$(free_port)
-PB=$(free_port)
-replica a "$PA"
-replica b "$PB"
-"$CUSTOS_BIN" serve -c "$T/a/custos.yaml" >>"$T/custos-a.log" 2>&1 &
-A_PID=$!
-"$CUSTOS_BIN" serve -c "$T/b/custos.yaml" >>"$T/custos-b.log" 2>&1 &
-B_PID=$!
-PIDS+=("$A_PID" "$B_PID")
-wait_port "$PA" 30 && wait_port "$PB" 30 && ok "two replicas on one database" || fail "replicas start" "$(tail -3 "$T"/custos-*.log)"
+start_replicas "two replicas on one database"
 A="http://127.0.0.1:$PA"
 B="http://127.0.0.1:$PB"
 ask() { req "$1" "$2/v1/chat/completions" -H 'authorization: Bearer app-key-1' -H 'content-type: application/json' \

@@ -32,23 +32,8 @@ basic_config "$GW_PORT" "$MOCK_PORT" "$(cat <<YAML
     rai_policy: g-annotate
 YAML
 )
+$(mock_deployments g-annotate:g-annotate g-block:g-block g-medical:g-medical g-async:g-async)
 $(cat <<'YAML'
-  - name: g-annotate
-    model: gpt-4o-mini
-    backends: [mock]
-    rai_policy: g-annotate
-  - name: g-block
-    model: gpt-4o-mini
-    backends: [mock]
-    rai_policy: g-block
-  - name: g-medical
-    model: gpt-4o-mini
-    backends: [mock]
-    rai_policy: g-medical
-  - name: g-async
-    model: gpt-4o-mini
-    backends: [mock]
-    rai_policy: g-async
   - name: judge
     model: gpt-4o
     backends: [mock]
@@ -115,44 +100,46 @@ print(json.dumps([
 PY
 }
 M_TOWER=$(toolmsgs "$TOWER")
+# ask NAME DEPLOYMENT REPLY MESSAGES_JSON [EXTRA]: sends body(...) to the chat route; prints the status
+ask() { req "$1" "${K[@]}" -d "$(body "$2" "$3" "$4" "${5:-}")" "$U"; }
 um() { jf "$1.body" "choices.0.content_filter_results.ungrounded_material.$2"; }
 
 # ---- whole answers, action annotate ----
-check "number contradiction: 200" 200 "$(req num "${K[@]}" -d "$(body g-annotate 'The Eiffel Tower is 450 metres tall. It was completed in 1889.' "$M_TOWER")" "$U")"
+check "number contradiction: 200" 200 "$(ask num g-annotate 'The Eiffel Tower is 450 metres tall. It was completed in 1889.' "$M_TOWER")"
 check "  ungrounded_material.detected" True "$(um num detected)"
 check "  not filtered (annotate)" False "$(um num filtered)"
 check "  first span: the contradicting sentence (code points 0-36)" "0 36" "$(um num details.0.completion_start_offset) $(um num details.0.completion_end_offset)"
 check "  answer delivered" "stop" "$(jf num.body choices.0.finish_reason)"
 check "  content kept" "The Eiffel Tower is 450 metres tall. It was completed in 1889." "$(jf num.body choices.0.message.content)"
-check "date contradiction flagged" True "$(req date "${K[@]}" -d "$(body g-annotate 'The Eiffel Tower was completed in 1925. It is 330 metres tall.' "$M_TOWER")" "$U" >/dev/null; um date detected)"
+check "date contradiction flagged" True "$(ask date g-annotate 'The Eiffel Tower was completed in 1925. It is 330 metres tall.' "$M_TOWER" >/dev/null; um date detected)"
 check "  span is the date sentence" "0 39" "$(um date details.0.completion_start_offset) $(um date details.0.completion_end_offset)"
 M_MED=$(toolmsgs 'The medication is safe to take with food. It does not cause drowsiness.')
-check "negation flagged" True "$(req neg "${K[@]}" -d "$(body g-annotate 'The medication causes drowsiness. It is safe to take with food.' "$M_MED")" "$U" >/dev/null; um neg detected)"
+check "negation flagged" True "$(ask neg g-annotate 'The medication causes drowsiness. It is safe to take with food.' "$M_MED" >/dev/null; um neg detected)"
 M_DOSE=$(toolmsgs 'The recommended dose of amoxicillin for adults is 500 mg every 8 hours.')
-check "dosage flagged (Medical domain)" True "$(req dose "${K[@]}" -d "$(body g-medical 'The recommended adult dose of amoxicillin is 900 mg every 8 hours.' "$M_DOSE")" "$U" >/dev/null; um dose detected)"
-check "supported paraphrase not flagged" False "$(req para "${K[@]}" -d "$(body g-annotate 'Completed in 1889, the Eiffel Tower in Paris is 330 metres tall.' "$M_TOWER")" "$U" >/dev/null; um para detected)"
+check "dosage flagged (Medical domain)" True "$(ask dose g-medical 'The recommended adult dose of amoxicillin is 900 mg every 8 hours.' "$M_DOSE" >/dev/null; um dose detected)"
+check "supported paraphrase not flagged" False "$(ask para g-annotate 'Completed in 1889, the Eiffel Tower in Paris is 330 metres tall.' "$M_TOWER" >/dev/null; um para detected)"
 check "  no details" "[]" "$(um para details)"
 M_TWO=$(python3 -c 'import json; print(json.dumps([{"role":"user","content":"Tell me about the tower."},{"role":"tool","tool_call_id":"a","content":"The Eiffel Tower was completed in 1889."},{"role":"tool","tool_call_id":"b","content":"The tower is 330 metres tall and stands in Paris."}]))')
-check "multi-source support not flagged" False "$(req multi "${K[@]}" -d "$(body g-annotate 'The Eiffel Tower was completed in 1889. It is 330 metres tall and stands in Paris.' "$M_TWO")" "$U" >/dev/null; um multi detected)"
+check "multi-source support not flagged" False "$(ask multi g-annotate 'The Eiffel Tower was completed in 1889. It is 330 metres tall and stands in Paris.' "$M_TWO" >/dev/null; um multi detected)"
 M_DOCS=$(python3 -c 'import json,sys; print(json.dumps([{"role":"user","content":"Answer from the documents. <documents>"+sys.argv[1]+"</documents> How tall is it?"}]))' "$TOWER")
-check "<documents> sources: contradiction flagged" True "$(req docs "${K[@]}" -d "$(body g-annotate 'The Eiffel Tower is 450 metres tall.' "$M_DOCS")" "$U" >/dev/null; um docs detected)"
-check "<documents> sources: support not flagged" False "$(req docs2 "${K[@]}" -d "$(body g-annotate 'The Eiffel Tower is 330 metres tall.' "$M_DOCS")" "$U" >/dev/null; um docs2 detected)"
-check "no sources: 200" 200 "$(req nosrc "${K[@]}" -d "$(body g-annotate 'The Eiffel Tower is 450 metres tall.' '[{"role":"user","content":"How tall is the Eiffel Tower?"}]')" "$U")"
+check "<documents> sources: contradiction flagged" True "$(ask docs g-annotate 'The Eiffel Tower is 450 metres tall.' "$M_DOCS" >/dev/null; um docs detected)"
+check "<documents> sources: support not flagged" False "$(ask docs2 g-annotate 'The Eiffel Tower is 330 metres tall.' "$M_DOCS" >/dev/null; um docs2 detected)"
+check "no sources: 200" 200 "$(ask nosrc g-annotate 'The Eiffel Tower is 450 metres tall.' '[{"role":"user","content":"How tall is the Eiffel Tower?"}]')"
 check "  no ungrounded_material annotation" "" "$(um nosrc detected)"
 check "  the other annotations are there" False "$(jf nosrc.body choices.0.content_filter_results.hate.filtered)"
-check "policy without groundedness: no annotation" "" "$(req off "${K[@]}" -d "$(body demo 'The Eiffel Tower is 450 metres tall.' "$M_TOWER")" "$U" >/dev/null; um off detected)"
+check "policy without groundedness: no annotation" "" "$(ask off demo 'The Eiffel Tower is 450 metres tall.' "$M_TOWER" >/dev/null; um off detected)"
 
 M_Q='[{"role":"user","content":"How tall is the Eiffel Tower?"}]'
-check "on your data: citations in the answer are sources" True "$(req od1 "${K[@]}" -d "$(body g-ondata 'The Eiffel Tower is 450 metres tall.' "$M_Q")" "$U" >/dev/null; um od1 detected)"
-check "  supported answer not flagged" False "$(req od2 "${K[@]}" -d "$(body g-ondata 'The Eiffel Tower is 330 metres tall.' "$M_Q")" "$U" >/dev/null; um od2 detected)"
+check "on your data: citations in the answer are sources" True "$(ask od1 g-ondata 'The Eiffel Tower is 450 metres tall.' "$M_Q" >/dev/null; um od1 detected)"
+check "  supported answer not flagged" False "$(ask od2 g-ondata 'The Eiffel Tower is 330 metres tall.' "$M_Q" >/dev/null; um od2 detected)"
 check "  citations passed on" "Eiffel Tower" "$(jf od1.body choices.0.message.context.citations.0.title)"
 
 # ---- action block ----
-check "block: 200" 200 "$(req blk "${K[@]}" -d "$(body g-block 'The Eiffel Tower is 450 metres tall.' "$M_TOWER")" "$U")"
+check "block: 200" 200 "$(ask blk g-block 'The Eiffel Tower is 450 metres tall.' "$M_TOWER")"
 check "  finish_reason content_filter" content_filter "$(jf blk.body choices.0.finish_reason)"
 check "  content withheld" None "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["choices"][0]["message"]["content"])' "$T/blk.body")"
 check "  filtered and detected" "True True" "$(um blk filtered) $(um blk detected)"
-check "block, supported answer: delivered" "stop" "$(req blk2 "${K[@]}" -d "$(body g-block 'The Eiffel Tower is 330 metres tall.' "$M_TOWER")" "$U" >/dev/null; jf blk2.body choices.0.finish_reason)"
+check "block, supported answer: delivered" "stop" "$(ask blk2 g-block 'The Eiffel Tower is 330 metres tall.' "$M_TOWER" >/dev/null; jf blk2.body choices.0.finish_reason)"
 check "  not filtered" False "$(um blk2 filtered)"
 
 # ---- streaming ----
@@ -170,33 +157,37 @@ for line in open(sys.argv[1], encoding="utf-8"):
         print("%s|%s|%s" % (c.get("finish_reason"), d.get("content") or "", json.dumps(um, sort_keys=True) if um else ""))
 PY
 }
-sbody() { body "$1" "$2" "$3" ',"stream":true'; }
-check "stream annotate: 200" 200 "$(req s1 "${K[@]}" -d "$(sbody g-annotate 'The Eiffel Tower is 450 metres tall. It was completed in 1889.' "$M_TOWER")" "$U")"
-sse_choices "$T/s1.body" >"$T/s1.ev"
-check "  text delivered" "The Eiffel Tower is 450 metres tall. It was completed in 1889." "$(cut -d'|' -f2 "$T/s1.ev" | tr -d '\n')"
+# sask NAME DEPLOYMENT REPLY MESSAGES_JSON: ask with "stream":true; prints the status and writes the stream's choices
+# (sse_choices) to $T/NAME.ev
+sask() {
+  local st
+  st=$(ask "$1" "$2" "$3" "$4" ',"stream":true')
+  sse_choices "$T/$1.body" >"$T/$1.ev"
+  echo "$st"
+}
+stext() { cut -d'|' -f2 "$T/$1.ev" | tr -d '\n'; } # NAME: the text the stream delivered
+slast() { grep -v '^$' "$T/$1.body" | tail -1 | tr -d '\r'; } # NAME: the stream's last line
+check "stream annotate: 200" 200 "$(sask s1 g-annotate 'The Eiffel Tower is 450 metres tall. It was completed in 1889.' "$M_TOWER")"
+check "  text delivered" "The Eiffel Tower is 450 metres tall. It was completed in 1889." "$(stext s1)"
 check_contains "  annotation frame with ungrounded_material" '"completion_start_offset": 0' "$(cat "$T/s1.ev")"
 check_contains "  detected" '"detected": true' "$(cat "$T/s1.ev")"
-check "  stream ends with [DONE]" "data: [DONE]" "$(grep -v '^$' "$T/s1.body" | tail -1 | tr -d '\r')"
-check "stream block: 200" 200 "$(req s2 "${K[@]}" -d "$(sbody g-block 'The Eiffel Tower is 450 metres tall. It was completed in 1889.' "$M_TOWER")" "$U")"
-sse_choices "$T/s2.body" >"$T/s2.ev"
-check "  no text sent (held, then withheld)" "" "$(cut -d'|' -f2 "$T/s2.ev" | tr -d '\n')"
+check "  stream ends with [DONE]" "data: [DONE]" "$(slast s1)"
+check "stream block: 200" 200 "$(sask s2 g-block 'The Eiffel Tower is 450 metres tall. It was completed in 1889.' "$M_TOWER")"
+check "  no text sent (held, then withheld)" "" "$(stext s2)"
 check_contains "  finish_reason content_filter" 'content_filter|' "$(cat "$T/s2.ev")"
 check_contains "  filtered" '"filtered": true' "$(cat "$T/s2.ev")"
-check "  [DONE]" "data: [DONE]" "$(grep -v '^$' "$T/s2.body" | tail -1 | tr -d '\r')"
-check "stream block, supported: 200" 200 "$(req s3 "${K[@]}" -d "$(sbody g-block 'The Eiffel Tower is 330 metres tall. It was completed in 1889.' "$M_TOWER")" "$U")"
-sse_choices "$T/s3.body" >"$T/s3.ev"
-check "  text released whole after the check" "The Eiffel Tower is 330 metres tall. It was completed in 1889." "$(cut -d'|' -f2 "$T/s3.ev" | tr -d '\n')"
+check "  [DONE]" "data: [DONE]" "$(slast s2)"
+check "stream block, supported: 200" 200 "$(sask s3 g-block 'The Eiffel Tower is 330 metres tall. It was completed in 1889.' "$M_TOWER")"
+check "  text released whole after the check" "The Eiffel Tower is 330 metres tall. It was completed in 1889." "$(stext s3)"
 check_contains "  annotation: not detected" '"detected": false' "$(cat "$T/s3.ev")"
 check_contains "  finish_reason stop" 'stop|' "$(cat "$T/s3.ev")"
-check "stream asynchronous_filter: 200" 200 "$(req s4 "${K[@]}" -d "$(sbody g-async 'The Eiffel Tower is 450 metres tall.' "$M_TOWER")" "$U")"
-sse_choices "$T/s4.body" >"$T/s4.ev"
-check "  text relayed at once (async cannot un-send)" "The Eiffel Tower is 450 metres tall." "$(cut -d'|' -f2 "$T/s4.ev" | tr -d '\n')"
+check "stream asynchronous_filter: 200" 200 "$(sask s4 g-async 'The Eiffel Tower is 450 metres tall.' "$M_TOWER")"
+check "  text relayed at once (async cannot un-send)" "The Eiffel Tower is 450 metres tall." "$(stext s4)"
 check_contains "  annotation frame: detected, filtered, finish_reason content_filter" '"completion_start_offset": 0}], "detected": true, "filtered": true}' "$(grep '^content_filter||' "$T/s4.ev")"
-check "  [DONE]" "data: [DONE]" "$(grep -v '^$' "$T/s4.body" | tail -1 | tr -d '\r')"
+check "  [DONE]" "data: [DONE]" "$(slast s4)"
 
-req od3 "${K[@]}" -d "$(body g-ondata 'The Eiffel Tower is 450 metres tall.' "$M_Q" ',"stream":true')" "$U" >/dev/null
-sse_choices "$T/od3.body" >"$T/od3.ev"
-check "on your data, streamed: text delivered" "The Eiffel Tower is 450 metres tall." "$(cut -d'|' -f2 "$T/od3.ev" | tr -d '\n')"
+sask od3 g-ondata 'The Eiffel Tower is 450 metres tall.' "$M_Q" >/dev/null
+check "on your data, streamed: text delivered" "The Eiffel Tower is 450 metres tall." "$(stext od3)"
 check_contains "  delta.context citations are sources: detected" '"detected": true' "$(cat "$T/od3.ev")"
 check_contains "  context passed on to the client" '"citations"' "$(cat "$T/od3.body")"
 
@@ -204,7 +195,10 @@ check_contains "  context passed on to the client" '"citations"' "$(cat "$T/od3.
 G="http://127.0.0.1:$GW_PORT/contentsafety/text:detectGroundedness?api-version=2024-09-15-preview"
 GK=(-H "api-key: $KEY" -H "Content-Type: application/json")
 TXT='The Eiffel Tower is 450 metres tall. It is in Paris. It opened in 1889.'
-check "reasoning: 200" 200 "$(req r1 "${GK[@]}" -d '{"text":"'"$TXT"'","groundingSources":["'"$TOWER"'"],"reasoning":true}' "$G")"
+# reason NAME TEXT [EXTRA]: text:detectGroundedness with reasoning, TEXT against the source $TOWER, EXTRA appended
+# to the body's members; prints the status
+reason() { req "$1" "${GK[@]}" -d '{"text":"'"$2"'","groundingSources":["'"$TOWER"'"],"reasoning":true'"${3:-}"'}' "$G"; }
+check "reasoning: 200" 200 "$(reason r1 "$TXT")"
 check "  ungroundedDetected" True "$(jf r1.body ungroundedDetected)"
 check "  one detail" 1 "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["ungroundedDetails"]))' "$T/r1.body")"
 check "  the span" "The Eiffel Tower is 450 metres tall. 0 0 0 36 36 36" "$(python3 -c '
@@ -212,20 +206,21 @@ import json,sys; d=json.load(open(sys.argv[1]))["ungroundedDetails"][0]; o,l=d["
 print(d["text"], o["utf8"], o["utf16"], o["codePoint"], l["utf8"], l["utf16"], l["codePoint"])' "$T/r1.body")"
 check "  reason from the judge" "The sources do not mention 450." "$(jf r1.body ungroundedDetails.0.reason)"
 check "  percentage" ok "$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["ungroundedPercentage"]; print("ok" if abs(p-36/71)<0.01 else p)' "$T/r1.body")"
-check "reasoning, all grounded: not detected" "False []" "$(req r2 "${GK[@]}" -d '{"text":"It is 330 metres tall.","groundingSources":["'"$TOWER"'"],"reasoning":true}' "$G" >/dev/null; echo "$(jf r2.body ungroundedDetected) $(jf r2.body ungroundedDetails)")"
-check "llmResource names a deployment: 200" 200 "$(req r3 "${GK[@]}" -d '{"text":"It is 331 metres tall.","groundingSources":["'"$TOWER"'"],"reasoning":true,"llmResource":{"resourceType":"AzureOpenAI","azureOpenAIEndpoint":"https://x.openai.azure.com/","azureOpenAIDeploymentName":"judge2"}}' "$G")"
+check "reasoning, all grounded: not detected" "False []" "$(reason r2 'It is 330 metres tall.' >/dev/null; echo "$(jf r2.body ungroundedDetected) $(jf r2.body ungroundedDetails)")"
+check "llmResource names a deployment: 200" 200 "$(reason r3 'It is 331 metres tall.' ',"llmResource":{"resourceType":"AzureOpenAI","azureOpenAIEndpoint":"https://x.openai.azure.com/","azureOpenAIDeploymentName":"judge2"}')"
 check "  reason" "The sources do not mention 331." "$(jf r3.body ungroundedDetails.0.reason)"
-check "fenced verdict accepted" 200 "$(req r4 "${GK[@]}" -d '{"text":"MOCK_JUDGE_FENCED It is 331 metres tall.","groundingSources":["'"$TOWER"'"],"reasoning":true}' "$G")"
-check "judge answers garbage: 502" 502 "$(req r5 "${GK[@]}" -d '{"text":"MOCK_JUDGE_GARBAGE It is 331 metres tall.","groundingSources":["'"$TOWER"'"],"reasoning":true}' "$G")"
+check "fenced verdict accepted" 200 "$(reason r4 'MOCK_JUDGE_FENCED It is 331 metres tall.')"
+check "judge answers garbage: 502" 502 "$(reason r5 'MOCK_JUDGE_GARBAGE It is 331 metres tall.')"
 check "  BadGateway" BadGateway "$(jf r5.body error.code)"
 check_contains "  names the deployment" "judge deployment 'judge'" "$(jf r5.body error.message)"
-check "judge quotes text that is not there: 502" 502 "$(req r6 "${GK[@]}" -d '{"text":"MOCK_JUDGE_BADQUOTE It is 331 metres tall.","groundingSources":["'"$TOWER"'"],"reasoning":true}' "$G")"
-llm() { printf '{"text":"It is 331 metres tall.","groundingSources":["%s"],"reasoning":true,"llmResource":{"resourceType":"AzureOpenAI","azureOpenAIDeploymentName":"%s"}}' "$TOWER" "$1"; }
-check "judge slower than reasoning_timeout_ms: 504" 504 "$(req r8 "${GK[@]}" -d "$(llm judge-slow)" "$G")"
+check "judge quotes text that is not there: 502" 502 "$(reason r6 'MOCK_JUDGE_BADQUOTE It is 331 metres tall.')"
+# llm NAME DEPLOYMENT: reason, with llmResource naming DEPLOYMENT as the judge
+llm() { reason "$1" 'It is 331 metres tall.' ',"llmResource":{"resourceType":"AzureOpenAI","azureOpenAIDeploymentName":"'"$2"'"}'; }
+check "judge slower than reasoning_timeout_ms: 504" 504 "$(llm r8 judge-slow)"
 check "  GatewayTimeout" GatewayTimeout "$(jf r8.body error.code)"
-check "judge answering 500: 502" 502 "$(req r9 "${GK[@]}" -d "$(llm judge-500)" "$G")"
+check "judge answering 500: 502" 502 "$(llm r9 judge-500)"
 check_contains "  names the status" "HTTP 500" "$(jf r9.body error.message)"
-check "judge backend down (retried through the pipeline): 503" 503 "$(req r10 "${GK[@]}" -d "$(llm judge-down)" "$G")"
+check "judge backend down (retried through the pipeline): 503" 503 "$(llm r10 judge-down)"
 check "  ServiceUnavailable" ServiceUnavailable "$(jf r10.body error.code)"
 check_contains "  the pipeline's reason (attempts, boundary)" "attempts" "$(jf r10.body error.message)"
 check "bad llmResource: 400" 400 "$(req r7 "${GK[@]}" -d '{"text":"x","groundingSources":["y"],"reasoning":true,"llmResource":{"resourceType":"OpenAI"}}' "$G")"

@@ -57,11 +57,11 @@ start_custos() {
   wait_port "$2"
 }
 
-# basic_config GW_PORT MOCK_PORT [EXTRA_YAML]: writes $T/custos.yaml with one deployment "demo"
-# backed by the mock, and the API key "test-key-123" (also in $T/key).
-basic_config() {
-  printf '%s' "test-key-123" >"$T/key"
-  cat >"$T/custos.yaml" <<YAML
+# config_head GW_PORT: prints the head of a config: the server block, one plain HTTP listener on 127.0.0.1:GW_PORT
+# and the API key "test" read from the file "key" next to the config (the caller writes $KEY there and prints the
+# rest: backends, deployments...).
+config_head() {
+  cat <<YAML
 server: {workers: 2, drain_timeout_ms: 5000}
 listeners:
   - address: "127.0.0.1:$1"
@@ -69,6 +69,16 @@ identity:
   api_keys:
     - name: test
       key_file: key
+YAML
+}
+
+# basic_config GW_PORT MOCK_PORT [EXTRA_YAML]: writes $T/custos.yaml with one deployment "demo"
+# backed by the mock, and the API key "test-key-123" (also in $T/key).
+basic_config() {
+  printf '%s' "test-key-123" >"$T/key"
+  {
+    config_head "$1"
+    cat <<YAML
 backends:
   - name: mock
     provider: openai
@@ -80,6 +90,7 @@ deployments:
     backends: [mock]
 ${3:-}
 YAML
+  } >"$T/custos.yaml"
 }
 
 KEY=test-key-123
@@ -196,4 +207,131 @@ sanitizer_clean() {
   else
     ok "no sanitizer reports"
   fi
+}
+
+# ---------- shared setup (config edits, npm clients, replicas, receivers) ----------
+
+# basic_config_tls GW_PORT NAME: serves basic_config's listener on GW_PORT over TLS with the certificate from
+# make_cert NAME (paths relative to the config file). Returns 1 if $T/custos.yaml could not be edited.
+basic_config_tls() {
+  sed -i "s|^  - address: \"127.0.0.1:$1\"|&\n    tls: {cert: $2.crt, key: $2.key}|" "$T/custos.yaml"
+  grep -qF "    tls: {cert: $2.crt, key: $2.key}" "$T/custos.yaml"
+}
+
+# basic_config_keys ENTRY...: adds API keys "    - ENTRY", in order, after basic_config's key "test"; each ENTRY is a
+# YAML flow mapping such as {name: admin, key_file: admin.key, roles: [admin]} (no '|', '&' or '\').
+# Returns 1 if $T/custos.yaml could not be edited.
+basic_config_keys() {
+  local add="" e
+  for e in "$@"; do add+="\\n    - $e"; done
+  sed -i "s|^      key_file: key\$|&$add|" "$T/custos.yaml"
+  for e in "$@"; do grep -qF -- "    - $e" "$T/custos.yaml" || return 1; done
+}
+
+# mock_deployments NAME:POLICY...: prints deployments (items of the deployments: list, for basic_config's
+# EXTRA_YAML) named NAME on model gpt-4o-mini and the backend "mock", each with rai_policy POLICY.
+mock_deployments() {
+  local d
+  for d in "$@"; do
+    printf '  - name: %s\n    model: gpt-4o-mini\n    backends: [mock]\n    rai_policy: %s\n' "${d%%:*}" "${d#*:}"
+  done
+}
+
+# need_node20: ends the test as skipped (exit 77) unless node >= 20 and npm are installed.
+need_node20() {
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then echo "SKIP: node/npm not installed"; exit 77; fi
+  [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] || { echo "SKIP: node < 20"; exit 77; }
+}
+
+# npm_pinned PACKAGE: makes sure tests/e2e/node_modules holds PACKAGE at the version tests/e2e/package.json pins
+# (runs npm install there otherwise) and sets NPM_VERSION to that version. If the install fails it records
+# "npm install PACKAGE@VERSION" as failed and ends the test. Needs node (need_node20).
+npm_pinned() {
+  local e2e=$CUSTOS_SRC/tests/e2e have
+  NPM_VERSION=$(node -p "require('$e2e/package.json').dependencies['$1']")
+  have=$(node -p "try { require('$e2e/node_modules/$1/package.json').version } catch { '' }")
+  if [ "$NPM_VERSION" != "$have" ]; then
+    (cd "$e2e" && npm install --no-audit --no-fund --loglevel=error) || { fail "npm install $1@$NPM_VERSION"; finish || exit; }
+  fi
+}
+
+# node_test NAME SCRIPT [VAR=VALUE...]: runs `node --test SCRIPT` in tests/e2e (capped at NODE_TEST_TIMEOUT seconds,
+# default 120) with the extra environment VAR=VALUE...; prints its output (also in $T/node.log) and records NAME:
+# passed if it exits 0, else failed with the tail of custos' log, and then returns 1.
+node_test() {
+  local name=$1 script=$2 rc=0
+  shift 2
+  (cd "$CUSTOS_SRC/tests/e2e" && env "$@" timeout "${NODE_TEST_TIMEOUT:-120}" node --test --test-reporter=spec "$script") \
+    >"$T/node.log" 2>&1 || rc=$?
+  cat "$T/node.log"
+  if [ "$rc" -eq 0 ]; then
+    ok "$name"
+  else
+    fail "$name" "node --test exited $rc"
+    echo "--- custos log:" && tail -40 "$T/custos.log"
+    return 1
+  fi
+}
+
+# start_replicas OK_NAME: starts two custos replicas on one shared store. Picks ports PA and PB, calls the test's
+# `replica NAME PORT` (which writes $T/NAME/custos.yaml) for a and b, starts both at once (logs $T/custos-a.log,
+# $T/custos-b.log; PIDs in A_PID, B_PID, stopped at exit) and records OK_NAME once both listen (30 s each), or
+# "replicas start" as failed with the logs' last lines.
+start_replicas() {
+  PA=$(free_port)
+  PB=$(free_port)
+  replica a "$PA"
+  replica b "$PB"
+  "$CUSTOS_BIN" serve -c "$T/a/custos.yaml" >>"$T/custos-a.log" 2>&1 &
+  A_PID=$!
+  "$CUSTOS_BIN" serve -c "$T/b/custos.yaml" >>"$T/custos-b.log" 2>&1 &
+  B_PID=$!
+  PIDS+=("$A_PID" "$B_PID")
+  if wait_port "$PA" 30 && wait_port "$PB" 30; then ok "$1"; else fail "replicas start" "$(tail -3 "$T"/custos-*.log)"; fi
+}
+
+# check_serve_refuses NAME NEEDLE CONFIG: runs `custos serve -c CONFIG` (30 s cap, output in $T/fail.log) and checks
+# that it refuses to start (exit 2, "NAME: custos refuses to start") saying NEEDLE ("NAME: message").
+check_serve_refuses() {
+  local rc=0
+  timeout 30 "$CUSTOS_BIN" serve -c "$3" >"$T/fail.log" 2>&1 || rc=$?
+  check "$1: custos refuses to start" 2 "$rc"
+  check_contains "$1: message" "$2" "$(cat "$T/fail.log")"
+}
+
+# kill9_writers WRITER CONFIG COUNT: COUNT times, starts the store_writer tool WRITER on CONFIG (output in
+# $T/wI.out), waits until it is writing (prints "ready", up to 20 s) and kills it with SIGKILL 0.1-0.5 s later.
+kill9_writers() {
+  local i wp
+  for i in $(seq 1 "$3"); do
+    "$1" "$2" >"$T/w$i.out" 2>&1 &
+    wp=$!
+    wait_log '^ready' "$T/w$i.out" 20 || true
+    sleep 0.$((RANDOM % 5 + 1))
+    kill -9 "$wp" 2>/dev/null || true
+    wait "$wp" 2>/dev/null || true
+  done
+}
+
+# start_sink_receiver PORT RECORD_FILE [CERT KEY]: starts sink_receiver.py on 127.0.0.1:PORT (HTTPS with CERT and
+# KEY) recording each request it gets as one JSON line in RECORD_FILE (its stderr appended to $T/recv.err); sets
+# RECV_PID (stopped at exit); waits for PORT.
+start_sink_receiver() {
+  python3 "$(dirname "${BASH_SOURCE[0]}")/sink_receiver.py" "$@" >>"$T/recv.err" 2>&1 &
+  RECV_PID=$!
+  PIDS+=("$RECV_PID")
+  wait_port "$1"
+}
+
+# received_request_ids RECORD_FILE: prints the custos.requestId of every record in the NDJSON bodies that
+# sink_receiver.py answered with 2xx, in arrival order (nothing if RECORD_FILE is missing).
+received_request_ids() {
+  python3 - "$1" <<'PY' 2>/dev/null || true
+import json, sys
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if 200 <= e["status"] < 300:
+        for rec in e["body"].splitlines():
+            print(json.loads(rec)["custos"]["requestId"])
+PY
 }

@@ -62,13 +62,7 @@ diagnostics:
     - {type: file, path: requests.jsonl}"
 # a second caller
 printf '%s' "other-key-456" >"$T/key2"
-python3 - "$T/custos.yaml" <<'PY'
-import sys
-p = sys.argv[1]
-s = open(p).read()
-s = s.replace("      key_file: key\n", "      key_file: key\n    - name: other\n      key_file: key2\n", 1)
-open(p, "w").write(s)
-PY
+basic_config_keys '{name: other, key_file: key2}'
 kill -HUP "$CUSTOS_PID"
 wait_log "reload: configuration .* applied" "$T/custos.log" 10 && ok "reload with quotas applied" ||
   fail "reload with quotas" "$(tail -3 "$T/custos.log")"
@@ -164,14 +158,7 @@ start_redis
 AP=$(free_port)
 BP=$(free_port)
 replica() { # NAME PORT ON_FAILURE
-  cat >"$T/$1.yaml" <<YAML
-server: {workers: 2, drain_timeout_ms: 5000}
-listeners:
-  - address: "127.0.0.1:$2"
-identity:
-  api_keys:
-    - name: test
-      key_file: key
+  { config_head "$2" && cat <<YAML; } >"$T/$1.yaml"
 backends:
   - name: mock
     provider: openai

@@ -127,7 +127,7 @@ PY
 
 # ---------- redteam ----------
 make_cert gw
-sed -i "s|  - address: \"127.0.0.1:$GW\"|  - address: \"127.0.0.1:$GW\"\n    tls: {cert: gw.crt, key: gw.key}|" "$T/custos.yaml"
+basic_config_tls "$GW" gw
 start_mock "$MOCK"
 start_custos "$T/custos.yaml" "$GW"
 cat >"$T/corpus.jsonl" <<'JSONL'

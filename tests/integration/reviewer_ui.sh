@@ -8,18 +8,12 @@
 # without them.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-E2E=$CUSTOS_SRC/tests/e2e
 CHROMIUM=${CHROMIUM:-$(command -v chromium || true)}
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then echo "SKIP: node/npm not installed"; exit 77; fi
-[ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] || { echo "SKIP: node < 20"; exit 77; }
+need_node20
 [ -n "$CHROMIUM" ] || { echo "SKIP: chromium not installed (scripts/bootstrap installs it)"; exit 77; }
 
-want=$(node -p "require('$E2E/package.json').dependencies['playwright-core']")
-have=$(node -p "try { require('$E2E/node_modules/playwright-core/package.json').version } catch { '' }")
-if [ "$want" != "$have" ]; then
-  (cd "$E2E" && npm install --no-audit --no-fund --loglevel=error) || { fail "npm install playwright-core@$want"; finish; }
-fi
-echo "# playwright-core $want, $("$CHROMIUM" --version 2>/dev/null | head -1)"
+npm_pinned playwright-core
+echo "# playwright-core $NPM_VERSION, $("$CHROMIUM" --version 2>/dev/null | head -1)"
 
 : "${CUSTOS_TOOLS:=$CUSTOS_SRC/build/tools}"
 MOCK_PORT=$(free_port)
@@ -75,17 +69,9 @@ start_mock "$MOCK_PORT"
 start_custos "$T/custos.yaml" "$GW_PORT"
 
 OIDC_TOKEN=$(curl -sS --max-time 5 --cacert "$T/idp.crt" "$ISS/token?roles=Claims.Reviewer&oid=bob-oid&upn=bob@example.com")
-rc=0
-(cd "$E2E" && CUSTOS_URL="http://127.0.0.1:$GW_PORT" APP_KEY=app-key-ui-1 REVIEWER_KEY=reviewer-key-ui-1 OIDC_TOKEN="$OIDC_TOKEN" \
-  CHROMIUM="$CHROMIUM" SCREENSHOT_DIR="$T/screenshots" timeout 180 node --test --test-reporter=spec reviewer_ui.mjs) \
-  >"$T/node.log" 2>&1 || rc=$?
-cat "$T/node.log"
-if [ "$rc" -eq 0 ]; then
-  ok "reviewer UI in headless Chromium"
-else
-  fail "reviewer UI in headless Chromium" "node --test exited $rc"
-  echo "--- custos log:" && tail -40 "$T/custos.log"
-fi
+NODE_TEST_TIMEOUT=180 node_test "reviewer UI in headless Chromium" reviewer_ui.mjs CUSTOS_URL="http://127.0.0.1:$GW_PORT" \
+  APP_KEY=app-key-ui-1 REVIEWER_KEY=reviewer-key-ui-1 OIDC_TOKEN="$OIDC_TOKEN" CHROMIUM="$CHROMIUM" \
+  SCREENSHOT_DIR="$T/screenshots" || true
 for s in signin queue item item-edit models; do
   if [ -s "$T/screenshots/$s.png" ]; then ok "screenshot $s.png"; else fail "screenshot $s.png" "missing"; fi
 done

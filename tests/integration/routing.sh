@@ -20,13 +20,7 @@ start_mock "$FASTB" --quiet
 
 printf '%s' "$KEY" >"$T/key"
 HC='health_check: {interval_ms: 200, timeout_ms: 150, healthy_threshold: 2, unhealthy_threshold: 2}'
-cat >"$T/custos.yaml" <<YAML
-server: {workers: 2, drain_timeout_ms: 5000}
-listeners:
-  - address: "127.0.0.1:$GP"
-identity:
-  api_keys:
-    - {name: test, key_file: key}
+{ config_head "$GP" && cat <<YAML; } >"$T/custos.yaml"
 upstream:
   max_attempts: 3
   connect_timeout_ms: 500

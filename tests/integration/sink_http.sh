@@ -6,15 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 
 SEND=${CUSTOS_TOOLS:-$CUSTOS_SRC/build/tools}/audit_send
-RECV="$(dirname "$0")/sink_receiver.py"
 
-# start_recv PORT LOG: starts the receiver; sets RECV_PID.
-start_recv() {
-  python3 "$RECV" "$1" "$2" >>"$T/recv.err" 2>&1 &
-  RECV_PID=$!
-  PIDS+=($RECV_PID)
-  wait_port "$1"
-}
 ctl() { curl -sS --max-time 5 -o /dev/null -X POST --data "$2" "http://127.0.0.1:$1/_ctl"; }
 
 for i in $(seq 1 23); do
@@ -59,7 +51,7 @@ PY
 field() { python3 -c 'import json,sys; e=[json.loads(l) for l in open(sys.argv[1])][int(sys.argv[2])]; print(eval(sys.argv[3]))' "$1" "$2" "$3"; }
 
 P=$(free_port)
-start_recv "$P" "$T/ndjson.log"
+start_sink_receiver "$P" "$T/ndjson.log"
 
 # 1. NDJSON, bearer token, no gzip, batches of 10
 export SINK_TOKEN="tok-ndjson-123"
@@ -77,7 +69,7 @@ kill "$RECV_PID"; wait "$RECV_PID" 2>/dev/null || true
 
 # 2. Splunk HEC, gzip, index, default endpoint
 P=$(free_port)
-start_recv "$P" "$T/hec.log"
+start_sink_receiver "$P" "$T/hec.log"
 export SINK_TOKEN="hec-0000-1111"
 out=$("$SEND" --type http --url "http://127.0.0.1:$P" --format splunk_hec --token-env SINK_TOKEN --index main \
   --gzip 1 --batch 7 <"$T/records" 2>&1) || true
@@ -91,7 +83,7 @@ check "hec: compressed body is smaller" "True" "$(field "$T/hec.log" 0 'e["raw_l
 # 3. Elasticsearch _bulk with action lines, gzip; errors:true with a 429 item fails the batch, 409 only is accepted
 kill "$RECV_PID"; wait "$RECV_PID" 2>/dev/null || true
 P=$(free_port)
-start_recv "$P" "$T/es.log"
+start_sink_receiver "$P" "$T/es.log"
 export SINK_TOKEN="es-api-key"
 out=$("$SEND" --type http --url "http://127.0.0.1:$P/" --format elasticsearch --token-env SINK_TOKEN \
   --index custos-audit --gzip 1 --batch 23 <"$T/records" 2>&1) || true
@@ -109,7 +101,7 @@ kill "$RECV_PID"; wait "$RECV_PID" 2>/dev/null || true
 
 # 4. Receiver answering 500 three times: deliver fails each time, the retried batches arrive exactly once, in order
 P=$(free_port)
-start_recv "$P" "$T/r500.log"
+start_sink_receiver "$P" "$T/r500.log"
 ctl "$P" '{"fail_next": 3}'
 out=$("$SEND" --type http --url "http://127.0.0.1:$P" --format ndjson --gzip 1 --batch 5 --retries 10 --retry-ms 20 \
   <"$T/records" 2>&1) || true
@@ -125,7 +117,7 @@ P=$(free_port)
 SEND_PID=$!
 PIDS+=($SEND_PID)
 sleep 1
-start_recv "$P" "$T/down.log"
+start_sink_receiver "$P" "$T/down.log"
 wait_exit "$SEND_PID" 30
 check "outage: audit_send finished and delivered" 0 "$EXIT_RC"
 check_contains "outage: deliver failed while the receiver was down" "deliver failed" "$(cat "$T/down.out")"
@@ -135,9 +127,7 @@ check_log "outage" "$T/down.log" ndjson
 make_cert srv
 make_cert other
 SP=$(free_port)
-python3 "$RECV" "$SP" "$T/tls.log" "$T/srv.crt" "$T/srv.key" >>"$T/recv.err" 2>&1 &
-PIDS+=($!)
-wait_port "$SP"
+start_sink_receiver "$SP" "$T/tls.log" "$T/srv.crt" "$T/srv.key"
 out=$("$SEND" --type http --url "https://127.0.0.1:$SP/bulk" --ca "$T/srv.crt" --gzip 1 --batch 8 \
   <"$T/records" 2>&1) || true
 check_contains "https: delivered" "failures=0" "$out"
@@ -174,7 +164,7 @@ for i in $(seq 1 8); do
 done
 check "e2e: eight request ids" 8 "$(grep -c . "$T/ids")"
 sleep 1
-start_recv "$RP" "$T/e2e.log"
+start_sink_receiver "$RP" "$T/e2e.log"
 deadline=$(( $(date +%s) + 40 ))
 got=0
 while [ "$(date +%s)" -lt "$deadline" ]; do

@@ -52,14 +52,7 @@ check "purge exit" 0 "$rc"
 check_contains "purge reports" "older than 7 days" "$out"
 
 # --- kill -9 during writes (custos keeps serving next to the writers) ---
-for i in 1 2 3; do
-  "$WRITER" "$T/custos.yaml" >"$T/w$i.out" 2>&1 &
-  wp=$!
-  wait_log '^ready' "$T/w$i.out" 20 || true
-  sleep 0.$((RANDOM % 5 + 1))
-  kill -9 "$wp" 2>/dev/null || true
-  wait "$wp" 2>/dev/null || true
-done
+kill9_writers "$WRITER" "$T/custos.yaml" 3
 check "integrity_check after kill -9" ok "$(sqlite3 "$DB" 'PRAGMA integrity_check' 2>&1)"
 "$CUSTOS_BIN" keys list "${C[@]}" >/dev/null 2>&1 && ok "store opens after kill -9" || fail "store opens after kill -9"
 "$WRITER" "$T/custos.yaml" 3 >/dev/null 2>&1 && ok "store writable after kill -9" || fail "store writable after kill -9"

@@ -42,18 +42,12 @@ check_contains "nothing was lost (all rewrapped)" "0 records are now unreadable"
 stop_custos_clean
 
 # --- faults: refuse to start, clearly ---
-serve_fails() { # NAME NEEDLE
-  local rc=0
-  timeout 30 "$CUSTOS_BIN" serve -c "$T/custos.yaml" >"$T/fail.log" 2>&1 || rc=$?
-  check "$1: custos refuses to start" 2 "$rc"
-  check_contains "$1: message" "$2" "$(cat "$T/fail.log")"
-}
 printf '9999' >"$T/pin"
-serve_fails "wrong PIN" "wrong PIN"
+check_serve_refuses "wrong PIN" "wrong PIN" "$T/custos.yaml"
 grep -q 9999 "$T/fail.log" && fail "the PIN is never printed" || ok "the PIN is never printed"
 p11_config custos-test "pin_env: CUSTOS_TEST_UNSET_PIN"
-serve_fails "missing PIN" "CUSTOS_TEST_UNSET_PIN is not set"
+check_serve_refuses "missing PIN" "CUSTOS_TEST_UNSET_PIN is not set" "$T/custos.yaml"
 printf '1234' >"$T/pin"
 p11_config no-such-token "pin_file: pin"
-serve_fails "unknown token" "no token labelled 'no-such-token'"
+check_serve_refuses "unknown token" "no token labelled 'no-such-token'" "$T/custos.yaml"
 finish

@@ -40,17 +40,7 @@ deployments:
   - {name: guarded, backends: [mock], rai_policy: p}
 YAML
 }
-PA=$(free_port)
-PB=$(free_port)
-replica a "$PA"
-replica b "$PB"
-"$CUSTOS_BIN" serve -c "$T/a/custos.yaml" >>"$T/custos-a.log" 2>&1 &
-A_PID=$!
-"$CUSTOS_BIN" serve -c "$T/b/custos.yaml" >>"$T/custos-b.log" 2>&1 &
-B_PID=$!
-PIDS+=("$A_PID" "$B_PID")
-wait_port "$PA" 30 && wait_port "$PB" 30 && ok "two replicas started together on one database" ||
-  fail "replicas start" "$(tail -3 "$T"/custos-*.log)"
+start_replicas "two replicas started together on one database"
 check_contains "replica a: postgres store" "store: postgres" "$(cat "$T/custos-a.log")"
 
 models() { req "$1" "http://127.0.0.1:$2/v1/models" -H "api-key: $3"; }
@@ -131,14 +121,7 @@ grep -q zorblaxian "$T"/custos-*.log && fail "blocklist terms never logged" || o
 
 # --- kill -9 of writers on PostgreSQL ---
 WRITER=${CUSTOS_TOOLS:-$(dirname "$CUSTOS_BIN")/tools}/store_writer
-for i in 1 2; do
-  "$WRITER" "$T/a/custos.yaml" >"$T/w$i.out" 2>&1 &
-  wp=$!
-  wait_log '^ready' "$T/w$i.out" 20 || true
-  sleep 0.$((RANDOM % 5 + 1))
-  kill -9 "$wp" 2>/dev/null || true
-  wait "$wp" 2>/dev/null || true
-done
+kill9_writers "$WRITER" "$T/a/custos.yaml" 2
 "$WRITER" "$T/b/custos.yaml" 3 >/dev/null 2>&1 && ok "store writable after kill -9" || fail "store writable after kill -9"
 "$CUSTOS_BIN" keys list -c "$T/b/custos.yaml" >/dev/null 2>&1 && ok "store readable after kill -9" ||
   fail "store readable after kill -9"
@@ -149,16 +132,10 @@ stop_custos_clean "$A_PID"
 stop_custos_clean "$B_PID"
 
 # --- faults: a wrong password, then the database down: custos refuses to start, saying why ---
-serve_fails() { # NAME NEEDLE
-  local rc=0
-  timeout 30 "$CUSTOS_BIN" serve -c "$T/a/custos.yaml" >"$T/fail.log" 2>&1 || rc=$?
-  check "$1: custos refuses to start" 2 "$rc"
-  check_contains "$1: message" "$2" "$(cat "$T/fail.log")"
-}
 printf 'not-the-password\n' >"$T/a/pgpw"
-serve_fails "wrong database password" "password authentication failed"
+check_serve_refuses "wrong database password" "password authentication failed" "$T/a/custos.yaml"
 grep -q not-the-password "$T/fail.log" && fail "the password is never printed" || ok "the password is never printed"
 cp "$PG_PWFILE" "$T/a/pgpw"
 store_services_stop
-serve_fails "database down" "storage postgres: cannot open"
+check_serve_refuses "database down" "storage postgres: cannot open" "$T/a/custos.yaml"
 finish

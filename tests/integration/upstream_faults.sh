@@ -32,13 +32,8 @@ printf '%s' "$KEY" >"$T/key"
 be() { printf '  - {name: %s, provider: openai, url: "http://127.0.0.1:%s", priority: %s}\n' "$1" "$2" "${3:-0}"; }
 dep() { printf '  - {name: %s, model: gpt-4o-mini, type: global, backends: [%s]}\n' "$1" "$2"; }
 {
+  config_head "$GP"
   cat <<YAML
-server: {workers: 2, drain_timeout_ms: 5000}
-listeners:
-  - address: "127.0.0.1:$GP"
-identity:
-  api_keys:
-    - {name: test, key_file: key}
 upstream:
   max_attempts: 3
   first_byte_timeout_ms: 500
