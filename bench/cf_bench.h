@@ -18,13 +18,23 @@ typedef struct cf_bench {
     custos_config_t *cfg;
     custos_gateway_t gw;
     custos_worker_t w;
+    int iters;    /* timed iterations per row: argv[1], default 2000, at least 10 */
+    uint64_t *ns; /* iters samples (ns), owned */
 } cf_bench_t;
 
-/* Loads yaml[0..len) and the shipped models into a worker b->w. Returns 0, or 1 with the reason on stderr. */
-static int cf_bench_init(cf_bench_t *b, const char *name, const char *yaml, size_t len)
+/* Reads the iteration count from argv[1], loads yaml[0..len) and the shipped models into a worker b->w. Returns 0, or
+ * 1 with the reason on stderr. */
+static int cf_bench_init(cf_bench_t *b, int argc, char **argv, const char *name, const char *yaml, size_t len)
 {
     char err[512];
     memset(b, 0, sizeof(*b));
+    b->iters = argc > 1 ? atoi(argv[1]) : 2000;
+    if (b->iters < 10)
+        b->iters = 10;
+    if (!(b->ns = calloc((size_t)b->iters, sizeof(*b->ns)))) {
+        fprintf(stderr, "%s: out of memory\n", name);
+        return 1;
+    }
     if (custos_config_load_string("bench", yaml, len, &b->cfg, err, sizeof(err)) < 0 ||
         custos_safety_new(NULL, &b->gw.safety, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s: %s\n", name, err);
@@ -38,6 +48,7 @@ static int cf_bench_init(cf_bench_t *b, const char *name, const char *yaml, size
 
 static void cf_bench_dispose(cf_bench_t *b)
 {
+    free(b->ns);
     custos_safety_scratch_dispose(&b->w.scratch);
     custos_safety_free(b->gw.safety);
     custos_config_unref(b->cfg);

@@ -42,12 +42,10 @@ static const char *const SENTENCES[] = {
 
 int main(int argc, char **argv)
 {
-    int iters = argc > 1 ? atoi(argv[1]) : 2000;
-    if (iters < 10)
-        iters = 10;
     cf_bench_t bench;
-    if (cf_bench_init(&bench, "contentfilter_bench", CONFIG, sizeof(CONFIG) - 1) != 0)
+    if (cf_bench_init(&bench, argc, argv, "contentfilter_bench", CONFIG, sizeof(CONFIG) - 1) != 0)
         return 1;
+    int iters = bench.iters;
     custos_worker_t *wp = &bench.w;
     char text[1100], body[2048], answer[2048];
     cf_bench_fill(text, 1024, SENTENCES, 6);
@@ -60,9 +58,7 @@ int main(int argc, char **argv)
              "\"message\":{\"role\":\"assistant\",\"content\":\"%s\"},\"finish_reason\":\"stop\"}],\"usage\":"
              "{\"prompt_tokens\":250,\"completion_tokens\":250,\"total_tokens\":500}}",
              text);
-    uint64_t *ns = calloc((size_t)iters, sizeof(*ns));
-    if (!ns)
-        return 1;
+    uint64_t *ns = bench.ns;
     printf("| per chat request, 1 KB user message / 1 KB answer | median µs | p99 µs |\n|---|---:|---:|\n");
     static const char *const deps[] = {"off", "default", "pii"};
     for (int d = 0; d < 3; d++) {
@@ -122,7 +118,6 @@ int main(int argc, char **argv)
             cf_bench_report(name, np, iters);
         }
     }
-    free(ns);
     cf_bench_dispose(&bench);
     return 0;
 }

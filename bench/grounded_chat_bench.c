@@ -48,12 +48,10 @@ static const char *const ANS[] = {
 
 int main(int argc, char **argv)
 {
-    int iters = argc > 1 ? atoi(argv[1]) : 2000;
-    if (iters < 10)
-        iters = 10;
     cf_bench_t bench;
-    if (cf_bench_init(&bench, "grounded_chat_bench", CONFIG, sizeof(CONFIG) - 1) != 0)
+    if (cf_bench_init(&bench, argc, argv, "grounded_chat_bench", CONFIG, sizeof(CONFIG) - 1) != 0)
         return 1;
+    int iters = bench.iters;
     custos_worker_t *wp = &bench.w;
     static char src[4200], ans[1100], body[8192], answer[4096];
     cf_bench_fill(src, 4096, SRC, 6);
@@ -69,9 +67,7 @@ int main(int argc, char **argv)
              "\"message\":{\"role\":\"assistant\",\"content\":\"%s\"},\"finish_reason\":\"stop\"}],\"usage\":"
              "{\"prompt_tokens\":1100,\"completion_tokens\":250,\"total_tokens\":1350}}",
              ans);
-    uint64_t *ns = calloc((size_t)iters, sizeof(*ns));
-    if (!ns)
-        return 1;
+    uint64_t *ns = bench.ns;
     printf("| per chat request: 4 KB tool message (source), 1 KB answer; prompt + answer | median µs | p99 µs |\n"
            "|---|---:|---:|\n");
     static const char *const deps[] = {"baseline", "annotate", "block"};
@@ -129,7 +125,6 @@ int main(int argc, char **argv)
             cf_bench_report(name, ns, iters);
         }
     }
-    free(ns);
     cf_bench_dispose(&bench);
     return 0;
 }

@@ -83,14 +83,10 @@ int custos_cf_grounded_new(const custos_rai_policy_config_t *pol, const custos_s
     if (json_object_object_get_ex(body, "messages", &msgs) && json_object_is_type(msgs, json_type_array)) {
         size_t n = json_object_array_length(msgs);
         for (size_t i = 0; i < n; i++) {
-            json_object *m = json_object_array_get_idx(msgs, i), *role = NULL, *content = NULL;
-            if (!m || !json_object_is_type(m, json_type_object))
-                continue;
-            json_object_object_get_ex(m, "role", &role);
-            json_object_object_get_ex(m, "content", &content);
-            const char *r = role && json_object_is_type(role, json_type_string) ? json_object_get_string(role) : "";
-            bool tool = strcmp(r, "tool") == 0 || strcmp(r, "function") == 0;
-            content_texts(g, content, tool);
+            const char *r;
+            json_object *content;
+            if (custos_cf_message_at(msgs, i, &r, &content))
+                content_texts(g, content, custos_cf_role_is_source(r));
         }
     }
     *out = g;

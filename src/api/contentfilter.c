@@ -921,16 +921,14 @@ static custos_cf_outcome_t prompt_decide(custos_cf_t *cf, json_object *body, int
                     last_user = (int)i;
             }
             for (size_t i = 0; i < n; i++) {
-                json_object *m = json_object_array_get_idx(msgs, i), *role = NULL, *content = NULL;
-                if (!m || !json_object_is_type(m, json_type_object))
+                const char *r;
+                json_object *content;
+                if (!custos_cf_message_at(msgs, i, &r, &content))
                     continue;
-                json_object_object_get_ex(m, "role", &role);
-                json_object_object_get_ex(m, "content", &content);
-                const char *r = role && json_object_is_type(role, json_type_string) ? json_object_get_string(role) : "";
                 prompt_ctx_t pc = {.ck = &ck, .ents = ents, .what = pii};
                 if ((int)i == last_user)
                     pc.what |= CK_HARM | CK_JB;
-                else if (strcmp(r, "tool") == 0 || strcmp(r, "function") == 0)
+                else if (custos_cf_role_is_source(r))
                     pc.what |= CK_IA;
                 each_text(cf, content, (int)i, &ck, prompt_text, &pc);
             }
@@ -2310,6 +2308,24 @@ bool custos_cf_stream_done(const custos_cf_t *cf)
 const custos_cf_summary_t *custos_cf_summary(const custos_cf_t *cf)
 {
     return &cf->sum;
+}
+
+bool custos_cf_message_at(json_object *msgs, size_t i, const char **role, json_object **content)
+{
+    json_object *m = json_object_array_get_idx(msgs, i), *r = NULL;
+    *role = "";
+    *content = NULL;
+    if (!m || !json_object_is_type(m, json_type_object))
+        return false;
+    if (json_object_object_get_ex(m, "role", &r) && json_object_is_type(r, json_type_string))
+        *role = json_object_get_string(r);
+    json_object_object_get_ex(m, "content", content);
+    return true;
+}
+
+bool custos_cf_role_is_source(const char *role)
+{
+    return strcmp(role, "tool") == 0 || strcmp(role, "function") == 0;
 }
 
 void custos_cf_release(custos_cf_t *cf)

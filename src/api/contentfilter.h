@@ -97,6 +97,13 @@ bool custos_cf_stream_done(const custos_cf_t *cf);
 int custos_cf_harm_severities(const custos_harm_model_t *m, const char *text, size_t len, int sev[CUSTOS_HARM_NCAT],
                               custos_safety_scratch_t *sc);
 
+/* Entry i of a chat request's "messages" array (i < its length): false when the entry is not an object; else *role
+ * is its role ("" when absent or not a string) and *content its content (NULL when absent), both borrowed. */
+bool custos_cf_message_at(json_object *msgs, size_t i, const char **role, json_object **content);
+
+/* Whether messages with this role carry sources (documents, tool output): "tool", or the legacy "function". */
+bool custos_cf_role_is_source(const char *role);
+
 /* Frees what the state holds outside the request arena (call once, when the request ends; NULL-safe). */
 void custos_cf_release(custos_cf_t *cf);
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  * Use cases and human review on the inference path, and the review API (docs/reviews.md). */
 #include "api/reviews.h"
+#include "api/contentfilter.h"
 #include "api/json_out.h"
 #include "crypto/crypto.h"
 #include "governance/review.h"
@@ -803,8 +804,7 @@ static json_object *output_entry(json_object *ch, size_t i)
 static json_object *source_entry(json_object *mm, size_t i)
 {
     json_object *role = get_key(mm, "role");
-    if (role && json_object_is_type(role, json_type_string) &&
-        (strcmp(json_object_get_string(role), "tool") == 0 || strcmp(json_object_get_string(role), "function") == 0))
+    if (role && json_object_is_type(role, json_type_string) && custos_cf_role_is_source(json_object_get_string(role)))
         return json_object_get(mm);
     return NULL;
 }
