@@ -1066,10 +1066,9 @@ static void proxy_start_attempt(proxy_t *p)
         h[n++] = (custos_http_header_t){"accept", 6, "application/json", 16};
     h[n++] = (custos_http_header_t){"user-agent", 10, "custos/0.1", 10};
     h[n++] = (custos_http_header_t){"x-client-request-id", 19, p->req->request_id, 36};
-    char *auth = NULL;
-    const char *cred = NULL; /* "Bearer ..." for bearer / OAuth2 backends (auth/upstream_cred.h), in the arena */
-    size_t cred_len = 0;
-    if (custos_auth_backend_credential(b, a, &cred, &cred_len) < 0) {
+    const char *hname = NULL, *cred = NULL; /* the backend's credential header (auth/upstream_cred.h), in the arena */
+    size_t hname_len = 0, cred_len = 0;
+    if (custos_auth_backend_header(b, a, &hname, &hname_len, &cred, &cred_len) < 0) {
         custos_buf_dispose(&body);
         custos_buf_dispose(&path);
         record_upstream_error(p->w, b->name, "credential");
@@ -1078,21 +1077,8 @@ static void proxy_start_attempt(proxy_t *p)
         proxy_attempt_failed(p, false);
         return;
     }
-    if (cred) {
-        h[n++] = (custos_http_header_t){"authorization", 13, cred, cred_len};
-    } else if (b->api_key) {
-        if (b->provider == CUSTOS_PROVIDER_AZURE) {
-            h[n++] = (custos_http_header_t){"api-key", 7, b->api_key, b->api_key_len};
-        } else {
-            auth = custos_arena_alloc(a, b->api_key_len + 8);
-            if (auth) {
-                memcpy(auth, "Bearer ", 7);
-                memcpy(auth + 7, b->api_key, b->api_key_len);
-                auth[7 + b->api_key_len] = 0;
-                h[n++] = (custos_http_header_t){"authorization", 13, auth, b->api_key_len + 7};
-            }
-        }
-    }
+    if (cred)
+        h[n++] = (custos_http_header_t){hname, hname_len, cred, cred_len};
     custos_upstream_target_t t = {
         .name = b->name,
         .host = b->host,
@@ -1114,8 +1100,6 @@ static void proxy_start_attempt(proxy_t *p)
                                      custos_buf_size(&body), &to, &cbs, p, &p->up);
     custos_buf_dispose(&body);
     custos_buf_dispose(&path);
-    if (auth)
-        memset(auth, 0, b->api_key_len + 7);
     if (cred)
         memset((char *)cred, 0, cred_len);
     if (rc < 0) {

@@ -73,28 +73,17 @@ static void probe_fire(custos_loop_t *loop, void *ud)
     hd[n++] = (custos_http_header_t){"accept", 6, "application/json", 16};
     /* The backend's own credential, as requests send it: api-key / bearer key, static bearer token, or the
      * current OAuth2 token (when none is available the probe is skipped: that says nothing about the backend). */
-    char *auth = NULL;
     custos_arena_t arena;
     custos_arena_init(&arena);
-    const char *cred = NULL;
-    size_t cred_len = 0;
-    if (custos_auth_backend_credential(b, &arena, &cred, &cred_len) < 0) {
+    const char *hname = NULL, *cred = NULL;
+    size_t hname_len = 0, cred_len = 0;
+    if (custos_auth_backend_header(b, &arena, &hname, &hname_len, &cred, &cred_len) < 0) {
         custos_arena_dispose(&arena);
         custos_timer_start(pr->owner->loop, &pr->timer, b->hc_interval_ms);
         return;
     }
-    if (cred) {
-        hd[n++] = (custos_http_header_t){"authorization", 13, cred, cred_len};
-    } else if (b->api_key) {
-        if (b->provider == CUSTOS_PROVIDER_AZURE) {
-            hd[n++] = (custos_http_header_t){"api-key", 7, b->api_key, b->api_key_len};
-        } else if ((auth = malloc(b->api_key_len + 8)) != NULL) {
-            memcpy(auth, "Bearer ", 7);
-            memcpy(auth + 7, b->api_key, b->api_key_len);
-            auth[7 + b->api_key_len] = 0;
-            hd[n++] = (custos_http_header_t){"authorization", 13, auth, b->api_key_len + 7};
-        }
-    }
+    if (cred)
+        hd[n++] = (custos_http_header_t){hname, hname_len, cred, cred_len};
     custos_upstream_target_t t;
     custos_upstream_target_init(&t);
     t.name = b->name;
@@ -107,10 +96,6 @@ static void probe_fire(custos_loop_t *loop, void *ud)
     custos_upstream_timeouts_t to = {b->hc_timeout_ms, b->hc_timeout_ms, b->hc_timeout_ms};
     static const custos_upstream_cbs_t cbs = {probe_on_head, NULL, probe_on_done};
     int rc = custos_upstream_request(pr->owner->up, &t, "GET", b->hc_path, hd, n, NULL, 0, &to, &cbs, pr, &pr->req);
-    if (auth) {
-        memset(auth, 0, b->api_key_len + 7);
-        free(auth);
-    }
     if (cred)
         memset((char *)cred, 0, cred_len);
     custos_arena_dispose(&arena);

@@ -16,6 +16,18 @@
 
 #define MAX_TOKEN_BYTES 16384
 
+/* prefix + token[0, len), NUL-terminated, in a; NULL when out of memory */
+static char *arena_join(custos_arena_t *a, const char *prefix, size_t plen, const char *token, size_t len)
+{
+    char *v = custos_arena_alloc(a, plen + len + 1);
+    if (v) {
+        memcpy(v, prefix, plen);
+        memcpy(v + plen, token, len);
+        v[plen + len] = 0;
+    }
+    return v;
+}
+
 int custos_auth_backend_credential(const custos_backend_config_t *b, custos_arena_t *a, const char **value, size_t *len)
 {
     *value = NULL;
@@ -23,15 +35,35 @@ int custos_auth_backend_credential(const custos_backend_config_t *b, custos_aren
     if (b->oauth2)
         return custos_oidc_oauth2_value(b->oauth2, a, value, len);
     if (b->bearer) {
-        char *v = custos_arena_alloc(a, b->bearer_len + 8);
-        if (!v)
+        if (!(*value = arena_join(a, "Bearer ", 7, b->bearer, b->bearer_len)))
             return CUSTOS_ENOMEM;
-        memcpy(v, "Bearer ", 7);
-        memcpy(v + 7, b->bearer, b->bearer_len);
-        v[7 + b->bearer_len] = 0;
-        *value = v;
         *len = b->bearer_len + 7;
     }
+    return 0;
+}
+
+int custos_auth_backend_header(const custos_backend_config_t *b, custos_arena_t *a, const char **name, size_t *name_len,
+                               const char **value, size_t *value_len)
+{
+    *name = NULL;
+    *name_len = 0;
+    int rc = custos_auth_backend_credential(b, a, value, value_len);
+    if (rc < 0)
+        return rc;
+    if (*value) {
+        *name = "authorization";
+        *name_len = 13;
+        return 0;
+    }
+    if (!b->api_key)
+        return 0;
+    bool azure = b->provider == CUSTOS_PROVIDER_AZURE;
+    if (!(*value = azure ? arena_join(a, "", 0, b->api_key, b->api_key_len)
+                         : arena_join(a, "Bearer ", 7, b->api_key, b->api_key_len)))
+        return CUSTOS_ENOMEM;
+    *value_len = b->api_key_len + (azure ? 0 : 7);
+    *name = azure ? "api-key" : "authorization";
+    *name_len = azure ? 7 : 13;
     return 0;
 }
 

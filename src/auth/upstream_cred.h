@@ -4,6 +4,7 @@
 #ifndef CUSTOS_AUTH_UPSTREAM_CRED_H
 #define CUSTOS_AUTH_UPSTREAM_CRED_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config/config.h"
@@ -20,6 +21,14 @@
  * Never blocks on the network. Thread-safe (short mutex). */
 int custos_auth_backend_credential(const custos_backend_config_t *b, custos_arena_t *a, const char **value,
                                    size_t *len);
+
+/* The request header that carries backend b's credential, for every request custos sends it (proxied calls and
+ * health probes): the bearer / OAuth2 value above as `authorization`, else b's api_key as `api-key` (Azure) or
+ * `authorization: Bearer <key>` (other providers). *name is a static lower-case name (*name_len its length); *value
+ * is a copy in arena a (*value_len its length) that the caller zeroes after use; both NULL when b has no credential.
+ * Returns 0, or an error of custos_auth_backend_credential, or CUSTOS_ENOMEM. Thread-safe as above. */
+int custos_auth_backend_header(const custos_backend_config_t *b, custos_arena_t *a, const char **name, size_t *name_len,
+                               const char **value, size_t *value_len);
 
 /* OAuth2 token endpoint response parsing (exposed for tests and fuzzing): body[0, len) must be a JSON
  * object with a string `access_token` (1..16384 printable ASCII bytes) and `token_type` "Bearer" (any case,

@@ -618,6 +618,31 @@ static void test_oidc_file_provider(void **state)
     assert_int_equal(custos_auth_backend_credential(&cfg->backends[0], &a, &v, &vl), 0);
     assert_string_equal(v, "Bearer up-token-1");
     assert_int_equal(vl, 17);
+    /* the header requests and health probes send: the bearer token wins; else api_key as api-key (Azure) or
+     * Bearer (others); nothing without a credential */
+    const char *hn = NULL;
+    size_t hnl = 0;
+    assert_int_equal(custos_auth_backend_header(&cfg->backends[0], &a, &hn, &hnl, &v, &vl), 0);
+    assert_string_equal(hn, "authorization");
+    assert_int_equal(hnl, 13);
+    assert_string_equal(v, "Bearer up-token-1");
+    char key[] = "sk-1";
+    custos_backend_config_t kb = {.api_key = key, .api_key_len = 4, .provider = CUSTOS_PROVIDER_AZURE};
+    assert_int_equal(custos_auth_backend_header(&kb, &a, &hn, &hnl, &v, &vl), 0);
+    assert_string_equal(hn, "api-key");
+    assert_int_equal(hnl, 7);
+    assert_string_equal(v, "sk-1");
+    assert_int_equal(vl, 4);
+    assert_ptr_not_equal(v, kb.api_key); /* a copy: the caller zeroes it */
+    kb.provider = CUSTOS_PROVIDER_OPENAI;
+    assert_int_equal(custos_auth_backend_header(&kb, &a, &hn, &hnl, &v, &vl), 0);
+    assert_string_equal(hn, "authorization");
+    assert_string_equal(v, "Bearer sk-1");
+    assert_int_equal(vl, 11);
+    kb.api_key = NULL;
+    assert_int_equal(custos_auth_backend_header(&kb, &a, &hn, &hnl, &v, &vl), 0);
+    assert_null(hn);
+    assert_null(v);
     custos_arena_dispose(&a);
 
     free(t1);
